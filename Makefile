@@ -1,0 +1,36 @@
+# Every target sets itself up: `make run` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+export ONNXRUNTIME_NODE_INSTALL := skip
+# The project's Node.js 24 (the npm package `node`) comes first on PATH.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+CACHE := $(CURDIR)/.cache
+
+.PHONY: run test typecheck bench models k8s-bins cluster-local system-packages
+
+node_modules/.install-stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+run: node_modules/.install-stamp
+	node service/main.ts
+
+typecheck: node_modules/.install-stamp
+	tsc --noEmit -p tsconfig.json
+
+system-packages:
+	scripts/system-packages.sh
+
+k8s-bins:
+	test/k8s/build-bins.sh
+
+cluster-local: node_modules/.install-stamp k8s-bins
+	node test/k8s/cluster-local.ts
+
+test: node_modules/.install-stamp system-packages k8s-bins typecheck
+	node --test --test-concurrency=1 --test-timeout=600000 'test/**/*.test.ts'
+
+bench: node_modules/.install-stamp
+	node bench/run.ts
+
+models:
+	models/generate.sh

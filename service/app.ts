@@ -1,0 +1,181 @@
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
+import { timingSafeEqual } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { usableCores } from './cgroup.ts';
+import type { Config } from './config.ts';
+import { problemBody, ServiceError, type ErrorCode, type ProblemDetail } from './errors.ts';
+import { InferencePool } from './inference-pool.ts';
+import { ServiceMetrics } from './metrics.ts';
+import { ModelRegistry } from './model-registry.ts';
+import { ModelStore } from './model-store.ts';
+import { MemoryCache, type CacheBackend } from './prediction-cache.ts';
+import { Predictor } from './predictor.ts';
+import { healthRoutes } from './routes/health.ts';
+import { modelRoutes } from './routes/models.ts';
+import { predictRoutes } from './routes/predict.ts';
+
+// The one factory that builds the service; main.ts only reads config and listens, tests call
+// buildApp() and app.inject().
+
+const serviceVersion = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+
+export interface ServiceContext {
+  config: Config;
+  store: ModelStore;
+  pool: InferencePool;
+  registry: ModelRegistry;
+  cache: CacheBackend;
+  predictor: Predictor;
+  metrics: ServiceMetrics;
+  serviceVersion: string;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Needs the API token (or, with none configured, a loopback client). */
+    admin?: boolean;
+    rateLimitClass?: 'predict' | 'upload';
+  }
+  interface FastifyInstance {
+    ctx: ServiceContext;
+  }
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+
+function isAuthorized(request: FastifyRequest, token: string | undefined): ErrorCode | undefined {
+  const header = request.headers.authorization;
+  if (token) {
+    if (!header?.startsWith('Bearer ')) return 'UNAUTHORIZED';
+    const given = Buffer.from(header.slice(7).trim());
+    const want = Buffer.from(token);
+    return given.length === want.length && timingSafeEqual(given, want) ? undefined : 'UNAUTHORIZED';
+  }
+  return LOOPBACK.has(request.socket.remoteAddress ?? '') ? undefined : 'FORBIDDEN';
+}
+
+/** Fastify's own errors (and the zod validator's) → the service's codes. */
+function classify(err: FastifyError): { code: ErrorCode; detail: string; details?: ProblemDetail[] } {
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const details = err.validation.map((v) => {
+      const path = v.instancePath.replace(/^\//, '').replaceAll('/', '.');
+      const where = `${err.validationContext ?? 'body'}${path ? '.' + path : ''}`;
+      return { field: where, message: `${where}: ${v.message}` };
+    });
+    return { code: 'VALIDATION_FAILED', detail: details.map((d) => d.message).join('; '), details };
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { code: 'BODY_TOO_LARGE', detail: `${err.message}; for large models upload the raw .onnx as application/octet-stream, or raise BODY_LIMIT_BYTES` };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { code: 'UNSUPPORTED_MEDIA_TYPE', detail: `${err.message}; send application/json (or application/octet-stream to upload a model)` };
+    case 'FST_ERR_RATE_LIMITED':
+      return { code: 'RATE_LIMITED', detail: err.message };
+  }
+  if (err.statusCode === 429) return { code: 'RATE_LIMITED', detail: err.message };
+  if (err.statusCode === 413) return { code: 'BODY_TOO_LARGE', detail: err.message };
+  if (err.statusCode === 415) return { code: 'UNSUPPORTED_MEDIA_TYPE', detail: err.message };
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return { code: 'VALIDATION_FAILED', detail: err.message };
+  return { code: 'INTERNAL', detail: 'internal error; the service log has the details' };
+}
+
+export interface BuildOptions {
+  config: Config;
+  /** Replaces the default in-memory cache (the Redis cache, or a test's). */
+  cache?: CacheBackend;
+  logger?: boolean | object;
+}
+
+export async function buildApp(options: BuildOptions): Promise<FastifyInstance> {
+  const { config } = options;
+  const app = Fastify({
+    logger: options.logger ?? {
+      level: config.LOG_LEVEL,
+      redact: { paths: ['req.headers.authorization', 'body.model_data'], censor: '[redacted]' },
+    },
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    requestIdHeader: 'x-request-id',
+    trustProxy: false,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  // Responses are documented by the zod schemas; they are written with plain JSON.stringify.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.BODY_LIMIT_BYTES }, (_req, body, done) => done(null, body));
+
+  const metrics = new ServiceMetrics();
+  const store = new ModelStore(config.MODELS_DIR);
+  await store.init();
+  const pool = new InferencePool({ size: config.INFERENCE_THREADS ?? usableCores() });
+  const registry = new ModelRegistry({ store, pool, metrics, log: app.log });
+  const cache = options.cache ?? new MemoryCache(config.CACHE_MAX_ENTRIES);
+  registry.onModelChanged = (name) => cache.purgeModel(name);
+  const predictor = new Predictor({ registry, cache, ttlSeconds: config.CACHE_TTL_SECONDS });
+  const ctx: ServiceContext = { config, store, pool, registry, cache, predictor, metrics, serviceVersion };
+  app.decorate('ctx', ctx);
+
+  app.addHook('onRequest', async (request) => {
+    if (!request.routeOptions.config.admin) return;
+    const denied = isAuthorized(request, config.API_TOKEN);
+    if (denied === 'UNAUTHORIZED') throw new ServiceError('UNAUTHORIZED', 'send Authorization: Bearer <API_TOKEN>');
+    if (denied === 'FORBIDDEN') throw new ServiceError('FORBIDDEN', 'no API_TOKEN is configured, so model changes are accepted from loopback clients only');
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) };
+    metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
+    metrics.httpRequests.inc(labels);
+  });
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    let code: ErrorCode;
+    let detail: string;
+    let details: ProblemDetail[] | undefined;
+    if (err instanceof ServiceError) ({ code, message: detail, details } = err);
+    else ({ code, detail, details } = classify(err));
+    const body = problemBody(code, detail, request.url.split('?')[0]!, details);
+    if (body.status >= 500) request.log.error({ err }, 'request failed');
+    metrics.errors.inc({ code });
+    reply.code(body.status).type('application/problem+json');
+    if (code === 'RATE_LIMITED') for (const [k, v] of Object.entries((err as { headers?: Record<string, string> }).headers ?? {})) reply.header(k, v);
+    return reply.send(body);
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    metrics.errors.inc({ code: 'NOT_FOUND' });
+    reply
+      .code(404)
+      .type('application/problem+json')
+      .send(problemBody('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}; see /docs for the API`, request.url.split('?')[0]!));
+  });
+
+  if (config.DOCS) {
+    await app.register(fastifySwagger, {
+      openapi: {
+        info: { title: 'analytics-api', description: 'ONNX model serving: model registry, predictions, metrics', version: serviceVersion },
+        components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      },
+      transform: jsonSchemaTransform,
+    });
+    await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  }
+
+  await app.register(healthRoutes, { ctx });
+  await app.register(modelRoutes, { ctx });
+  await app.register(predictRoutes, { ctx });
+
+  app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics' } }, async (_req, reply) => {
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  app.addHook('onClose', async () => {
+    await pool.close();
+    await cache.close();
+  });
+
+  await registry.start();
+  return app;
+}

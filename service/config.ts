@@ -1,0 +1,38 @@
+import { z } from 'zod';
+import { figures } from './figures.ts';
+
+// The service's whole configuration, read from the environment once at start. A bad value stops
+// the process with a message naming the variable, before anything listens.
+const envBoolean = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+export const configSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080).describe('TCP port to listen on'),
+  HOST: z.string().min(1).default('127.0.0.1').describe('Address to listen on (0.0.0.0 in a container)'),
+  MODELS_DIR: z.string().min(1).default('./data/models').describe('Root of the model store'),
+  SAMPLE_MODELS_DIR: z
+    .string()
+    .optional()
+    .describe('A folder of sample <name>.onnx + <name>.json files imported at start when the store lacks them'),
+  REDIS_URL: z.string().url().optional().describe('Redis for the prediction cache; unset: in-memory cache'),
+  CACHE_TTL_SECONDS: z.coerce.number().int().min(1).max(86400).default(figures.cacheTtlSeconds),
+  CACHE_MAX_ENTRIES: z.coerce.number().int().min(1).default(100_000).describe('In-memory cache bound'),
+  API_TOKEN: z.string().min(16, 'API_TOKEN must be at least 16 characters').optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(64 * 1024 * 1024),
+  INFERENCE_THREADS: z.coerce.number().int().min(1).max(64).optional().describe('Worker threads; default from the cgroup CPU limit'),
+  CONTROL_PLANE: z.enum(['standalone', 'kubernetes']).default('standalone'),
+  DOCS: envBoolean.default(true).describe('Serve the OpenAPI document and /docs'),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = configSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new Error(`Invalid configuration in the environment:\n${lines.join('\n')}`);
+  }
+  return parsed.data;
+}

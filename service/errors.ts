@@ -1,0 +1,59 @@
+// Every error the service answers with has a stable code; one handler (app.ts) turns them into
+// RFC 9457 problem+json responses.
+export const errorCatalog = {
+  VALIDATION_FAILED: { status: 400, title: 'The request is not valid' },
+  INVALID_MODEL: { status: 400, title: 'The uploaded bytes are not a model this service can serve' },
+  FEATURES_INVALID: { status: 400, title: 'The features do not fit the model' },
+  MODEL_ID_MISMATCH: { status: 400, title: 'model_id in the body differs from the path' },
+  UNAUTHORIZED: { status: 401, title: 'A valid bearer token is required' },
+  FORBIDDEN: { status: 403, title: 'Not allowed from this client' },
+  MODEL_NOT_FOUND: { status: 404, title: 'No such model' },
+  VERSION_NOT_FOUND: { status: 404, title: 'No such model version' },
+  PREDICTION_NOT_FOUND: { status: 404, title: 'No such prediction' },
+  NOT_FOUND: { status: 404, title: 'No such resource' },
+  METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
+  VERSION_EXISTS: { status: 409, title: 'This model version exists already; versions are immutable' },
+  VERSION_IN_PRODUCTION: { status: 409, title: 'The production version cannot be deleted' },
+  BODY_TOO_LARGE: { status: 413, title: 'The request body is too large' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported content type' },
+  RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  MODEL_NOT_LOADED: { status: 503, title: 'The model is not loaded yet' },
+  INFERENCE_FAILED: { status: 500, title: 'The model failed to run' },
+  STORE_CORRUPT: { status: 500, title: 'The model store holds a damaged artifact' },
+  INTERNAL: { status: 500, title: 'Internal error' },
+} as const;
+
+export type ErrorCode = keyof typeof errorCatalog;
+
+export interface ProblemDetail {
+  /** A field or feature name the problem is about. */
+  field?: string;
+  message: string;
+}
+
+export class ServiceError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: ProblemDetail[] | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: ProblemDetail[]) {
+    super(message);
+    this.name = 'ServiceError';
+    this.code = code;
+    this.status = errorCatalog[code].status;
+    this.details = details;
+  }
+}
+
+export function problemBody(code: ErrorCode, detail: string, instance: string, details?: ProblemDetail[]) {
+  const { status, title } = errorCatalog[code];
+  return {
+    type: `urn:analytics-api:problem:${code.toLowerCase().replaceAll('_', '-')}`,
+    title,
+    status,
+    code,
+    detail,
+    instance,
+    ...(details && details.length > 0 ? { errors: details } : {}),
+  };
+}

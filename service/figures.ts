@@ -1,0 +1,20 @@
+// The specification's figures, stated once: the service, the manifests, the tests and the docs
+// import them from here and never retype them.
+export const figures = {
+  /** Container resources (SPEC "Container Resource Management"). */
+  resources: {
+    requests: { cpu: 2, memoryGiB: 4 },
+    limits: { cpu: 4, memoryGiB: 8 },
+  },
+  /** Prediction cache TTL (SPEC "Caching System": 60 seconds). */
+  cacheTtlSeconds: 60,
+  /** Backups (SPEC "Backup Configuration"). */
+  backup: { schedule: '0 2 * * *', retentionDays: 7 },
+  /** Performance requirements (SPEC). */
+  targets: {
+    cacheHitRatio: 0.8,
+    modelLoadSeconds: 5,
+    memoryOfLimit: 0.8,
+    cpuOfLimit: 0.9,
+  },
+} as const;

@@ -1,0 +1,246 @@
+// Reads the few facts the service needs from an ONNX file's protobuf (ModelProto), and rewrites
+// one thing: skl2onnx's ZipMap output (a sequence of maps, which onnxruntime-node cannot return)
+// is removed so the probability tensor that fed it becomes the graph output.
+// Field numbers are from onnx/onnx.proto; only the wire format is needed, no generated code.
+
+const WIRE_VARINT = 0;
+const WIRE_I64 = 1;
+const WIRE_LEN = 2;
+const WIRE_I32 = 5;
+
+interface Field {
+  no: number;
+  wire: number;
+  /** varint value (wire 0) */
+  int: bigint;
+  /** payload (wire 2) */
+  bytes: Uint8Array<ArrayBufferLike>;
+  /** the whole field, tag included, as it stands in the parent */
+  raw: Uint8Array;
+}
+
+export class OnnxFormatError extends Error {}
+
+function readVarint(buf: Uint8Array, pos: number): [bigint, number] {
+  let result = 0n;
+  let shift = 0n;
+  for (;;) {
+    if (pos >= buf.length) throw new OnnxFormatError('truncated varint');
+    const b = buf[pos++]!;
+    result |= BigInt(b & 0x7f) << shift;
+    if ((b & 0x80) === 0) return [result, pos];
+    shift += 7n;
+    if (shift > 70n) throw new OnnxFormatError('varint too long');
+  }
+}
+
+function fields(buf: Uint8Array): Field[] {
+  const out: Field[] = [];
+  let pos = 0;
+  while (pos < buf.length) {
+    const start = pos;
+    const [tag, afterTag] = readVarint(buf, pos);
+    pos = afterTag;
+    const no = Number(tag >> 3n);
+    const wire = Number(tag & 7n);
+    let int = 0n;
+    let bytes = EMPTY;
+    switch (wire) {
+      case WIRE_VARINT:
+        [int, pos] = readVarint(buf, pos);
+        break;
+      case WIRE_I64:
+        pos += 8;
+        break;
+      case WIRE_I32:
+        pos += 4;
+        break;
+      case WIRE_LEN: {
+        const [len, afterLen] = readVarint(buf, pos);
+        const end = afterLen + Number(len);
+        if (end > buf.length) throw new OnnxFormatError('truncated field');
+        bytes = buf.subarray(afterLen, end);
+        pos = end;
+        break;
+      }
+      default:
+        throw new OnnxFormatError(`unsupported wire type ${wire}`);
+    }
+    if (no === 0 || pos > buf.length) throw new OnnxFormatError('malformed field');
+    out.push({ no, wire, int, bytes, raw: buf.subarray(start, pos) });
+  }
+  return out;
+}
+
+const EMPTY: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
+const utf8 = new TextDecoder('utf-8', { fatal: false });
+const str = (f: Field) => utf8.decode(f.bytes);
+const child = (parent: Field[], no: number) => parent.filter((f) => f.no === no);
+
+function varint(n: bigint): number[] {
+  const out: number[] = [];
+  let v = BigInt.asUintN(64, n);
+  do {
+    let b = Number(v & 0x7fn);
+    v >>= 7n;
+    if (v > 0n) b |= 0x80;
+    out.push(b);
+  } while (v > 0n);
+  return out;
+}
+function lenField(no: number, payload: Uint8Array): Uint8Array {
+  return Uint8Array.from([...varint(BigInt((no << 3) | WIRE_LEN)), ...varint(BigInt(payload.length)), ...payload]);
+}
+function intField(no: number, value: number): Uint8Array {
+  return Uint8Array.from([...varint(BigInt((no << 3) | WIRE_VARINT)), ...varint(BigInt(value))]);
+}
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let pos = 0;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.length;
+  }
+  return out;
+}
+
+// ModelProto.graph = 7; GraphProto: node 1, initializer 5, input 11, output 12;
+// NodeProto: input 1, output 2, op_type 4, attribute 5, domain 7;
+// AttributeProto: name 1, t 5, ints 8, strings 9; TensorProto: name 8, data_location 14.
+const M_GRAPH = 7;
+const G_NODE = 1;
+const G_INITIALIZER = 5;
+const G_OUTPUT = 12;
+const N_INPUT = 1;
+const N_OUTPUT = 2;
+const N_OP_TYPE = 4;
+const N_ATTRIBUTE = 5;
+const A_NAME = 1;
+const A_TENSOR = 5;
+const A_INTS = 8;
+const A_STRINGS = 9;
+const T_NAME = 8;
+const T_DATA_LOCATION = 14;
+const T_EXTERNAL = 1n;
+const V_NAME = 1;
+
+interface NodeInfo {
+  opType: string;
+  inputs: string[];
+  outputs: string[];
+  attributes: Field[][];
+}
+
+function node(f: Field): NodeInfo {
+  const fs = fields(f.bytes);
+  return {
+    opType: child(fs, N_OP_TYPE).map(str)[0] ?? '',
+    inputs: child(fs, N_INPUT).map(str),
+    outputs: child(fs, N_OUTPUT).map(str),
+    attributes: child(fs, N_ATTRIBUTE).map((a) => fields(a.bytes)),
+  };
+}
+
+function attributeNamed(n: NodeInfo, name: string): Field[] | undefined {
+  return n.attributes.find((a) => child(a, A_NAME).map(str)[0] === name);
+}
+
+function ints(attr: Field[]): number[] {
+  const out: number[] = [];
+  for (const f of child(attr, A_INTS)) {
+    if (f.wire === WIRE_VARINT) out.push(Number(BigInt.asIntN(64, f.int)));
+    else {
+      let pos = 0;
+      while (pos < f.bytes.length) {
+        const [v, next] = readVarint(f.bytes, pos);
+        out.push(Number(BigInt.asIntN(64, v)));
+        pos = next;
+      }
+    }
+  }
+  return out;
+}
+
+function isExternal(tensor: Field[]): boolean {
+  return child(tensor, T_DATA_LOCATION).some((f) => f.int === T_EXTERNAL);
+}
+
+export interface GraphFacts {
+  /** Names of tensors whose data lives in files outside the model. */
+  externalTensors: string[];
+  /** Class labels of a classifier, in the order of its probability columns. */
+  classLabels: Array<number | string> | undefined;
+  /** ZipMap nodes feeding a graph output: output name → the probability tensor it consumes. */
+  zipMaps: Array<{ output: string; probabilities: string }>;
+}
+
+const CLASSIFIER_OPS = new Set(['ZipMap', 'LinearClassifier', 'TreeEnsembleClassifier', 'SVMClassifier']);
+
+export function inspectGraph(model: Uint8Array): GraphFacts {
+  const top = fields(model);
+  const graphField = child(top, M_GRAPH)[0];
+  if (!graphField) throw new OnnxFormatError('no graph in the model');
+  const graph = fields(graphField.bytes);
+  const nodes = child(graph, G_NODE).map(node);
+  const outputs = new Set(child(graph, G_OUTPUT).map((v) => child(fields(v.bytes), V_NAME).map(str)[0] ?? ''));
+
+  const externalTensors = child(graph, G_INITIALIZER)
+    .map((t) => fields(t.bytes))
+    .filter(isExternal)
+    .map((t) => child(t, T_NAME).map(str)[0] ?? '(unnamed)');
+  for (const n of nodes) {
+    for (const a of n.attributes) {
+      for (const t of child(a, A_TENSOR)) {
+        const tensor = fields(t.bytes);
+        if (isExternal(tensor)) externalTensors.push(child(tensor, T_NAME).map(str)[0] ?? '(unnamed)');
+      }
+    }
+  }
+
+  let classLabels: Array<number | string> | undefined;
+  for (const n of nodes.filter((x) => CLASSIFIER_OPS.has(x.opType))) {
+    const s = attributeNamed(n, 'classlabels_strings');
+    const i = attributeNamed(n, 'classlabels_int64s') ?? attributeNamed(n, 'classlabels_ints');
+    if (s && child(s, A_STRINGS).length > 0) classLabels = child(s, A_STRINGS).map(str);
+    else if (i && ints(i).length > 0) classLabels = ints(i);
+    if (classLabels) break;
+  }
+
+  const zipMaps = nodes
+    .filter((n) => n.opType === 'ZipMap' && n.outputs.some((o) => outputs.has(o)))
+    .map((n) => ({ output: n.outputs[0]!, probabilities: n.inputs[0]! }));
+
+  return { externalTensors, classLabels, zipMaps };
+}
+
+/**
+ * Returns the model with its ZipMap nodes removed: each graph output a ZipMap produced is replaced
+ * by the float tensor the ZipMap consumed (same name as that tensor). Other bytes are kept as they are.
+ */
+export function withoutZipMap(model: Uint8Array): Uint8Array {
+  const { zipMaps } = inspectGraph(model);
+  if (zipMaps.length === 0) return model;
+  const byOutput = new Map(zipMaps.map((z) => [z.output, z.probabilities]));
+  const top = fields(model);
+  const parts = top.map((f) => {
+    if (f.no !== M_GRAPH) return f.raw;
+    const graph = fields(f.bytes).flatMap((g) => {
+      if (g.no === G_NODE && node(g).opType === 'ZipMap' && node(g).outputs.some((o) => byOutput.has(o))) return [];
+      if (g.no === G_OUTPUT) {
+        const name = child(fields(g.bytes), V_NAME).map(str)[0] ?? '';
+        const replacement = byOutput.get(name);
+        if (replacement !== undefined) return [lenField(G_OUTPUT, floatTensorValueInfo(replacement))];
+      }
+      return [g.raw];
+    });
+    return lenField(M_GRAPH, concat(graph));
+  });
+  return concat(parts);
+}
+
+// ValueInfoProto { name: 1, type: 2 → TypeProto { tensor_type: 1 → { elem_type: 1 = FLOAT } } }
+function floatTensorValueInfo(name: string): Uint8Array {
+  const tensorType = intField(1, 1);
+  const typeProto = lenField(1, tensorType);
+  return concat([lenField(V_NAME, new TextEncoder().encode(name)), lenField(2, typeProto)]);
+}

@@ -1,0 +1,81 @@
+import { createHash } from 'node:crypto';
+import type { Prediction } from './onnx-model.ts';
+
+// Cached answers, keyed by model, resolved version and the canonical feature vector, so a new
+// version never serves an old answer. Identical concurrent misses share one computation.
+
+export interface CacheBackend {
+  readonly kind: 'memory' | 'redis';
+  get(key: string): Promise<Prediction | undefined>;
+  set(key: string, value: Prediction, ttlSeconds: number): Promise<void>;
+  /** Drops every entry of a model. */
+  purgeModel(model: string): Promise<void>;
+  state(): { backend: 'memory' | 'redis'; status: 'ok' | 'degraded'; detail?: string };
+  close(): Promise<void>;
+}
+
+/** Cache key: model and version in clear (for purges), features in the model's own order, hashed. */
+export function cacheKey(model: string, version: string, row: number[]): string {
+  // Numbers print one way whatever their spelling in the request (1, 1.0, 1e0).
+  const digest = createHash('sha256').update(row.join(',')).digest('base64url');
+  return `pred:${model}:${version}:${digest}`;
+}
+
+export const modelPrefix = (model: string) => `pred:${model}:`;
+
+export class MemoryCache implements CacheBackend {
+  readonly kind = 'memory' as const;
+  private readonly entries = new Map<string, { value: Prediction; expires: number }>();
+  private readonly maxEntries: number;
+
+  constructor(maxEntries = 100_000) {
+    this.maxEntries = maxEntries;
+  }
+
+  async get(key: string): Promise<Prediction | undefined> {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    if (e.expires <= Date.now()) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return e.value;
+  }
+
+  async set(key: string, value: Prediction, ttlSeconds: number): Promise<void> {
+    this.entries.delete(key);
+    // Map keeps insertion order: the first key is the oldest, dropped when full.
+    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+    this.entries.set(key, { value, expires: Date.now() + ttlSeconds * 1000 });
+  }
+
+  async purgeModel(model: string): Promise<void> {
+    const prefix = modelPrefix(model);
+    for (const key of this.entries.keys()) if (key.startsWith(prefix)) this.entries.delete(key);
+  }
+
+  size(): number {
+    return this.entries.size;
+  }
+
+  state() {
+    return { backend: 'memory' as const, status: 'ok' as const };
+  }
+
+  async close(): Promise<void> {
+    this.entries.clear();
+  }
+}
+
+/** Runs fn once per key at a time: concurrent callers with the same key share its promise. */
+export class SingleFlight<T> {
+  private readonly inflight = new Map<string, Promise<T>>();
+
+  run(key: string, fn: () => Promise<T>): Promise<T> {
+    const running = this.inflight.get(key);
+    if (running) return running;
+    const p = fn().finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+    return p;
+  }
+}

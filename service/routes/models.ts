@@ -1,0 +1,125 @@
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { ServiceContext } from '../app.ts';
+import { ModelDescription, ModelParams, Problem, UploadModelQuery, UploadModelRequest, VersionDescription, VersionParams, HistoryEventSchema } from '../api-schemas.ts';
+import { ServiceError } from '../errors.ts';
+import type { UploadInput } from '../model-registry.ts';
+import type { VersionMetadata } from '../model-store.ts';
+
+// Model management: upload, list, describe, promote (rollback = promote an older one), delete.
+// Writes need the API token (the `admin` route flag, checked once in app.ts).
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+function describeVersion(meta: VersionMetadata) {
+  const { interface: _internal, ...rest } = meta;
+  return rest;
+}
+
+function parseZod<T extends z.ZodType>(schema: T, value: unknown, where: string): z.output<T> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const errors = parsed.error.issues.map((i) => ({ field: i.path.join('.') || where, message: `${where}${i.path.length ? '.' + i.path.join('.') : ''}: ${i.message}` }));
+  throw new ServiceError('VALIDATION_FAILED', errors.map((e) => e.message).join('; '), errors);
+}
+
+function uploadFromJson(body: unknown): UploadInput {
+  const req = parseZod(UploadModelRequest, body, 'body');
+  const b64 = req.model_data.replace(/\s+/g, '');
+  if (b64.length % 4 !== 0 || !BASE64.test(b64))
+    throw new ServiceError('VALIDATION_FAILED', 'model_data must be the model file encoded as standard base64', [{ field: 'model_data', message: 'not valid base64' }]);
+  return { name: req.name, version: req.version, bytes: Buffer.from(b64, 'base64'), metadata: req.metadata, promote: req.promote, ...(req.features ? { features: req.features } : {}) };
+}
+
+function uploadFromOctets(query: unknown, body: Buffer): UploadInput {
+  const q = parseZod(UploadModelQuery, query, 'query');
+  let features: string[] | undefined;
+  if (Array.isArray(q.features)) features = q.features;
+  else if (q.features !== undefined) {
+    const trimmed = q.features.trim();
+    if (trimmed.startsWith('[')) {
+      try {
+        features = parseZod(z.array(z.string().min(1)).min(1), JSON.parse(trimmed), 'query.features');
+      } catch (err) {
+        if (err instanceof ServiceError) throw err;
+        throw new ServiceError('VALIDATION_FAILED', 'query.features: not a JSON array of names; send features=a&features=b or features=["a","b"]');
+      }
+    } else features = [trimmed];
+  }
+  let metadata: Record<string, unknown> = {};
+  if (q.metadata !== undefined) {
+    try {
+      metadata = parseZod(z.record(z.string(), z.unknown()), JSON.parse(q.metadata), 'query.metadata');
+    } catch (err) {
+      if (err instanceof ServiceError) throw err;
+      throw new ServiceError('VALIDATION_FAILED', 'query.metadata must be a JSON object');
+    }
+  }
+  if (body.length === 0) throw new ServiceError('VALIDATION_FAILED', 'the request body is empty; send the .onnx file as the body');
+  return { name: q.name, version: q.version, bytes: body, metadata, promote: q.promote ?? false, ...(features ? { features } : {}) };
+}
+
+export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (fastify, { ctx }) => {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+  const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem };
+
+  app.post(
+    '/api/v1/models',
+    {
+      config: { admin: true, rateLimitClass: 'upload' },
+      schema: {
+        tags: ['models'],
+        summary: 'Upload a model version (JSON with base64 model_data, or the raw .onnx as application/octet-stream with name, version, features and promote in the query)',
+        body: UploadModelRequest,
+        querystring: UploadModelQuery.partial(),
+        response: { 201: VersionDescription, ...errors, 413: Problem },
+      },
+      // Both bodies are validated in the handler: the schema above documents the JSON form.
+      validatorCompiler: () => (data) => ({ value: data }),
+    },
+    async (request: FastifyRequest, reply) => {
+      const input = Buffer.isBuffer(request.body) ? uploadFromOctets(request.query, request.body) : uploadFromJson(request.body);
+      const meta = await ctx.registry.upload(input);
+      request.log.info({ model: meta.name, version: meta.version, sizeBytes: meta.sizeBytes, sha256: meta.sha256 }, 'model version uploaded');
+      reply.code(201).header('location', `/api/v1/models/${meta.name}`);
+      const desc = await ctx.registry.describe(meta.name);
+      return desc.versions.find((v) => v.version === meta.version) ?? describeVersion(meta);
+    },
+  );
+
+  app.get('/api/v1/models', { schema: { tags: ['models'], summary: 'Every model with its versions', response: { 200: z.object({ models: z.array(ModelDescription) }) } } }, async () => {
+    const models = await ctx.registry.listModels();
+    return { models: models.map((m) => ({ ...m, versions: m.versions.map(({ interface: _i, ...v }) => v) })) };
+  });
+
+  app.get(
+    '/api/v1/models/:model_id',
+    { schema: { tags: ['models'], summary: 'A model: production version, every version, history', params: ModelParams, response: { 200: ModelDescription, 404: Problem } } },
+    async (request) => {
+      const m = await ctx.registry.describe(request.params.model_id);
+      return { ...m, versions: m.versions.map(({ interface: _i, ...v }) => v) };
+    },
+  );
+
+  app.post(
+    '/api/v1/models/:model_id/versions/:version/promote',
+    {
+      config: { admin: true },
+      schema: { tags: ['models'], summary: 'Serve this version (rollback: promote an older one)', params: VersionParams, response: { 200: HistoryEventSchema, ...errors } },
+    },
+    async (request) => ctx.registry.promote(request.params.model_id, request.params.version),
+  );
+
+  app.delete(
+    '/api/v1/models/:model_id/versions/:version',
+    {
+      config: { admin: true },
+      schema: { tags: ['models'], summary: 'Delete a version that is not in production', params: VersionParams, response: { 204: z.null(), ...errors } },
+    },
+    async (request, reply) => {
+      await ctx.registry.deleteVersion(request.params.model_id, request.params.version);
+      reply.code(204).send(null);
+    },
+  );
+};

@@ -1,0 +1,73 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { ServiceContext } from '../app.ts';
+import { BatchPredictionRequest, BatchPredictionResponse, ModelParams, PredictionRequest, PredictionResponse, Problem } from '../api-schemas.ts';
+import { ServiceError } from '../errors.ts';
+
+// Predictions: the specification's PredictionRequest → PredictionResponse, and a batch form.
+// "{name}@{version}" in the path pins a version.
+
+function checkBodyModel(pathId: string, bodyId: string | undefined): void {
+  if (bodyId !== undefined && bodyId !== pathId)
+    throw new ServiceError('MODEL_ID_MISMATCH', `model_id in the body is "${bodyId}" but the path names "${pathId}"; drop it or make them equal`);
+}
+
+export const predictRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (fastify, { ctx }) => {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+
+  app.post(
+    '/api/v1/predict/:model_id',
+    {
+      config: { rateLimitClass: 'predict' },
+      schema: {
+        tags: ['predictions'],
+        summary: 'Predict one row of named features',
+        params: ModelParams,
+        body: PredictionRequest,
+        response: { 200: PredictionResponse, 400: Problem, 404: Problem },
+      },
+    },
+    async (request, reply) => {
+      const { model_id } = request.params;
+      checkBodyModel(model_id, request.body.model_id);
+      const served = await ctx.registry.resolve(model_id);
+      const { result, cache } = await ctx.predictor.predict(served, request.body.features);
+      reply.header('x-cache', cache);
+      return {
+        ...result,
+        timestamp: new Date().toISOString(),
+        model_version: served.meta.version,
+        model_id: served.meta.name,
+        prediction_id: randomUUID(),
+      };
+    },
+  );
+
+  app.post(
+    '/api/v1/predict/:model_id/batch',
+    {
+      config: { rateLimitClass: 'predict' },
+      schema: {
+        tags: ['predictions'],
+        summary: 'Predict many rows in one ONNX run',
+        params: ModelParams,
+        body: BatchPredictionRequest,
+        response: { 200: BatchPredictionResponse, 400: Problem, 404: Problem },
+      },
+    },
+    async (request) => {
+      const { model_id } = request.params;
+      checkBodyModel(model_id, request.body.model_id);
+      const served = await ctx.registry.resolve(model_id);
+      const predictions = await ctx.predictor.predictBatch(served, request.body.instances);
+      return {
+        predictions,
+        timestamp: new Date().toISOString(),
+        model_version: served.meta.version,
+        model_id: served.meta.name,
+        prediction_ids: predictions.map(() => randomUUID()),
+      };
+    },
+  );
+};
