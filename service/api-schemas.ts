@@ -40,8 +40,10 @@ export const UploadModelQuery = z
 export const ModelParams = z.object({ model_id: z.string().min(1).max(200) });
 export const VersionParams = z.object({ model_id: z.string().min(1).max(200), version: z.string().min(1).max(200) });
 
+// Values are checked against the model (onnx-model.ts featureRow), so that one 400 names every
+// missing, unknown, non-numeric or non-finite feature at once.
 export const FeatureValues = z
-  .record(z.string(), z.number())
+  .record(z.string(), z.custom<number>(() => true).meta({ type: 'number' }))
   .describe('Feature name → value; every feature of the model, nothing else');
 
 export const PredictionRequest = z

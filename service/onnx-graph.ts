@@ -11,8 +11,10 @@ const WIRE_I32 = 5;
 interface Field {
   no: number;
   wire: number;
-  /** varint value (wire 0) */
-  int: bigint;
+  /** varint value (wire 0), exact up to 2^53 */
+  int: number;
+  /** where the varint value starts within `raw`, to re-read it as 64 bits */
+  at: number;
   /** payload (wire 2) */
   bytes: Uint8Array<ArrayBufferLike>;
   /** the whole field, tag included, as it stands in the parent */
@@ -21,6 +23,21 @@ interface Field {
 
 export class OnnxFormatError extends Error {}
 
+/** A varint as a number: exact up to 2^53, which tags, lengths and enums never pass. */
+function readSmallVarint(buf: Uint8Array, pos: number): [number, number] {
+  let result = 0;
+  let scale = 1;
+  for (;;) {
+    if (pos >= buf.length) throw new OnnxFormatError('truncated varint');
+    const b = buf[pos++]!;
+    result += (b & 0x7f) * scale;
+    if ((b & 0x80) === 0) return [result, pos];
+    scale *= 128;
+    if (scale > 2 ** 70) throw new OnnxFormatError('varint too long');
+  }
+}
+
+/** A varint as a 64-bit value, for int64 attributes (negative ones take ten bytes). */
 function readVarint(buf: Uint8Array, pos: number): [bigint, number] {
   let result = 0n;
   let shift = 0n;
@@ -34,20 +51,22 @@ function readVarint(buf: Uint8Array, pos: number): [bigint, number] {
   }
 }
 
-function fields(buf: Uint8Array): Field[] {
+/** The fields of a message; with `only`, just those numbers (the walk is cheap, objects are not). */
+function fields(buf: Uint8Array, only?: ReadonlySet<number>): Field[] {
   const out: Field[] = [];
   let pos = 0;
   while (pos < buf.length) {
     const start = pos;
-    const [tag, afterTag] = readVarint(buf, pos);
+    const [tag, afterTag] = readSmallVarint(buf, pos);
     pos = afterTag;
-    const no = Number(tag >> 3n);
-    const wire = Number(tag & 7n);
-    let int = 0n;
-    let bytes = EMPTY;
+    const no = Math.floor(tag / 8);
+    const wire = tag % 8;
+    const at = pos - start;
+    let int = 0;
+    let payload = -1;
     switch (wire) {
       case WIRE_VARINT:
-        [int, pos] = readVarint(buf, pos);
+        [int, pos] = readSmallVarint(buf, pos);
         break;
       case WIRE_I64:
         pos += 8;
@@ -56,18 +75,17 @@ function fields(buf: Uint8Array): Field[] {
         pos += 4;
         break;
       case WIRE_LEN: {
-        const [len, afterLen] = readVarint(buf, pos);
-        const end = afterLen + Number(len);
-        if (end > buf.length) throw new OnnxFormatError('truncated field');
-        bytes = buf.subarray(afterLen, end);
-        pos = end;
+        const [len, afterLen] = readSmallVarint(buf, pos);
+        payload = afterLen;
+        pos = afterLen + len;
         break;
       }
       default:
         throw new OnnxFormatError(`unsupported wire type ${wire}`);
     }
     if (no === 0 || pos > buf.length) throw new OnnxFormatError('malformed field');
-    out.push({ no, wire, int, bytes, raw: buf.subarray(start, pos) });
+    if (only && !only.has(no)) continue;
+    out.push({ no, wire, int, at, bytes: payload < 0 ? EMPTY : buf.subarray(payload, pos), raw: buf.subarray(start, pos) });
   }
   return out;
 }
@@ -121,15 +139,18 @@ const A_INTS = 8;
 const A_STRINGS = 9;
 const T_NAME = 8;
 const T_DATA_LOCATION = 14;
-const T_EXTERNAL = 1n;
+const T_EXTERNAL = 1;
 const V_NAME = 1;
 
 interface NodeInfo {
   opType: string;
   inputs: string[];
   outputs: string[];
-  attributes: Field[][];
+  /** Attribute messages, unparsed: tree ensembles carry hundreds of thousands of values. */
+  attributes: Field[];
 }
+
+const ATTRIBUTE_HEAD = new Set([A_NAME, A_TENSOR]);
 
 function node(f: Field): NodeInfo {
   const fs = fields(f.bytes);
@@ -137,18 +158,19 @@ function node(f: Field): NodeInfo {
     opType: child(fs, N_OP_TYPE).map(str)[0] ?? '',
     inputs: child(fs, N_INPUT).map(str),
     outputs: child(fs, N_OUTPUT).map(str),
-    attributes: child(fs, N_ATTRIBUTE).map((a) => fields(a.bytes)),
+    attributes: child(fs, N_ATTRIBUTE),
   };
 }
 
 function attributeNamed(n: NodeInfo, name: string): Field[] | undefined {
-  return n.attributes.find((a) => child(a, A_NAME).map(str)[0] === name);
+  const found = n.attributes.find((a) => child(fields(a.bytes, ATTRIBUTE_HEAD), A_NAME).map(str)[0] === name);
+  return found && fields(found.bytes);
 }
 
 function ints(attr: Field[]): number[] {
   const out: number[] = [];
   for (const f of child(attr, A_INTS)) {
-    if (f.wire === WIRE_VARINT) out.push(Number(BigInt.asIntN(64, f.int)));
+    if (f.wire === WIRE_VARINT) out.push(Number(BigInt.asIntN(64, readVarint(f.raw, f.at)[0])));
     else {
       let pos = 0;
       while (pos < f.bytes.length) {
@@ -174,6 +196,7 @@ export interface GraphFacts {
   zipMaps: Array<{ output: string; probabilities: string }>;
 }
 
+const NODE_HEAD = new Set([N_OP_TYPE, N_OUTPUT]);
 const CLASSIFIER_OPS = new Set(['ZipMap', 'LinearClassifier', 'TreeEnsembleClassifier', 'SVMClassifier']);
 
 export function inspectGraph(model: Uint8Array): GraphFacts {
@@ -190,7 +213,7 @@ export function inspectGraph(model: Uint8Array): GraphFacts {
     .map((t) => child(t, T_NAME).map(str)[0] ?? '(unnamed)');
   for (const n of nodes) {
     for (const a of n.attributes) {
-      for (const t of child(a, A_TENSOR)) {
+      for (const t of child(fields(a.bytes, ATTRIBUTE_HEAD), A_TENSOR)) {
         const tensor = fields(t.bytes);
         if (isExternal(tensor)) externalTensors.push(child(tensor, T_NAME).map(str)[0] ?? '(unnamed)');
       }
@@ -225,7 +248,11 @@ export function withoutZipMap(model: Uint8Array): Uint8Array {
   const parts = top.map((f) => {
     if (f.no !== M_GRAPH) return f.raw;
     const graph = fields(f.bytes).flatMap((g) => {
-      if (g.no === G_NODE && node(g).opType === 'ZipMap' && node(g).outputs.some((o) => byOutput.has(o))) return [];
+      if (g.no === G_NODE) {
+        const n = fields(g.bytes, NODE_HEAD);
+        const isZipMap = child(n, N_OP_TYPE).map(str)[0] === 'ZipMap' && child(n, N_OUTPUT).map(str).some((o) => byOutput.has(o));
+        return isZipMap ? [] : [g.raw];
+      }
       if (g.no === G_OUTPUT) {
         const name = child(fields(g.bytes), V_NAME).map(str)[0] ?? '';
         const replacement = byOutput.get(name);

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { ServiceContext } from '../app.ts';
 import { ModelDescription, ModelParams, Problem, UploadModelQuery, UploadModelRequest, VersionDescription, VersionParams, HistoryEventSchema } from '../api-schemas.ts';
 import { ServiceError } from '../errors.ts';
-import type { UploadInput } from '../model-registry.ts';
+import type { ModelDescription as ModelDescriptionData, UploadInput } from '../model-registry.ts';
 import type { VersionMetadata } from '../model-store.ts';
 
 // Model management: upload, list, describe, promote (rollback = promote an older one), delete.
@@ -12,9 +12,14 @@ import type { VersionMetadata } from '../model-store.ts';
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
-function describeVersion(meta: VersionMetadata) {
+/** A version as clients see it: without the internal input/output mapping. */
+function publicVersion<T extends VersionMetadata>(meta: T): Omit<T, 'interface'> {
   const { interface: _internal, ...rest } = meta;
   return rest;
+}
+
+function publicModel(m: ModelDescriptionData) {
+  return { ...m, versions: m.versions.map(publicVersion) };
 }
 
 function parseZod<T extends z.ZodType>(schema: T, value: unknown, where: string): z.output<T> {
@@ -84,21 +89,20 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
       request.log.info({ model: meta.name, version: meta.version, sizeBytes: meta.sizeBytes, sha256: meta.sha256 }, 'model version uploaded');
       reply.code(201).header('location', `/api/v1/models/${meta.name}`);
       const desc = await ctx.registry.describe(meta.name);
-      return desc.versions.find((v) => v.version === meta.version) ?? describeVersion(meta);
+      return publicVersion(desc.versions.find((v) => v.version === meta.version) ?? meta);
     },
   );
 
   app.get('/api/v1/models', { schema: { tags: ['models'], summary: 'Every model with its versions', response: { 200: z.object({ models: z.array(ModelDescription) }) } } }, async () => {
     const models = await ctx.registry.listModels();
-    return { models: models.map((m) => ({ ...m, versions: m.versions.map(({ interface: _i, ...v }) => v) })) };
+    return { models: models.map(publicModel) };
   });
 
   app.get(
     '/api/v1/models/:model_id',
     { schema: { tags: ['models'], summary: 'A model: production version, every version, history', params: ModelParams, response: { 200: ModelDescription, 404: Problem } } },
     async (request) => {
-      const m = await ctx.registry.describe(request.params.model_id);
-      return { ...m, versions: m.versions.map(({ interface: _i, ...v }) => v) };
+      return publicModel(await ctx.registry.describe(request.params.model_id));
     },
   );
 
