@@ -128,3 +128,17 @@ export const Problem = z
     errors: z.array(z.object({ field: z.string().optional(), message: z.string() })).optional(),
   })
   .describe('RFC 9457 problem details');
+
+export const FeedbackRequest = z
+  .object({
+    prediction_id: z.string().uuid().describe('The prediction_id of an earlier answer'),
+    actual: z.union([z.number(), z.string()]).describe('The true label (classifiers) or value (regressors)'),
+  })
+  .strict();
+
+export const FeedbackResponse = z.object({
+  model: z.string(),
+  version: z.string(),
+  correct: z.boolean().optional().describe('Classifiers: whether the prediction was right'),
+  absolute_error: z.number().optional().describe('Regressors: |actual - predicted|'),
+});

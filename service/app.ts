@@ -1,9 +1,12 @@
+import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
 import { timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
+import type { Redis } from 'ioredis';
 import { usableCores } from './cgroup.ts';
 import type { Config } from './config.ts';
 import { problemBody, ServiceError, type ErrorCode, type ProblemDetail } from './errors.ts';
@@ -12,6 +15,9 @@ import { ServiceMetrics } from './metrics.ts';
 import { ModelRegistry } from './model-registry.ts';
 import { ModelStore } from './model-store.ts';
 import { MemoryCache, type CacheBackend } from './prediction-cache.ts';
+import { MemoryPredictionLog, RedisPredictionLog, type PredictionLog } from './prediction-log.ts';
+import { RedisCache } from './redis-cache.ts';
+import { createRedis } from './redis-client.ts';
 import { Predictor } from './predictor.ts';
 import { healthRoutes } from './routes/health.ts';
 import { modelRoutes } from './routes/models.ts';
@@ -28,6 +34,8 @@ export interface ServiceContext {
   pool: InferencePool;
   registry: ModelRegistry;
   cache: CacheBackend;
+  /** The shared Redis connection, when REDIS_URL is set. */
+  redis: Redis | undefined;
   predictor: Predictor;
   metrics: ServiceMetrics;
   serviceVersion: string;
@@ -84,9 +92,14 @@ function classify(err: FastifyError): { code: ErrorCode; detail: string; details
 
 export interface BuildOptions {
   config: Config;
-  /** Replaces the default in-memory cache (the Redis cache, or a test's). */
-  cache?: CacheBackend;
   logger?: boolean | object;
+}
+
+/** Rate-limit key: the bearer token (hashed, never kept in clear) when present, else the client IP. */
+function rateLimitKey(request: FastifyRequest): string {
+  const auth = request.headers.authorization;
+  const who = auth?.startsWith('Bearer ') ? `token:${createHash('sha256').update(auth.slice(7)).digest('base64url').slice(0, 22)}` : `ip:${request.ip}`;
+  return `${request.routeOptions.config.rateLimitClass}:${who}`;
 }
 
 export async function buildApp(options: BuildOptions): Promise<FastifyInstance> {
@@ -98,7 +111,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     },
     bodyLimit: config.BODY_LIMIT_BYTES,
     requestIdHeader: 'x-request-id',
-    trustProxy: false,
+    // Client IPs (rate limits, logs) come from X-Forwarded-For only when the peer is a trusted proxy.
+    trustProxy: config.TRUSTED_PROXIES ? config.TRUSTED_PROXIES.split(',').map((s) => s.trim()).filter(Boolean) : false,
   });
   app.setValidatorCompiler(validatorCompiler);
   // Responses are documented by the zod schemas; they are written with plain JSON.stringify.
@@ -111,11 +125,32 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await store.init();
   const pool = new InferencePool({ size: config.INFERENCE_THREADS ?? usableCores() });
   const registry = new ModelRegistry({ store, pool, metrics, log: app.log });
-  const cache = options.cache ?? new MemoryCache(config.CACHE_MAX_ENTRIES);
-  registry.onModelChanged = (name) => cache.purgeModel(name);
-  const predictor = new Predictor({ registry, cache, ttlSeconds: config.CACHE_TTL_SECONDS });
-  const ctx: ServiceContext = { config, store, pool, registry, cache, predictor, metrics, serviceVersion };
+  const redis = config.REDIS_URL ? createRedis(config.REDIS_URL, config.REDIS_TIMEOUT_MS) : undefined;
+  const cache: CacheBackend = redis ? new RedisCache(redis) : new MemoryCache(config.CACHE_MAX_ENTRIES);
+  const predictionLog: PredictionLog = redis
+    ? new RedisPredictionLog(redis, config.PREDICTION_LOG_TTL_SECONDS, () => metrics.cacheErrors.inc({ operation: 'prediction_log' }))
+    : new MemoryPredictionLog(config.PREDICTION_LOG_TTL_SECONDS, config.PREDICTION_LOG_MAX_ENTRIES);
+  registry.onModelChanged = (name) =>
+    cache.purgeModel(name).catch((err: Error) => {
+      metrics.cacheErrors.inc({ operation: 'purge' });
+      app.log.warn({ model: name, err: err.message }, 'cache purge failed; entries of the old version expire with their TTL');
+    });
+  const predictor = new Predictor({ registry, cache, log: predictionLog, metrics, ttlSeconds: config.CACHE_TTL_SECONDS });
+  const ctx: ServiceContext = { config, store, pool, registry, cache, redis, predictor, metrics, serviceVersion };
   app.decorate('ctx', ctx);
+
+  // Per-route limits per client; shared by every replica through Redis when configured. A Redis
+  // failure lets requests through (skipOnError) rather than blocking them.
+  await app.register(fastifyRateLimit, {
+    global: true,
+    allowList: (request) => request.routeOptions.config.rateLimitClass === undefined,
+    max: (request) => (request.routeOptions.config.rateLimitClass === 'upload' ? config.RATE_LIMIT_UPLOAD_PER_MINUTE : config.RATE_LIMIT_PREDICT_PER_MINUTE),
+    timeWindow: 60_000,
+    keyGenerator: rateLimitKey,
+    ...(redis ? { redis, nameSpace: 'ratelimit:' } : {}),
+    skipOnError: true,
+    onExceeded: (request) => metrics.rateLimited.inc({ route: request.routeOptions.url ?? 'unmatched' }),
+  });
 
   app.addHook('onRequest', async (request) => {
     if (!request.routeOptions.config.admin) return;

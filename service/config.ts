@@ -18,6 +18,15 @@ export const configSchema = z.object({
   REDIS_URL: z.string().url().optional().describe('Redis for the prediction cache; unset: in-memory cache'),
   CACHE_TTL_SECONDS: z.coerce.number().int().min(1).max(86400).default(figures.cacheTtlSeconds),
   CACHE_MAX_ENTRIES: z.coerce.number().int().min(1).default(100_000).describe('In-memory cache bound'),
+  REDIS_TIMEOUT_MS: z.coerce.number().int().min(1).max(10_000).default(50).describe('Per-command Redis timeout; past it the cache is skipped'),
+  RATE_LIMIT_PREDICT_PER_MINUTE: z.coerce.number().int().min(1).default(60_000).describe('Per client (bearer token, else IP), predictions and feedback'),
+  RATE_LIMIT_UPLOAD_PER_MINUTE: z.coerce.number().int().min(1).default(30).describe('Per client, model uploads'),
+  TRUSTED_PROXIES: z
+    .string()
+    .optional()
+    .describe('Comma-separated addresses/CIDRs of proxies (the ingress) whose X-Forwarded-For is believed'),
+  PREDICTION_LOG_TTL_SECONDS: z.coerce.number().int().min(1).default(3600).describe('How long a prediction_id accepts feedback'),
+  PREDICTION_LOG_MAX_ENTRIES: z.coerce.number().int().min(1).default(200_000).describe('In-memory bound on remembered predictions'),
   API_TOKEN: z.string().min(16, 'API_TOKEN must be at least 16 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(64 * 1024 * 1024),

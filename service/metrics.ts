@@ -1,4 +1,7 @@
+import { availableParallelism, totalmem } from 'node:os';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { cgroupReader, type CgroupReader } from './cgroup.ts';
+import { RecentRatio } from './recent-ratio.ts';
 
 // Every metric the service exports, named once. Prometheus conventions: base units (seconds,
 // bytes), `_total` counters, route templates as labels, never ids.
@@ -17,6 +20,20 @@ export class ServiceMetrics {
     name: 'http_requests_total',
     help: 'HTTP requests by method, route template and status code',
     labelNames: ['method', 'route', 'status_code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly errors = new Counter({
+    name: 'http_errors_total',
+    help: 'Error responses by the service\'s error code',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly rateLimited = new Counter({
+    name: 'rate_limit_rejections_total',
+    help: 'Requests refused with 429, by route template',
+    labelNames: ['route'] as const,
     registers: [this.registry],
   });
 
@@ -49,14 +66,116 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
-  readonly errors = new Counter({
-    name: 'http_errors_total',
-    help: 'Error responses by error code',
-    labelNames: ['code'] as const,
+  readonly cacheRequests = new Counter({
+    name: 'cache_requests_total',
+    help: 'Prediction cache lookups by model and result (hit, miss, error)',
+    labelNames: ['model', 'result'] as const,
     registers: [this.registry],
   });
 
-  constructor() {
+  readonly cacheErrors = new Counter({
+    name: 'cache_errors_total',
+    help: 'Failed cache operations (get, set, purge); predictions go on without the cache',
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly recentHits = new RecentRatio(300, 30);
+
+  readonly cacheHitRatio = new Gauge({
+    name: 'cache_hit_ratio',
+    help: 'Cache hits / lookups over the last 5 minutes (the specification asks > 0.8)',
+    registers: [this.registry],
+    collect: () => {
+      const v = this.recentHits.value();
+      if (!Number.isNaN(v)) this.cacheHitRatio.set(v);
+    },
+  });
+
+  readonly feedback = new Counter({
+    name: 'model_feedback_total',
+    help: 'Ground-truth feedback by model, version and outcome (correct, incorrect for classifiers; observed for regressors)',
+    labelNames: ['model', 'version', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly accuracy = new Gauge({
+    name: 'model_accuracy_ratio',
+    help: 'Classifier accuracy from ground-truth feedback, by model and version',
+    labelNames: ['model', 'version'] as const,
+    registers: [this.registry],
+  });
+
+  readonly absoluteError = new Histogram({
+    name: 'model_absolute_error',
+    help: 'Regressor |actual - predicted| from ground-truth feedback, in the target\'s units; sum/count is the mean absolute error',
+    labelNames: ['model', 'version'] as const,
+    buckets: [0.01, 0.1, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000],
+    registers: [this.registry],
+  });
+
+  constructor(cgroup: CgroupReader = cgroupReader()) {
     collectDefaultMetrics({ register: this.registry });
+    // prom-client names these gauges with a `_total` suffix, which Prometheus reserves for
+    // counters (promtool rejects them); the same numbers stay as nodejs_active_handles etc.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
+    this.registerResourceGauges(cgroup);
+  }
+
+  recordCacheLookup(model: string, result: 'hit' | 'miss' | 'error'): void {
+    this.cacheRequests.inc({ model, result });
+    if (result !== 'error') this.recentHits.record(result === 'hit');
+  }
+
+  /** CPU and memory as fractions of the container's own limits (the specification: < 0.9, < 0.8). */
+  private registerResourceGauges(cgroup: CgroupReader): void {
+    const cpuLimit = () => cgroup.cpuLimitCores() ?? availableParallelism();
+    const memoryLimit = () => cgroup.memoryLimitBytes() ?? totalmem();
+    let last = { at: performance.now(), cpu: this.cpuSeconds(cgroup) };
+    new Gauge({
+      name: 'container_cpu_limit_cores',
+      help: 'CPU limit of the container (cgroup), or the host\'s cores without one',
+      registers: [this.registry],
+      collect() {
+        this.set(cpuLimit());
+      },
+    });
+    new Gauge({
+      name: 'container_memory_limit_bytes',
+      help: 'Memory limit of the container (cgroup), or the host\'s memory without one',
+      registers: [this.registry],
+      collect() {
+        this.set(memoryLimit());
+      },
+    });
+    const self = this;
+    new Gauge({
+      name: 'container_cpu_usage_ratio',
+      help: 'CPU used since the previous scrape as a fraction of the CPU limit',
+      registers: [this.registry],
+      collect() {
+        const now = { at: performance.now(), cpu: self.cpuSeconds(cgroup) };
+        const wall = (now.at - last.at) / 1000;
+        if (wall > 0.05) {
+          this.set((now.cpu - last.cpu) / wall / cpuLimit());
+          last = now;
+        }
+      },
+    });
+    new Gauge({
+      name: 'container_memory_usage_ratio',
+      help: 'Memory in use as a fraction of the memory limit',
+      registers: [this.registry],
+      collect() {
+        this.set((cgroup.memoryUsageBytes() ?? process.memoryUsage.rss()) / memoryLimit());
+      },
+    });
+  }
+
+  private cpuSeconds(cgroup: CgroupReader): number {
+    const usage = cgroup.cpuUsageSeconds();
+    if (usage !== undefined) return usage;
+    const { user, system } = process.cpuUsage();
+    return (user + system) / 1e6;
   }
 }

@@ -1,12 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { ServiceContext } from '../app.ts';
-import { BatchPredictionRequest, BatchPredictionResponse, ModelParams, PredictionRequest, PredictionResponse, Problem } from '../api-schemas.ts';
+import { BatchPredictionRequest, BatchPredictionResponse, FeedbackRequest, FeedbackResponse, ModelParams, PredictionRequest, PredictionResponse, Problem } from '../api-schemas.ts';
 import { ServiceError } from '../errors.ts';
 
 // Predictions: the specification's PredictionRequest → PredictionResponse, and a batch form.
-// "{name}@{version}" in the path pins a version.
+// "{name}@{version}" in the path pins a version. Feedback: the true outcome of a prediction.
 
 function checkBodyModel(pathId: string, bodyId: string | undefined): void {
   if (bodyId !== undefined && bodyId !== pathId)
@@ -32,14 +31,14 @@ export const predictRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async 
       const { model_id } = request.params;
       checkBodyModel(model_id, request.body.model_id);
       const served = await ctx.registry.resolve(model_id);
-      const { result, cache } = await ctx.predictor.predict(served, request.body.features);
+      const { result, cache, predictionId } = await ctx.predictor.predict(served, request.body.features);
       reply.header('x-cache', cache);
       return {
         ...result,
         timestamp: new Date().toISOString(),
         model_version: served.meta.version,
         model_id: served.meta.name,
-        prediction_id: randomUUID(),
+        prediction_id: predictionId,
       };
     },
   );
@@ -60,14 +59,28 @@ export const predictRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async 
       const { model_id } = request.params;
       checkBodyModel(model_id, request.body.model_id);
       const served = await ctx.registry.resolve(model_id);
-      const predictions = await ctx.predictor.predictBatch(served, request.body.instances);
+      const { results, predictionIds } = await ctx.predictor.predictBatch(served, request.body.instances);
       return {
-        predictions,
+        predictions: results,
         timestamp: new Date().toISOString(),
         model_version: served.meta.version,
         model_id: served.meta.name,
-        prediction_ids: predictions.map(() => randomUUID()),
+        prediction_ids: predictionIds,
       };
     },
+  );
+
+  app.post(
+    '/api/v1/feedback',
+    {
+      config: { rateLimitClass: 'predict' },
+      schema: {
+        tags: ['predictions'],
+        summary: 'The true outcome of an earlier prediction: feeds the accuracy (classifiers) and absolute error (regressors) metrics',
+        body: FeedbackRequest,
+        response: { 200: FeedbackResponse, 400: Problem, 404: Problem },
+      },
+    },
+    async (request) => ctx.predictor.feedback(request.body),
   );
 };

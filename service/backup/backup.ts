@@ -1,0 +1,438 @@
+import { createRequire } from 'node:module';
+import { hostname } from 'node:os';
+import { lstat, link, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { basename, isAbsolute, join, resolve } from 'node:path';
+import { figures } from '../figures.ts';
+import {
+  ArchiveWriter,
+  checkEntry,
+  entryStat,
+  FORMAT,
+  FORMAT_VERSION,
+  MANIFEST_NAME,
+  MODELS_PREFIX,
+  PARTIAL_NAME,
+  REDIS_PREFIX,
+  archiveName,
+  parseArchiveName,
+  partialName,
+  readExactly,
+  verifyArchive,
+  type Manifest,
+  type VerifiedArchive,
+} from './archive.ts';
+import { BackupError, destinationError, errnoCode } from './errors.ts';
+import { exists, syncDir } from './fs-util.ts';
+
+// Creating, listing, verifying and pruning archives (restore is in restore.ts). The CLI
+// (command.ts) and the in-service scheduler (scheduler.ts) both call these.
+
+const toolVersion = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+
+/** The Redis data folder of the specification, used when it exists and nothing else is configured. */
+export const DEFAULT_REDIS_DATA_DIR = '/data/redis';
+/** Unfinished archives older than this are someone's crash, and `create`/`prune` remove them. */
+export const STALE_PARTIAL_MS = 60 * 60 * 1000;
+/** A file that changes while it is archived restarts the backup, at most this many times in all. */
+const ATTEMPTS = 3;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export interface BackupLog {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+// ---- archives in the destination ------------------------------------------------------------
+
+export interface ArchiveInfo {
+  name: string;
+  path: string;
+  /** The UTC time in the name: when the backup started. */
+  created: Date;
+  sizeBytes: number;
+}
+
+async function readDestination(dest: string): Promise<string[]> {
+  try {
+    return await readdir(dest);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT') throw new BackupError('DESTINATION', `the backup folder ${dest} does not exist; pass --dest or set BACKUP_DIR`);
+    if (code === 'ENOTDIR') throw new BackupError('DESTINATION', `the backup folder ${dest} is not a folder`);
+    throw new BackupError('DESTINATION', `cannot read the backup folder ${dest}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** The complete archives in `dest`, newest first. Unfinished (.partial) files are never listed. */
+export async function listBackups(dest: string): Promise<ArchiveInfo[]> {
+  const found: Array<ArchiveInfo & { counter: number }> = [];
+  for (const name of await readDestination(dest)) {
+    const parsed = parseArchiveName(name);
+    if (!parsed) continue;
+    const st = await lstat(join(dest, name)).catch(() => undefined);
+    if (!st?.isFile()) continue;
+    found.push({ name, path: join(dest, name), created: parsed.created, counter: parsed.counter, sizeBytes: st.size });
+  }
+  found.sort((a, b) => b.created.getTime() - a.created.getTime() || b.counter - a.counter || b.name.localeCompare(a.name));
+  return found.map(({ counter: _c, ...info }) => info);
+}
+
+/** An archive named on the command line: a path, a name in `dest`, or the newest (`latest`). */
+export async function resolveArchive(ref: string | undefined, options: { dest?: string; latest?: boolean }): Promise<string> {
+  if (options.latest) {
+    if (ref !== undefined) throw new BackupError('USAGE', 'name an archive or pass --latest, not both');
+    if (!options.dest) throw new BackupError('USAGE', '--latest needs the backup folder: pass --dest or set BACKUP_DIR');
+    const newest = (await listBackups(options.dest))[0];
+    if (!newest) throw new BackupError('NOT_FOUND', `there are no archives in ${options.dest}`);
+    return newest.path;
+  }
+  if (ref === undefined || ref === '') throw new BackupError('USAGE', 'name an archive (a path, or a name in --dest) or pass --latest');
+  if (PARTIAL_NAME.test(basename(ref))) throw new BackupError('NOT_FOUND', `${ref} is an unfinished backup (.partial), never a usable archive`);
+  const candidates = isAbsolute(ref) || ref.includes('/') || !options.dest ? [resolve(ref)] : [resolve(ref), join(options.dest, ref)];
+  for (const c of candidates.reverse()) if (await exists(c)) return c;
+  throw new BackupError('NOT_FOUND', `archive ${ref} does not exist${options.dest && !ref.includes('/') ? ` (nor in ${options.dest})` : ''}`);
+}
+
+/** Removes unfinished archives whose last write is older than STALE_PARTIAL_MS. */
+export async function removeStalePartials(dest: string, now = Date.now()): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readDestination(dest)) {
+    if (!PARTIAL_NAME.test(name)) continue;
+    const st = await lstat(join(dest, name)).catch(() => undefined);
+    if (!st?.isFile() || now - st.mtimeMs < STALE_PARTIAL_MS) continue;
+    await unlink(join(dest, name)).then(() => removed.push(name), () => undefined);
+  }
+  return removed;
+}
+
+// ---- create ----------------------------------------------------------------------------------
+
+export interface CreateOptions {
+  /** The backup folder; must exist and be writable. */
+  dest: string;
+  /** MODELS_DIR: the store root; `<modelsDir>/production` is archived. */
+  modelsDir: string;
+  /** The Redis data folder; archived under redis/ when given. */
+  redisDir?: string | undefined;
+  now?: () => Date;
+  signal?: AbortSignal | undefined;
+}
+
+export interface CreateResult {
+  name: string;
+  path: string;
+  created: Date;
+  sizeBytes: number;
+  files: number;
+  /** Uncompressed bytes of every archived file. */
+  bytes: number;
+  durationMs: number;
+  sources: Manifest['sources'];
+  /** Things left out (sockets, links, unreadable names), one line each. */
+  warnings: string[];
+}
+
+interface ScannedFile {
+  archivePath: string;
+  absolute: string;
+  stat: Stats;
+  sha256: string;
+}
+
+interface Scan {
+  directories: Array<{ archivePath: string; stat: Stats }>;
+  files: ScannedFile[];
+  warnings: string[];
+}
+
+function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new BackupError('INTERRUPTED', 'interrupted; the unfinished archive was removed');
+}
+
+function kind(st: Stats): string {
+  if (st.isSymbolicLink()) return 'symbolic link';
+  if (st.isSocket()) return 'socket';
+  if (st.isFIFO()) return 'FIFO';
+  if (st.isBlockDevice() || st.isCharacterDevice()) return 'device';
+  return 'special file';
+}
+
+async function scanSource(root: string, prefix: string, scan: Scan, signal: AbortSignal | undefined): Promise<void> {
+  const walk = async (dir: string, rel: string): Promise<void> => {
+    let names: string[];
+    try {
+      names = (await readdir(dir)).sort();
+    } catch (err) {
+      if (rel && errnoCode(err) === 'ENOENT') return; // removed meanwhile (a deleted version)
+      throw new BackupError('SOURCE', `cannot read ${dir}: ${(err as Error).message}`, { cause: err });
+    }
+    for (const name of names) {
+      checkAborted(signal);
+      // Left behind by an interrupted restore that swapped folder contents (restore.ts).
+      if (!rel && name.startsWith('.analytics-')) continue;
+      const absolute = join(dir, name);
+      const relPath = rel ? `${rel}/${name}` : name;
+      const archivePath = `${prefix}/${relPath}`;
+      let st: Stats;
+      try {
+        st = await lstat(absolute);
+      } catch (err) {
+        if (errnoCode(err) === 'ENOENT') continue;
+        throw new BackupError('SOURCE', `cannot read ${absolute}: ${(err as Error).message}`, { cause: err });
+      }
+      if (!st.isDirectory() && !st.isFile()) {
+        scan.warnings.push(`skipped ${absolute}: a ${kind(st)}; only files and folders are backed up`);
+        continue;
+      }
+      try {
+        checkEntry(archivePath, st.isDirectory() ? 'Directory' : 'File');
+      } catch {
+        scan.warnings.push(`skipped ${absolute}: its name cannot be stored safely`);
+        continue;
+      }
+      if (st.isDirectory()) {
+        scan.directories.push({ archivePath, stat: st });
+        await walk(absolute, relPath);
+        continue;
+      }
+      let fh: FileHandle;
+      try {
+        fh = await open(absolute, 'r');
+      } catch (err) {
+        if (errnoCode(err) === 'ENOENT') continue;
+        throw new BackupError('SOURCE', `cannot read ${absolute}: ${(err as Error).message}`, { cause: err });
+      }
+      try {
+        const fst = await fh.stat();
+        scan.files.push({ archivePath, absolute, stat: fst, sha256: await readExactly(fh, fst.size, () => checkAborted(signal), absolute) });
+      } finally {
+        await fh.close();
+      }
+    }
+  };
+  await walk(root, '');
+}
+
+async function sourceFolder(path: string, what: string, hint: string): Promise<string> {
+  const absolute = resolve(path);
+  const st = await stat(absolute).catch((err: unknown) => {
+    throw new BackupError('SOURCE', errnoCode(err) === 'ENOENT' ? `${what} ${absolute} does not exist; ${hint}` : `cannot read ${what} ${absolute}: ${(err as Error).message}`, { cause: err });
+  });
+  if (!st.isDirectory()) throw new BackupError('SOURCE', `${what} ${absolute} is not a folder; ${hint}`);
+  return absolute;
+}
+
+async function writeArchiveFile(fh: FileHandle, dest: string, manifest: Manifest, scan: Scan, signal: AbortSignal | undefined): Promise<void> {
+  const writer = new ArchiveWriter(fh.createWriteStream({ autoClose: false }));
+  try {
+    const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+    const now = new Date(manifest.created);
+    await writer.addFile(MANIFEST_NAME, manifestBytes.length, { mode: 0o644, mtime: now, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }, (write) => write(manifestBytes));
+    for (const d of scan.directories) {
+      checkAborted(signal);
+      await writer.addDirectory(d.archivePath, entryStat(d.stat));
+    }
+    for (const f of scan.files) {
+      checkAborted(signal);
+      await writer.addFile(f.archivePath, f.stat.size, entryStat(f.stat), async (write) => {
+        let fh2: FileHandle;
+        try {
+          fh2 = await open(f.absolute, 'r');
+        } catch (err) {
+          throw new BackupError('SOURCE_CHANGED', `${f.absolute} disappeared while it was being backed up`, { cause: err });
+        }
+        try {
+          const st = await fh2.stat();
+          if (st.ino !== f.stat.ino || st.dev !== f.stat.dev) throw new BackupError('SOURCE_CHANGED', `${f.absolute} was replaced while it was being backed up`);
+          const sha = await readExactly(fh2, f.stat.size, write, f.absolute);
+          if (sha !== f.sha256) throw new BackupError('SOURCE_CHANGED', `${f.absolute} changed while it was being backed up`);
+        } catch (err) {
+          if (err instanceof BackupError || writer.outputError !== undefined) throw err;
+          throw new BackupError('SOURCE', `cannot read ${f.absolute}: ${(err as Error).message}`, { cause: err });
+        } finally {
+          await fh2.close();
+        }
+      });
+    }
+    await writer.finish();
+  } catch (err) {
+    writer.abort(err);
+    if (writer.outputError !== undefined) throw destinationError(writer.outputError, dest);
+    throw err;
+  }
+}
+
+/** Gives the finished partial its final name, never replacing an archive that exists. */
+async function publish(partial: string, dest: string, created: Date): Promise<string> {
+  const names = [archiveName(created), archiveName(created, { milliseconds: true })];
+  for (let i = 2; i < 100; i++) names.push(archiveName(created, { milliseconds: true, counter: i }));
+  for (const name of names) {
+    const target = join(dest, name);
+    try {
+      await link(partial, target); // fails with EEXIST instead of replacing, unlike rename
+      await unlink(partial);
+      return target;
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === 'EEXIST') continue;
+      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS' && code !== 'EMLINK') throw err;
+      // A file system without hard links: check, then rename.
+      if (await exists(target)) continue;
+      await rename(partial, target);
+      return target;
+    }
+  }
+  throw new BackupError('DESTINATION', `too many archives named for ${created.toISOString()} in ${dest}`);
+}
+
+/**
+ * Writes a new archive of `<modelsDir>/production` (and the Redis folder) into `dest`: hashed,
+ * packed into a hidden .partial file, fsynced, read back and verified, then renamed to its final
+ * name. Anything that fails removes the partial file; nothing half-written is ever listed.
+ */
+export async function createBackup(options: CreateOptions): Promise<CreateResult> {
+  const started = performance.now();
+  const now = options.now ?? (() => new Date());
+  const dest = resolve(options.dest);
+  const st = await stat(dest).catch((err: unknown) => {
+    throw destinationError(err, dest);
+  });
+  if (!st.isDirectory()) throw new BackupError('DESTINATION', `the backup folder ${dest} is not a folder`);
+  await removeStalePartials(dest, now().getTime());
+
+  const modelsRoot = await sourceFolder(join(options.modelsDir, 'production'), 'the model store folder', 'set MODELS_DIR (or --models-dir) to the store root that holds production/');
+  const redisRoot = options.redisDir ? await sourceFolder(options.redisDir, 'the Redis data folder', 'set REDIS_DATA_DIR (or --redis-dir) to it, or to "" for none') : undefined;
+  const sources: Manifest['sources'] = [{ name: 'models', path: modelsRoot, archivePath: MODELS_PREFIX }];
+  if (redisRoot) sources.push({ name: 'redis', path: redisRoot, archivePath: REDIS_PREFIX });
+
+  for (let attempt = 1; ; attempt++) {
+    const created = now();
+    const partial = join(dest, partialName(created));
+    let fh: FileHandle;
+    try {
+      fh = await open(partial, 'wx', 0o644);
+    } catch (err) {
+      throw destinationError(err, dest);
+    }
+    let closed = false;
+    try {
+      const scan: Scan = { directories: [], files: [], warnings: [] };
+      await scanSource(modelsRoot, MODELS_PREFIX, scan, options.signal);
+      if (redisRoot) await scanSource(redisRoot, REDIS_PREFIX, scan, options.signal);
+      const manifest: Manifest = {
+        format: FORMAT,
+        formatVersion: FORMAT_VERSION,
+        created: created.toISOString(),
+        createdBy: `analytics-api ${toolVersion}`,
+        hostname: hostname(),
+        sources,
+        directories: scan.directories.map((d) => d.archivePath),
+        files: scan.files.map((f) => ({ path: f.archivePath, size: f.stat.size, sha256: f.sha256 })),
+        totals: { files: scan.files.length, bytes: scan.files.reduce((n, f) => n + f.stat.size, 0) },
+      };
+      await writeArchiveFile(fh, dest, manifest, scan, options.signal);
+      try {
+        await fh.sync();
+      } catch (err) {
+        throw destinationError(err, dest);
+      }
+      closed = true;
+      await fh.close();
+      let verified: VerifiedArchive;
+      try {
+        verified = await verifyArchive(partial);
+      } catch (err) {
+        throw new BackupError('CORRUPT', `the archive just written to ${dest} does not read back intact (${(err as Error).message}); check the disk`, { cause: err });
+      }
+      const path = await publish(partial, dest, created).catch((err: unknown) => {
+        throw destinationError(err, dest);
+      });
+      await syncDir(dest);
+      return {
+        name: basename(path),
+        path,
+        created,
+        sizeBytes: verified.archiveBytes,
+        files: manifest.totals.files,
+        bytes: manifest.totals.bytes,
+        durationMs: performance.now() - started,
+        sources,
+        warnings: scan.warnings,
+      };
+    } catch (err) {
+      if (!closed) await fh.close().catch(() => undefined);
+      await unlink(partial).catch(() => undefined);
+      if (err instanceof BackupError && err.code === 'SOURCE_CHANGED' && attempt < ATTEMPTS) continue;
+      if (err instanceof BackupError && err.code === 'SOURCE_CHANGED')
+        throw new BackupError('SOURCE_CHANGED', `${err.message}, ${ATTEMPTS} times in a row; run the backup when the store is quieter`, { cause: err });
+      throw err;
+    }
+  }
+}
+
+// ---- verify ------------------------------------------------------------------------------------
+
+export interface VerifyResult {
+  path: string;
+  created: string;
+  files: number;
+  bytes: number;
+  sizeBytes: number;
+  sources: Manifest['sources'];
+}
+
+export async function verifyBackup(path: string): Promise<VerifyResult> {
+  const { manifest, archiveBytes } = await verifyArchive(path);
+  return { path, created: manifest.created, files: manifest.totals.files, bytes: manifest.totals.bytes, sizeBytes: archiveBytes, sources: manifest.sources };
+}
+
+// ---- prune -------------------------------------------------------------------------------------
+
+export interface PruneOptions {
+  dest: string;
+  retentionDays?: number;
+  now?: Date;
+  dryRun?: boolean;
+}
+
+export interface PruneResult {
+  kept: ArchiveInfo[];
+  deleted: ArchiveInfo[];
+  cutoff: Date;
+}
+
+/**
+ * Deletes the archives whose name's timestamp is older than `retentionDays` days, but never the
+ * newest archive (so a store that stopped changing keeps its last backup).
+ */
+export async function pruneBackups(options: PruneOptions): Promise<PruneResult> {
+  const days = options.retentionDays ?? figures.backup.retentionDays;
+  if (!Number.isInteger(days) || days < 0) throw new BackupError('USAGE', `the retention must be a whole number of days (0 or more), not ${days}`);
+  const now = options.now ?? new Date();
+  const cutoff = new Date(now.getTime() - days * DAY_MS);
+  const archives = await listBackups(options.dest);
+  const kept: ArchiveInfo[] = [];
+  const deleted: ArchiveInfo[] = [];
+  for (const [i, a] of archives.entries()) {
+    if (i === 0 || a.created.getTime() >= cutoff.getTime()) {
+      kept.push(a);
+      continue;
+    }
+    if (!options.dryRun) {
+      try {
+        await unlink(a.path);
+      } catch (err) {
+        if (errnoCode(err) === 'ENOENT') continue; // pruned by someone else meanwhile
+        throw destinationError(err, options.dest);
+      }
+    }
+    deleted.push(a);
+  }
+  if (!options.dryRun) {
+    await removeStalePartials(options.dest, now.getTime());
+    if (deleted.length) await syncDir(options.dest);
+  }
+  return { kept, deleted, cutoff };
+}

@@ -1,0 +1,66 @@
+import type { Redis } from 'ioredis';
+
+// What was predicted under each prediction_id, kept long enough for ground truth to arrive
+// (POST /api/v1/feedback). Bounded: a TTL and, in memory, a maximum number of entries; with Redis
+// every replica sees every id.
+
+export interface PredictionRecord {
+  model: string;
+  version: string;
+  task: 'classification' | 'regression';
+  /** The predicted label (string or number) or the regressor's value. */
+  predicted: number | string;
+}
+
+export interface PredictionLog {
+  remember(id: string, record: PredictionRecord): void;
+  /** The record, removed so feedback counts once; undefined when unknown or expired. */
+  take(id: string): Promise<PredictionRecord | undefined>;
+}
+
+export class MemoryPredictionLog implements PredictionLog {
+  private readonly entries = new Map<string, { record: PredictionRecord; expires: number }>();
+  private readonly ttlMs: number;
+  private readonly maxEntries: number;
+
+  constructor(ttlSeconds: number, maxEntries: number) {
+    this.ttlMs = ttlSeconds * 1000;
+    this.maxEntries = maxEntries;
+  }
+
+  remember(id: string, record: PredictionRecord): void {
+    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+    this.entries.set(id, { record, expires: Date.now() + this.ttlMs });
+  }
+
+  async take(id: string): Promise<PredictionRecord | undefined> {
+    const e = this.entries.get(id);
+    this.entries.delete(id);
+    return e && e.expires > Date.now() ? e.record : undefined;
+  }
+
+  size(): number {
+    return this.entries.size;
+  }
+}
+
+export class RedisPredictionLog implements PredictionLog {
+  private readonly redis: Redis;
+  private readonly ttlSeconds: number;
+  private readonly onError: (err: Error) => void;
+
+  constructor(redis: Redis, ttlSeconds: number, onError: (err: Error) => void) {
+    this.redis = redis;
+    this.ttlSeconds = ttlSeconds;
+    this.onError = onError;
+  }
+
+  remember(id: string, record: PredictionRecord): void {
+    this.redis.set(`predlog:${id}`, JSON.stringify(record), 'EX', this.ttlSeconds).catch(this.onError);
+  }
+
+  async take(id: string): Promise<PredictionRecord | undefined> {
+    const raw = await this.redis.getdel(`predlog:${id}`);
+    return raw === null ? undefined : (JSON.parse(raw) as PredictionRecord);
+  }
+}

@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
+import { after, before, describe, test } from 'node:test';
+import { startRedis, type RedisServer } from '../helpers/redis.ts';
+import { startService, uploadSample, type TestService } from '../helpers/service.ts';
+
+// The prediction cache on a real redis-server.
+
+const IRIS = { 'sepal length (cm)': 5.9, 'sepal width (cm)': 3.0, 'petal length (cm)': 5.1, 'petal width (cm)': 1.8 };
+const features = (i: number) => ({ ...IRIS, 'sepal length (cm)': 4 + i / 100 });
+
+describe('Redis prediction cache', () => {
+  let redis: RedisServer;
+  let svc: TestService;
+  let client: Redis;
+  before(async () => {
+    redis = await startRedis();
+    client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+    svc = await startService({ REDIS_URL: redis.url, CACHE_TTL_SECONDS: '60' });
+    assert.equal((await uploadSample(svc.app, 'iris-logreg', '1', {}, 'iris')).statusCode, 201);
+    assert.equal((await uploadSample(svc.app, 'iris-mlp', '2', {}, 'iris')).statusCode, 201);
+  });
+  after(async () => {
+    client.disconnect();
+    await svc.close();
+    await redis.stop('SIGTERM');
+  });
+
+  const predict = (f: Record<string, number>, id = 'iris') => svc.app.inject({ method: 'POST', url: `/api/v1/predict/${id}`, payload: { features: f } });
+
+  test('answers are stored in Redis with the 60 s TTL and served from it', async () => {
+    const first = await predict(features(1));
+    assert.equal(first.headers['x-cache'], 'miss');
+    const keys = await client.keys('pred:iris:1:*');
+    assert.equal(keys.length, 1);
+    const ttl = await client.ttl(keys[0]!);
+    assert.ok(ttl > 55 && ttl <= 60, `ttl ${ttl}`);
+    const second = await predict(features(1));
+    assert.equal(second.headers['x-cache'], 'hit');
+    assert.equal(second.json().prediction, first.json().prediction);
+    assert.equal(second.json().confidence, first.json().confidence);
+    assert.equal((await svc.app.inject({ url: '/health' })).json().cache.backend, 'redis');
+  });
+
+  test('a pinned version has its own keys: a new version never serves an old answer', async () => {
+    await predict(features(2));
+    const pinned = await predict(features(2), 'iris@2');
+    assert.equal(pinned.headers['x-cache'], 'miss');
+    assert.equal(pinned.json().model_version, '2');
+    assert.equal((await client.keys('pred:iris:2:*')).length, 1);
+  });
+
+  test('promote purges the model\'s keys', async () => {
+    await predict(features(3));
+    assert.ok((await client.keys('pred:iris:*')).length > 0);
+    const res = await svc.app.inject({ method: 'POST', url: '/api/v1/models/iris/versions/2/promote' });
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(await client.keys('pred:iris:*'), []);
+    const after = await predict(features(3));
+    assert.equal(after.headers['x-cache'], 'miss');
+    assert.equal(after.json().model_version, '2');
+  });
+
+  test('identical concurrent misses run the model once', async () => {
+    const before = await inferenceCount(svc);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => predict(features(50))));
+    assert.ok(answers.every((a) => a.statusCode === 200));
+    assert.equal((await inferenceCount(svc)) - before, 1);
+  });
+
+  test('feedback for a prediction id is shared through Redis', async () => {
+    const res = await predict(features(60));
+    const id = res.json().prediction_id;
+    assert.equal(await client.exists(`predlog:${id}`), 1);
+    const fb = await svc.app.inject({ method: 'POST', url: '/api/v1/feedback', payload: { prediction_id: id, actual: res.json().prediction } });
+    assert.equal(fb.statusCode, 200, fb.body);
+    assert.equal(fb.json().correct, true);
+  });
+});
+
+async function inferenceCount(svc: TestService): Promise<number> {
+  const text = (await svc.app.inject({ url: '/metrics' })).body;
+  return [...text.matchAll(/^model_inference_duration_seconds_count\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+}
+
+test('fail-open: Redis killed during steady load, zero failed requests, cache back within seconds', async () => {
+  const redis = await startRedis();
+  const svc = await startService({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '50' });
+  try {
+    assert.equal((await uploadSample(svc.app, 'iris-logreg', '1', {}, 'iris')).statusCode, 201);
+    await svc.app.listen({ host: '127.0.0.1', port: 0 });
+    const url = `http://127.0.0.1:${(svc.app.server.address() as { port: number }).port}/api/v1/predict/iris`;
+    let stop = false;
+    const failures: string[] = [];
+    let ok = 0;
+    const slowest = { ms: 0 };
+    const client = async (c: number) => {
+      let i = 0;
+      while (!stop) {
+        const started = performance.now();
+        const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ features: features((c * 7 + i++) % 30) }) });
+        await res.arrayBuffer();
+        slowest.ms = Math.max(slowest.ms, performance.now() - started);
+        if (res.status === 200) ok++;
+        else failures.push(String(res.status));
+      }
+    };
+    const clients = Array.from({ length: 8 }, (_, c) => client(c));
+    await new Promise((r) => setTimeout(r, 500));
+    await redis.stop('SIGKILL');
+    await new Promise((r) => setTimeout(r, 300));
+    const health = (await svc.app.inject({ url: '/health' })).json();
+    assert.equal(health.status, 'degraded');
+    assert.equal(health.cache.status, 'degraded');
+    await new Promise((r) => setTimeout(r, 1000));
+    await redis.start();
+    const backAt = Date.now();
+    // The cache is used again: lookups come back as hits within a few seconds.
+    let hitsAgain = false;
+    while (Date.now() - backAt < 10_000 && !hitsAgain) {
+      await new Promise((r) => setTimeout(r, 200));
+      const res = await svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris', payload: { features: features(1) } });
+      hitsAgain = res.headers['x-cache'] === 'hit';
+    }
+    stop = true;
+    await Promise.all(clients);
+    assert.deepEqual(failures, [], 'no request failed while Redis was away');
+    assert.ok(ok > 100, `${ok} requests`);
+    assert.ok(hitsAgain, 'cache hits again after Redis came back');
+    assert.equal((await svc.app.inject({ url: '/health' })).json().cache.status, 'ok');
+    const metrics = (await svc.app.inject({ url: '/metrics' })).body;
+    assert.match(metrics, /cache_requests_total\{model="iris",result="error"\} [1-9]/);
+    assert.ok(slowest.ms < 2000, `a request stalled ${slowest.ms} ms`);
+  } finally {
+    await svc.close();
+    await redis.stop();
+  }
+});
