@@ -34,3 +34,8 @@ bench: node_modules/.install-stamp
 
 models:
 	models/generate.sh
+
+# The operator's and the manifests' targets (install-crds, run-operator; synth, doctor, cluster,
+# images, deploy, demo, undeploy) live beside their code.
+-include operator/operator.mk
+-include infra/infra.mk

@@ -225,7 +225,8 @@ async function sourceFolder(path: string, what: string, hint: string): Promise<s
 }
 
 async function writeArchiveFile(fh: FileHandle, dest: string, manifest: Manifest, scan: Scan, signal: AbortSignal | undefined): Promise<void> {
-  const writer = new ArchiveWriter(fh.createWriteStream({ autoClose: false }));
+  // flush: the stream fsyncs before it closes the handle, and the pipeline ends after both.
+  const writer = new ArchiveWriter(fh.createWriteStream({ flush: true }));
   try {
     const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
     const now = new Date(manifest.created);
@@ -333,13 +334,7 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
         totals: { files: scan.files.length, bytes: scan.files.reduce((n, f) => n + f.stat.size, 0) },
       };
       await writeArchiveFile(fh, dest, manifest, scan, options.signal);
-      try {
-        await fh.sync();
-      } catch (err) {
-        throw destinationError(err, dest);
-      }
-      closed = true;
-      await fh.close();
+      closed = true; // written, fsynced and closed
       let verified: VerifiedArchive;
       try {
         verified = await verifyArchive(partial);
