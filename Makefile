@@ -5,7 +5,7 @@ export ONNXRUNTIME_NODE_INSTALL := skip
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 CACHE := $(CURDIR)/.cache
 
-.PHONY: run test typecheck bench models k8s-bins cluster-local system-packages
+.PHONY: run test typecheck bench models k8s-bins cluster-local system-packages python-test-deps
 
 node_modules/.install-stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -20,13 +20,16 @@ typecheck: node_modules/.install-stamp
 system-packages:
 	scripts/system-packages.sh
 
+python-test-deps:
+	scripts/python-test-deps.sh
+
 k8s-bins:
 	test/k8s/build-bins.sh
 
 cluster-local: node_modules/.install-stamp k8s-bins
 	node test/k8s/cluster-local.ts
 
-test: node_modules/.install-stamp system-packages k8s-bins typecheck
+test: node_modules/.install-stamp system-packages python-test-deps k8s-bins typecheck
 	node --test --test-concurrency=1 --test-timeout=600000 'test/**/*.test.ts'
 
 bench: node_modules/.install-stamp

@@ -22,6 +22,7 @@ import { Predictor } from './predictor.ts';
 import { healthRoutes } from './routes/health.ts';
 import { modelRoutes } from './routes/models.ts';
 import { predictRoutes } from './routes/predict.ts';
+import { v2Routes } from './routes/v2.ts';
 
 // The one factory that builds the service; main.ts only reads config and listens, tests call
 // buildApp() and app.inject().
@@ -124,7 +125,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const store = new ModelStore(config.MODELS_DIR);
   await store.init();
   const pool = new InferencePool({ size: config.INFERENCE_THREADS ?? usableCores() });
-  const registry = new ModelRegistry({ store, pool, metrics, log: app.log });
+  const registry = new ModelRegistry({ store, pool, metrics, log: app.log, batching: { maxBatchSize: config.BATCH_MAX_SIZE, maxQueueDelayMs: config.BATCH_MAX_DELAY_MS } });
   const redis = config.REDIS_URL ? createRedis(config.REDIS_URL, config.REDIS_TIMEOUT_MS) : undefined;
   const cache: CacheBackend = redis ? new RedisCache(redis) : new MemoryCache(config.CACHE_MAX_ENTRIES);
   const predictionLog: PredictionLog = redis
@@ -201,6 +202,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(healthRoutes, { ctx });
   await app.register(modelRoutes, { ctx });
   await app.register(predictRoutes, { ctx });
+  await app.register(v2Routes, { ctx });
 
   app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics' } }, async (_req, reply) => {
     reply.type(metrics.registry.contentType);

@@ -45,6 +45,14 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
+  readonly batchSize = new Histogram({
+    name: 'model_batch_size',
+    help: 'Rows per ONNX run after dynamic batching, by model and version',
+    labelNames: ['model', 'version'] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+    registers: [this.registry],
+  });
+
   readonly predictions = new Counter({
     name: 'model_predictions_total',
     help: 'Predicted rows by model, version and outcome (success, error)',

@@ -1,10 +1,12 @@
 import type { FastifyBaseLogger } from 'fastify';
+import { DynamicBatcher, type BatchingOptions } from './dynamic-batcher.ts';
 import { ServiceError } from './errors.ts';
 import { InferenceError, type InferencePool } from './inference-pool.ts';
 import type { ServiceMetrics } from './metrics.ts';
 import { inspectGraph, OnnxFormatError, withoutZipMap } from './onnx-graph.ts';
 import { decodeOutputs, describeModel, encodeRows, fetchesOf, type ModelInterface, type Prediction } from './onnx-model.ts';
 import { MODEL_NAME, VERSION_NAME, sha256, type HistoryEvent, type ModelStore, type VersionMetadata } from './model-store.ts';
+import type { PlainTensor } from './tensor.ts';
 
 // Which versions are loaded and which one serves each model. Promote loads the new version into
 // every worker, flips the pointer, then frees the old one once its in-flight requests are done:
@@ -14,8 +16,23 @@ export interface ServedModel {
   key: string;
   meta: VersionMetadata;
   model: ModelInterface;
+  /** Coalesces concurrent requests into one run; absent when the model has no dynamic batch dimension. */
+  batcher: DynamicBatcher | undefined;
   inflight: number;
   retired: boolean;
+}
+
+/** Batching for a version: the defaults, overridden by its metadata `batching` ({max_batch_size, max_queue_delay_ms} or false). */
+export function batchingFor(meta: VersionMetadata, defaults: BatchingOptions): BatchingOptions | undefined {
+  const dynamic = (shape: Array<number | string> | undefined) => shape !== undefined && shape.length > 0 && (typeof shape[0] === 'string' || (shape[0] as number) < 0);
+  if (![...meta.signature.inputs, ...meta.signature.outputs].every((v) => dynamic(v.shape) || (v.shape?.length ?? 0) === 0)) return undefined;
+  if (!meta.signature.inputs.every((v) => dynamic(v.shape))) return undefined;
+  const own = meta.metadata.batching;
+  if (own === false) return undefined;
+  const o = (own && typeof own === 'object' ? own : {}) as { max_batch_size?: unknown; max_queue_delay_ms?: unknown };
+  const size = Number.isInteger(o.max_batch_size) && (o.max_batch_size as number) > 0 ? (o.max_batch_size as number) : defaults.maxBatchSize;
+  const delay = typeof o.max_queue_delay_ms === 'number' && o.max_queue_delay_ms >= 0 ? o.max_queue_delay_ms : defaults.maxQueueDelayMs;
+  return size > 1 ? { maxBatchSize: size, maxQueueDelayMs: delay } : undefined;
 }
 
 export interface UploadInput {
@@ -48,7 +65,10 @@ export class ModelRegistry {
   /** Called after a model's serving version changes or a version goes, to purge cached answers. */
   onModelChanged: (name: string) => Promise<void> = async () => {};
 
-  constructor(deps: { store: ModelStore; pool: InferencePool; metrics: ServiceMetrics; log: FastifyBaseLogger }) {
+  private readonly batching: BatchingOptions;
+
+  constructor(deps: { store: ModelStore; pool: InferencePool; metrics: ServiceMetrics; log: FastifyBaseLogger; batching: BatchingOptions }) {
+    this.batching = deps.batching;
     this.store = deps.store;
     this.pool = deps.pool;
     this.metrics = deps.metrics;
@@ -105,7 +125,13 @@ export class ModelRegistry {
     await this.pool.load(keyOf(name, version), withoutZipMap(bytes));
     const seconds = (performance.now() - started) / 1000;
     this.metrics.loadDuration.observe({ model: name, version }, seconds);
-    const served: ServedModel = { key: keyOf(name, version), meta, model: meta.interface, inflight: 0, retired: false };
+    const key = keyOf(name, version);
+    const batching = batchingFor(meta, this.batching);
+    const run = (feeds: Record<string, PlainTensor>, fetches: string[]) => {
+      this.metrics.batchSize.observe({ model: name, version }, Object.values(feeds)[0]?.dims[0] ?? 0);
+      return this.pool.run(key, feeds, fetches);
+    };
+    const served: ServedModel = { key, meta, model: meta.interface, batcher: batching && new DynamicBatcher(run, batching), inflight: 0, retired: false };
     this.served.set(served.key, served);
     this.metrics.modelsLoaded.set(this.served.size);
     this.loadErrors.delete(name);
@@ -148,18 +174,25 @@ export class ModelRegistry {
     return this.ensureLoaded(name, pinned);
   }
 
-  /** Runs rows through a served version in one ONNX run. */
+  /** Rows of named features through a served version (batched with concurrent requests). */
   async predict(served: ServedModel, rows: number[][]): Promise<Prediction[]> {
+    const outputs = await this.infer(served, encodeRows(served.model, rows), fetchesOf(served.model));
+    return decodeOutputs(served.model, outputs, rows.length);
+  }
+
+  /** Tensors in, tensors out (the V2 protocol, and predict above). */
+  async infer(served: ServedModel, feeds: Record<string, PlainTensor>, fetches: string[]): Promise<Record<string, PlainTensor>> {
     const { name, version } = served.meta;
+    const rows = Object.values(feeds)[0]?.dims[0] ?? 1;
     served.inflight++;
     const started = performance.now();
     try {
-      const outputs = await this.pool.run(served.key, encodeRows(served.model, rows), fetchesOf(served.model));
+      const outputs = await (served.batcher ? served.batcher.submit(feeds, fetches) : this.pool.run(served.key, feeds, fetches));
       this.metrics.inferenceDuration.observe({ model: name, version }, (performance.now() - started) / 1000);
-      this.metrics.predictions.inc({ model: name, version, outcome: 'success' }, rows.length);
-      return decodeOutputs(served.model, outputs, rows.length);
+      this.metrics.predictions.inc({ model: name, version, outcome: 'success' }, rows);
+      return outputs;
     } catch (err) {
-      this.metrics.predictions.inc({ model: name, version, outcome: 'error' }, rows.length);
+      this.metrics.predictions.inc({ model: name, version, outcome: 'error' }, rows);
       if (err instanceof InferenceError) throw new ServiceError('INFERENCE_FAILED', `model ${served.key} failed to run: ${err.message}`);
       throw err;
     } finally {

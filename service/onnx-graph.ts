@@ -241,7 +241,7 @@ export function inspectGraph(model: Uint8Array): GraphFacts {
  * by the float tensor the ZipMap consumed (same name as that tensor). Other bytes are kept as they are.
  */
 export function withoutZipMap(model: Uint8Array): Uint8Array {
-  const { zipMaps } = inspectGraph(model);
+  const { zipMaps, classLabels } = inspectGraph(model);
   if (zipMaps.length === 0) return model;
   const byOutput = new Map(zipMaps.map((z) => [z.output, z.probabilities]));
   const top = fields(model);
@@ -256,7 +256,7 @@ export function withoutZipMap(model: Uint8Array): Uint8Array {
       if (g.no === G_OUTPUT) {
         const name = child(fields(g.bytes), V_NAME).map(str)[0] ?? '';
         const replacement = byOutput.get(name);
-        if (replacement !== undefined) return [lenField(G_OUTPUT, floatTensorValueInfo(replacement))];
+        if (replacement !== undefined) return [lenField(G_OUTPUT, floatTensorValueInfo(replacement, classLabels?.length))];
       }
       return [g.raw];
     });
@@ -265,9 +265,13 @@ export function withoutZipMap(model: Uint8Array): Uint8Array {
   return concat(parts);
 }
 
-// ValueInfoProto { name: 1, type: 2 → TypeProto { tensor_type: 1 → { elem_type: 1 = FLOAT } } }
-function floatTensorValueInfo(name: string): Uint8Array {
-  const tensorType = intField(1, 1);
+// ValueInfoProto { name: 1, type: 2 → TypeProto { tensor_type: 1 → { elem_type: 1 = FLOAT,
+// shape: 2 → { dim: 1 → { dim_param: 2 = "N" }, dim → { dim_value: 1 = classes } } } } }
+function floatTensorValueInfo(name: string, classes: number | undefined): Uint8Array {
+  const shape = classes
+    ? lenField(2, concat([lenField(1, lenField(2, new TextEncoder().encode('N'))), lenField(1, intField(1, classes))]))
+    : new Uint8Array(0);
+  const tensorType = concat([intField(1, 1), shape]);
   const typeProto = lenField(1, tensorType);
   return concat([lenField(V_NAME, new TextEncoder().encode(name)), lenField(2, typeProto)]);
 }

@@ -228,11 +228,13 @@ export async function verifyArchive(file: string): Promise<VerifiedArchive> {
     input.pipe(parser as unknown as NodeJS.WritableStream);
   });
   if (failure !== undefined) {
-    if (failure instanceof BackupError) throw failure;
+    if (failure instanceof BackupError)
+      throw new BackupError(failure.code, `${failure.code === 'UNSAFE' ? 'refused ' : ''}archive ${file}: ${failure.message}`, { cause: failure });
     throw new BackupError('CORRUPT', `archive ${file} is damaged: ${(failure as Error).message ?? String(failure)}`, { cause: failure });
   }
   if (!manifest) throw new BackupError('CORRUPT', `archive ${file} holds no ${MANIFEST_NAME}`);
-  for (const path of [...files.keys(), ...directories]) if (!seen.has(path)) throw new BackupError('CORRUPT', `${JSON.stringify(path)} is in ${MANIFEST_NAME} but not in the archive (truncated?)`);
+  for (const path of [...files.keys(), ...directories])
+    if (!seen.has(path)) throw new BackupError('CORRUPT', `archive ${file}: ${JSON.stringify(path)} is in ${MANIFEST_NAME} but not in the archive (truncated?)`);
   return { manifest, archiveBytes };
 }
 
@@ -286,9 +288,11 @@ export class ArchiveWriter {
   }
 
   /** Waits for an event of the entry, or fails as soon as the output does. */
-  private async wait(emitter: ReadEntry, event: string): Promise<void> {
-    if (this.failed !== undefined) throw this.failed;
-    await Promise.race([once(emitter, event), this.done.then(() => new Promise<never>(() => {}))]);
+  private wait(emitter: ReadEntry, event: string): Promise<void> {
+    if (this.failed !== undefined) return Promise.reject(this.failed);
+    const waiting = Promise.race([once(emitter, event).then(() => undefined), this.done.then(() => new Promise<never>(() => {}))]);
+    // Callers may stop waiting after an earlier failure; that rejection must not go unhandled.
+    return waiting;
   }
 
   private header(path: string, type: 'File' | 'Directory', size: number, st: EntryStat): ReadEntry {

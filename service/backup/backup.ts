@@ -1,8 +1,8 @@
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
-import { lstat, link, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { lstat, link, open, readdir, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import { basename, isAbsolute, join, resolve } from 'node:path';
+import { basename, isAbsolute, join, relative, resolve } from 'node:path';
 import { figures } from '../figures.ts';
 import {
   ArchiveWriter,
@@ -307,6 +307,12 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
   const redisRoot = options.redisDir ? await sourceFolder(options.redisDir, 'the Redis data folder', 'set REDIS_DATA_DIR (or --redis-dir) to it, or to "" for none') : undefined;
   const sources: Manifest['sources'] = [{ name: 'models', path: modelsRoot, archivePath: MODELS_PREFIX }];
   if (redisRoot) sources.push({ name: 'redis', path: redisRoot, archivePath: REDIS_PREFIX });
+  const realDest = await realpath(dest);
+  for (const src of sources) {
+    const rel = relative(await realpath(src.path), realDest);
+    if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel)))
+      throw new BackupError('USAGE', `the backup folder ${dest} is inside ${src.path}, which is being backed up; choose a folder outside it`);
+  }
 
   for (let attempt = 1; ; attempt++) {
     const created = now();

@@ -218,10 +218,10 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     const checkAborted = () => {
       if (options.signal?.aborted) throw new BackupError('INTERRUPTED', 'interrupted; nothing was changed');
     };
-    for (const [name, prefix, target] of wanted) {
+    // Every target is checked and given its staging folder before anything is extracted.
+    for (const [name, prefix, target] of wanted) parts.push(await prepare(name, prefix, target, manifest, options.swap === 'contents'));
+    for (const part of parts) {
       checkAborted();
-      const part = await prepare(name, prefix, target, manifest, options.swap === 'contents');
-      parts.push(part);
       await extractPart(archive, part);
       await checkStaged(part);
     }

@@ -1,0 +1,205 @@
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import type { CliCommand, CliIO } from '../cli.ts';
+import { configSchema } from '../config.ts';
+import { figures } from '../figures.ts';
+import { createBackup, DEFAULT_REDIS_DATA_DIR, listBackups, pruneBackups, resolveArchive, verifyBackup } from './backup.ts';
+import { BackupError, oneLine } from './errors.ts';
+import { formatBytes } from './fs-util.ts';
+import { restoreBackup } from './restore.ts';
+
+// `analytics-api backup create | list | verify | restore | prune`: the CLI over backup.ts and
+// restore.ts. Every failure is one line on stderr and a non-zero exit: 1, or 2 for bad usage,
+// 130 when interrupted.
+
+const HELP = `usage: analytics-api backup <subcommand> [options]
+
+subcommands:
+  create                      archive the model store (and the Redis data folder) into --dest
+  list                        the archives in --dest, newest first
+  verify <archive>|--latest   re-read an archive and check every file against its manifest
+  restore <archive>|--latest  verify, then replace <models-dir>/production (and the Redis folder)
+  prune                       delete archives older than --retention-days (never the newest)
+
+options:
+  --dest DIR            backup folder (env BACKUP_DIR)
+  --models-dir DIR      model store root, the folder holding production/ (env MODELS_DIR,
+                        default ${configSchema.shape.MODELS_DIR.parse(undefined)})
+  --redis-dir DIR       Redis data folder (env REDIS_DATA_DIR; default ${DEFAULT_REDIS_DATA_DIR} when it
+                        exists; "" for none)
+  --retention-days N    prune: keep archives of the last N days (env BACKUP_RETENTION_DAYS,
+                        default ${figures.backup.retentionDays})
+  --latest              verify/restore: the newest archive in --dest
+  --verify              list: verify every archive too (exit 1 if one fails)
+  --dry-run             prune: show what would be deleted
+  --json                machine-readable output on stdout
+  -h, --help            this help
+
+An <archive> is a path, or a file name in --dest. Times are UTC.
+Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.`;
+
+const OPTIONS = {
+  dest: { type: 'string' },
+  'models-dir': { type: 'string' },
+  'redis-dir': { type: 'string' },
+  'retention-days': { type: 'string' },
+  latest: { type: 'boolean' },
+  verify: { type: 'boolean' },
+  'dry-run': { type: 'boolean' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type OptionName = keyof typeof OPTIONS;
+
+/** Which options each subcommand takes (besides --help). */
+const ALLOWED: Record<string, OptionName[]> = {
+  create: ['dest', 'models-dir', 'redis-dir', 'json'],
+  list: ['dest', 'verify', 'json'],
+  verify: ['dest', 'latest', 'json'],
+  restore: ['dest', 'models-dir', 'redis-dir', 'latest', 'json'],
+  prune: ['dest', 'retention-days', 'dry-run', 'json'],
+};
+const TAKES_ARCHIVE = new Set(['verify', 'restore']);
+
+type Values = { [K in OptionName]?: (typeof OPTIONS)[K]['type'] extends 'string' ? string : boolean };
+
+interface Settings {
+  dest: string | undefined;
+  modelsDir: string;
+  redisDir: string | undefined;
+  retentionDays: number;
+}
+
+function settings(values: Values, env: NodeJS.ProcessEnv): Settings {
+  const dest = values.dest ?? env.BACKUP_DIR;
+  const modelsDir = values['models-dir'] ?? configSchema.shape.MODELS_DIR.parse(env.MODELS_DIR || undefined);
+  // An explicit value wins, "" meaning none; the specification's /data/redis only when it exists.
+  const redisSetting = values['redis-dir'] ?? env.REDIS_DATA_DIR;
+  const redisDir = redisSetting !== undefined ? redisSetting || undefined : existsSync(DEFAULT_REDIS_DATA_DIR) ? DEFAULT_REDIS_DATA_DIR : undefined;
+  const retentionText = values['retention-days'] ?? env.BACKUP_RETENTION_DAYS;
+  let retentionDays: number = figures.backup.retentionDays;
+  if (retentionText !== undefined && retentionText !== '') {
+    if (!/^\d+$/.test(retentionText.trim())) throw new BackupError('USAGE', `--retention-days (or BACKUP_RETENTION_DAYS) must be a whole number of days, not "${retentionText}"`);
+    retentionDays = Number(retentionText.trim());
+  }
+  if (modelsDir === '') throw new BackupError('USAGE', '--models-dir (or MODELS_DIR) is empty');
+  return { dest: dest || undefined, modelsDir, redisDir, retentionDays };
+}
+
+function needDest(s: Settings): string {
+  if (!s.dest) throw new BackupError('USAGE', 'no backup folder: pass --dest DIR or set BACKUP_DIR');
+  return s.dest;
+}
+
+const json = (value: unknown) => JSON.stringify(value, null, 2) + '\n';
+const utc = (d: Date | string) => new Date(d).toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, 'Z');
+const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+async function run(sub: string, positionals: string[], values: Values, io: CliIO): Promise<number> {
+  const s = settings(values, io.env);
+  const out = io.stdout;
+  switch (sub) {
+    case 'create': {
+      const r = await createBackup({ dest: needDest(s), modelsDir: s.modelsDir, redisDir: s.redisDir, signal: io.signal });
+      for (const w of r.warnings) io.stderr(`warning: ${w}\n`);
+      if (values.json) out(json(r));
+      else
+        out(
+          `created ${r.path}: ${r.files} files, ${formatBytes(r.bytes)} of data, ${formatBytes(r.sizeBytes)} archive, verified, ${seconds(r.durationMs)}` +
+            ` (${r.sources.map((src) => `${src.archivePath}/ from ${src.path}`).join(', ')})\n`,
+        );
+      return 0;
+    }
+    case 'list': {
+      const archives = await listBackups(needDest(s));
+      const rows: Array<{ name: string; path: string; created: string; sizeBytes: number; verified?: boolean; error?: string }> = [];
+      for (const a of archives) {
+        const row: (typeof rows)[number] = { name: a.name, path: a.path, created: a.created.toISOString(), sizeBytes: a.sizeBytes };
+        if (values.verify) {
+          try {
+            await verifyBackup(a.path);
+            row.verified = true;
+          } catch (err) {
+            row.verified = false;
+            row.error = oneLine(err);
+          }
+        }
+        rows.push(row);
+      }
+      if (values.json) out(json(rows));
+      else if (rows.length === 0) out(`no archives in ${s.dest}\n`);
+      else {
+        const lines = rows.map((r) => [utc(r.created), formatBytes(r.sizeBytes), ...(values.verify ? [r.verified ? 'ok' : `FAILED: ${r.error}`] : []), r.name]);
+        const header = ['CREATED (UTC)', 'SIZE', ...(values.verify ? ['VERIFIED'] : []), 'NAME'];
+        const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (i < l.length - 1 ? l[i]!.length : 0))));
+        for (const l of [header, ...lines]) out(l.map((c, i) => (i < l.length - 1 ? c.padEnd(widths[i]!) : c)).join('  ') + '\n');
+      }
+      return rows.some((r) => r.verified === false) ? 1 : 0;
+    }
+    case 'verify': {
+      const path = await resolveArchive(positionals[0], { dest: s.dest, latest: values.latest });
+      const r = await verifyBackup(path);
+      if (values.json) out(json({ ...r, verified: true }));
+      else out(`ok ${r.path}: ${r.files} files, ${formatBytes(r.bytes)} of data, created ${utc(r.created)}, every checksum matches\n`);
+      return 0;
+    }
+    case 'restore': {
+      const path = await resolveArchive(positionals[0], { dest: s.dest, latest: values.latest });
+      const r = await restoreBackup({ archive: path, modelsDir: s.modelsDir, redisDir: s.redisDir, signal: io.signal });
+      if (values.json) out(json(r));
+      else {
+        out(`restored ${r.archive} (created ${utc(r.created)}):\n`);
+        for (const p of r.restored) out(`  ${p.name}: ${p.files} files, ${formatBytes(p.bytes)} into ${p.target}\n`);
+        for (const n of r.notes) out(`  note: ${n}\n`);
+        out('  restart the service (and Redis, if its data was restored) so they load the restored data\n');
+      }
+      return 0;
+    }
+    case 'prune': {
+      const r = await pruneBackups({ dest: needDest(s), retentionDays: s.retentionDays, dryRun: values['dry-run'] });
+      if (values.json) out(json({ cutoff: r.cutoff.toISOString(), retentionDays: s.retentionDays, dryRun: !!values['dry-run'], kept: r.kept.map((a) => a.name), deleted: r.deleted.map((a) => a.name) }));
+      else {
+        for (const a of r.deleted) out(`${values['dry-run'] ? 'would delete' : 'deleted'} ${a.name}\n`);
+        out(`kept ${r.kept.length} archive${r.kept.length === 1 ? '' : 's'} (retention ${s.retentionDays} days, cutoff ${utc(r.cutoff)}${r.kept[0] ? `, newest ${r.kept[0].name}` : ''})\n`);
+      }
+      return 0;
+    }
+  }
+  throw new BackupError('USAGE', `unknown subcommand "${sub}"`);
+}
+
+export const backupCommand: CliCommand = {
+  summary: 'create, list, verify, restore and prune backups of the model store and Redis data',
+  async run(args, io) {
+    const sub = args[0];
+    const prefix = `analytics-api backup${sub && !sub.startsWith('-') ? ` ${sub}` : ''}`;
+    try {
+      if (sub === undefined || sub === '-h' || sub === '--help' || sub === 'help') {
+        (sub === undefined ? io.stderr : io.stdout)(HELP + '\n');
+        return sub === undefined ? 2 : 0;
+      }
+      if (!(sub in ALLOWED)) throw new BackupError('USAGE', `unknown subcommand "${sub}"; use create, list, verify, restore or prune`);
+      let parsed;
+      try {
+        parsed = parseArgs({ args: args.slice(1), options: OPTIONS, allowPositionals: true, strict: true });
+      } catch (err) {
+        throw new BackupError('USAGE', (err as Error).message.replace(/\.?\s*To specify a positional.*$/s, ''));
+      }
+      const values = parsed.values as Values;
+      if (values.help) {
+        io.stdout(HELP + '\n');
+        return 0;
+      }
+      for (const name of Object.keys(values) as OptionName[])
+        if (name !== 'help' && !ALLOWED[sub]!.includes(name)) throw new BackupError('USAGE', `--${name} is not an option of "backup ${sub}"`);
+      const maxPositionals = TAKES_ARCHIVE.has(sub) ? 1 : 0;
+      if (parsed.positionals.length > maxPositionals) throw new BackupError('USAGE', `unexpected argument "${parsed.positionals[maxPositionals]}"`);
+      return await run(sub, parsed.positionals, values, io);
+    } catch (err) {
+      io.stderr(`${prefix}: ${oneLine(err)}\n`);
+      if (err instanceof BackupError) return err.code === 'USAGE' ? 2 : err.code === 'INTERRUPTED' ? 130 : 1;
+      return 1;
+    }
+  },
+};

@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { after, before, describe, test } from 'node:test';
+import { closeTo, MODELS, reference, startService, uploadSample, type TestService } from '../helpers/service.ts';
+
+// The Open Inference Protocol: tritonclient's HTTP client from PyPI, unmodified, in its JSON and
+// its default binary mode, against the service; answers equal onnxruntime's own.
+
+const run = promisify(execFile);
+const PYTHON = new URL('../../.cache/venv-test/bin/python', import.meta.url).pathname;
+const CHECK = new URL('./triton_client_check.py', import.meta.url).pathname;
+const MODELS_UNDER_TEST = ['iris-logreg', 'iris-species', 'wine-forest', 'diabetes-linear', 'iris-per-feature', 'breast-cancer-gbc'];
+
+describe('Open Inference Protocol (V2) with tritonclient', () => {
+  let svc: TestService;
+  let report: any;
+  before(async () => {
+    svc = await startService();
+    for (const name of MODELS_UNDER_TEST) assert.equal((await uploadSample(svc.app, name)).statusCode, 201);
+    await svc.app.listen({ host: '127.0.0.1', port: 0 });
+    const port = (svc.app.server.address() as { port: number }).port;
+    const { stdout } = await run(PYTHON, [CHECK, `127.0.0.1:${port}`, MODELS, ...MODELS_UNDER_TEST], { timeout: 120_000, maxBuffer: 32 * 1024 * 1024 });
+    report = JSON.parse(stdout);
+  });
+  after(() => svc.close());
+
+  test('server health and metadata', () => {
+    assert.equal(report.live, true);
+    assert.equal(report.ready, true);
+    assert.equal(report.server.name, 'analytics-api');
+    assert.ok(report.server.extensions.includes('binary_tensor_data'));
+  });
+
+  test('model metadata: platform, inputs and outputs with V2 datatypes', () => {
+    const iris = report.models['iris-logreg'];
+    assert.equal(iris.model_ready, true);
+    assert.equal(iris.metadata.platform, 'onnx_onnxv1');
+    assert.deepEqual(iris.metadata.versions, ['1']);
+    assert.deepEqual(iris.metadata.inputs, [{ name: 'input', datatype: 'FP32', shape: [-1, 4] }]);
+    assert.deepEqual(iris.metadata.outputs, [
+      { name: 'output_label', datatype: 'INT64', shape: [-1] },
+      { name: 'probabilities', datatype: 'FP32', shape: [-1, 3] },
+    ]);
+    assert.equal(report.models['diabetes-linear'].metadata.inputs[0].datatype, 'FP64');
+    assert.equal(report.models['iris-species'].metadata.outputs[0].datatype, 'BYTES');
+    assert.equal(report.models['iris-per-feature'].metadata.inputs.length, 4);
+  });
+
+  for (const name of MODELS_UNDER_TEST) {
+    test(`${name}: JSON and binary answers equal onnxruntime's`, async () => {
+      const ref = await reference(name);
+      const entry = report.models[name];
+      for (const mode of ['json', 'binary']) {
+        const { outputs, id } = entry[mode];
+        assert.equal(id, `${name}-${mode}`, 'the request id is echoed');
+        ref.samples.forEach((s, i) => {
+          if (ref.task === 'regression') {
+            const value = Object.values(outputs)[0] as number[][];
+            assert.ok(closeTo(value[i]![0]!, s.onnxruntime.value!, 1e-5), `${mode} row ${i}`);
+            return;
+          }
+          const labelName = entry.metadata.outputs.find((o: { datatype: string }) => o.datatype === 'INT64' || o.datatype === 'BYTES').name;
+          const probName = entry.metadata.outputs.find((o: { datatype: string }) => o.datatype === 'FP32').name;
+          const label = outputs[labelName][i];
+          assert.equal(Array.isArray(label) ? label[0] : label, s.onnxruntime.label, `${mode} label row ${i}`);
+          (outputs[probName][i] as number[]).forEach((p, c) => assert.ok(closeTo(p, s.onnxruntime.probabilities![c]!, 1e-5, 1e-7), `${mode} p row ${i}`));
+        });
+      }
+    });
+  }
+
+  test('with no outputs named, every output comes back (in binary)', () => {
+    assert.deepEqual(report.models['iris-logreg'].default_outputs, ['output_label', 'probabilities']);
+  });
+
+  test('a shape mismatch is a 400 that says what is wrong', () => {
+    assert.equal(report.bad_shape.status, '400');
+    assert.match(report.bad_shape.message, /shape \[1,3\] does not fit the model's \[-1,4\]/);
+  });
+});
+
+describe('V2 errors and batching', () => {
+  let svc: TestService;
+  before(async () => {
+    svc = await startService();
+    await uploadSample(svc.app, 'iris-logreg');
+  });
+  after(() => svc.close());
+
+  const infer = (body: unknown, url = '/v2/models/iris-logreg/infer') => svc.app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+  const row = [5.9, 3.0, 5.1, 1.8];
+
+  test('JSON infer with nested data, errors as {"error"}', async () => {
+    const ok = await infer({ id: 'a1', inputs: [{ name: 'input', shape: [2, 4], datatype: 'FP32', data: [row, row] }], outputs: [{ name: 'output_label' }] });
+    assert.equal(ok.statusCode, 200, ok.body);
+    assert.deepEqual(ok.json().outputs, [{ name: 'output_label', datatype: 'INT64', shape: [2], data: [2, 2] }]);
+    assert.equal(ok.json().id, 'a1');
+    const cases: Array<[unknown, RegExp, string?]> = [
+      [{ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP64', data: row }] }, /datatype FP64 given, the model expects FP32/],
+      [{ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3] }] }, /holds 4 elements, data has 3/],
+      [{ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: row }] }, /unknown input "x"/],
+      [{ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: ['a', 1, 2, 3] }] }, /element 0 must be a number/],
+      [{ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: row }], outputs: [{ name: 'nope' }] }, /unknown output "nope"/],
+      [{ inputs: [] }, /inputs/],
+      [{ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: row }] }, /no model named "nope"/, '/v2/models/nope/infer'],
+    ];
+    for (const [body, message, url] of cases) {
+      const res = await infer(body, url);
+      assert.ok(res.statusCode >= 400 && res.statusCode < 500, `${res.statusCode} ${res.body}`);
+      assert.match(res.json().error, message);
+    }
+    const garbage = await svc.app.inject({ method: 'POST', url: '/v2/models/iris-logreg/infer', payload: 'not json' });
+    assert.equal(garbage.statusCode, 400);
+    assert.match(garbage.json().error, /not valid JSON/);
+  });
+
+  test('concurrent requests over both APIs are coalesced into fewer ONNX runs, answers to the right callers', async () => {
+    const features = (x: number) => ({ 'sepal length (cm)': x, 'sepal width (cm)': 3.0, 'petal length (cm)': 5.1, 'petal width (cm)': 1.8 });
+    const xs = Array.from({ length: 24 }, (_, i) => 4 + i * 0.2);
+    const alone: number[][] = [];
+    for (const x of xs) alone.push((await svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris-logreg@1', payload: { features: features(x + 0.001) } })).json().probabilities);
+    const before = await runsAndRequests(svc);
+    const together = await Promise.all(
+      xs.map((x, i) =>
+        i % 2 === 0
+          ? svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris-logreg@1', payload: { features: features(x + 0.001) } }).then((r) => r.json().probabilities)
+          : infer({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [x + 0.001, 3.0, 5.1, 1.8] }], outputs: [{ name: 'probabilities' }] }).then((r) => r.json().outputs[0].data),
+      ),
+    );
+    const afterCounts = await runsAndRequests(svc);
+    together.forEach((p: number[], i) => p.forEach((v, c) => assert.ok(closeTo(v, alone[i][c], 1e-6, 1e-7), `request ${i}`)));
+    const runs = afterCounts.runs - before.runs;
+    assert.ok(runs < xs.length, `${xs.length} requests took ${runs} ONNX runs`);
+  });
+});
+
+async function runsAndRequests(svc: TestService): Promise<{ runs: number }> {
+  const text = (await svc.app.inject({ url: '/metrics' })).body;
+  return { runs: Number(/model_batch_size_count\{model="iris-logreg",version="1"\} (\d+)/.exec(text)?.[1] ?? 0) };
+}
