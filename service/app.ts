@@ -12,6 +12,7 @@ import type { Config } from './config.ts';
 import { problemBody, ServiceError, type ErrorCode, type ProblemDetail } from './errors.ts';
 import { InferencePool } from './inference-pool.ts';
 import { ServiceMetrics } from './metrics.ts';
+import { followRouting, type ModelVersionApi } from './kubernetes-mode.ts';
 import { ModelRegistry } from './model-registry.ts';
 import { ModelStore } from './model-store.ts';
 import { MemoryCache, type CacheBackend } from './prediction-cache.ts';
@@ -40,6 +41,8 @@ export interface ServiceContext {
   predictor: Predictor;
   metrics: ServiceMetrics;
   serviceVersion: string;
+  /** Kubernetes mode: ModelVersion calls for uploads and promotes. */
+  modelVersions: ModelVersionApi | undefined;
 }
 
 declare module 'fastify' {
@@ -94,6 +97,8 @@ function classify(err: FastifyError): { code: ErrorCode; detail: string; details
 export interface BuildOptions {
   config: Config;
   logger?: boolean | object;
+  /** Kubernetes mode's ModelVersion client (default: the API server of the in-cluster or current kubeconfig). */
+  modelVersions?: ModelVersionApi;
 }
 
 /** Rate-limit key: the bearer token (hashed, never kept in clear) when present, else the client IP. */
@@ -137,7 +142,10 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
       app.log.warn({ model: name, err: err.message }, 'cache purge failed; entries of the old version expire with their TTL');
     });
   const predictor = new Predictor({ registry, cache, log: predictionLog, metrics, ttlSeconds: config.CACHE_TTL_SECONDS });
-  const ctx: ServiceContext = { config, store, pool, registry, cache, redis, predictor, metrics, serviceVersion };
+  const kubernetes = config.CONTROL_PLANE === 'kubernetes';
+  registry.routingFromOperator = kubernetes;
+  const modelVersions = kubernetes ? (options.modelVersions ?? (await import('./kubernetes-model-versions.ts')).kubernetesModelVersions(config.POD_NAMESPACE)) : undefined;
+  const ctx: ServiceContext = { config, store, pool, registry, cache, redis, predictor, metrics, serviceVersion, modelVersions };
   app.decorate('ctx', ctx);
 
   // Per-route limits per client; shared by every replica through Redis when configured. A Redis
@@ -151,19 +159,21 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     ...(redis ? { redis, nameSpace: 'ratelimit:' } : {}),
     skipOnError: true,
     onExceeded: (request) => metrics.rateLimited.inc({ route: request.routeOptions.url ?? 'unmatched' }),
+    // The x-ratelimit-* headers go on 429s (with retry-after), not on every answer: they cost on the hot path.
+    addHeadersOnExceeding: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false },
   });
 
-  app.addHook('onRequest', async (request) => {
-    if (!request.routeOptions.config.admin) return;
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (!request.routeOptions.config.admin) return done();
     const denied = isAuthorized(request, config.API_TOKEN);
-    if (denied === 'UNAUTHORIZED') throw new ServiceError('UNAUTHORIZED', 'send Authorization: Bearer <API_TOKEN>');
-    if (denied === 'FORBIDDEN') throw new ServiceError('FORBIDDEN', 'no API_TOKEN is configured, so model changes are accepted from loopback clients only');
+    if (denied === 'UNAUTHORIZED') return done(new ServiceError('UNAUTHORIZED', 'send Authorization: Bearer <API_TOKEN>'));
+    if (denied === 'FORBIDDEN') return done(new ServiceError('FORBIDDEN', 'no API_TOKEN is configured, so model changes are accepted from loopback clients only'));
+    done();
   });
 
-  app.addHook('onResponse', async (request, reply) => {
-    const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) };
-    metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
-    metrics.httpRequests.inc(labels);
+  app.addHook('onResponse', (request, reply, done) => {
+    metrics.observeHttp(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+    done();
   });
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
@@ -209,11 +219,14 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     return metrics.registry.metrics();
   });
 
+  await registry.start();
+  const routing = kubernetes ? await followRouting(config.ROUTING_FILE, registry, app.log) : undefined;
+
   app.addHook('onClose', async () => {
+    routing?.stop();
     await pool.close();
     await cache.close();
   });
 
-  await registry.start();
   return app;
 }

@@ -33,7 +33,9 @@ export const configSchema = z.object({
   INFERENCE_THREADS: z.coerce.number().int().min(1).max(64).optional().describe('Worker threads; default from the cgroup CPU limit'),
   BATCH_MAX_SIZE: z.coerce.number().int().min(1).max(100_000).default(64).describe('Dynamic batching: rows per ONNX run at most (1 turns batching off); per model: metadata.batching.max_batch_size'),
   BATCH_MAX_DELAY_MS: z.coerce.number().min(0).max(1000).default(0).describe('Dynamic batching: how long a request may wait for others (0: requests arriving together); per model: metadata.batching.max_queue_delay_ms'),
-  CONTROL_PLANE: z.enum(['standalone', 'kubernetes']).default('standalone'),
+  CONTROL_PLANE: z.enum(['standalone', 'kubernetes']).default('standalone').describe('kubernetes: ModelVersion resources and the operator\'s routing decide what serves'),
+  ROUTING_FILE: z.string().default('/etc/analytics-api/routing/routing.json').describe('Kubernetes mode: the mounted routing ConfigMap'),
+  POD_NAMESPACE: z.string().default('analytics').describe('Kubernetes mode: where ModelVersions are created'),
   DOCS: envBoolean.default(true).describe('Serve the OpenAPI document and /docs'),
 });
 

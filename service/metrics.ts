@@ -130,8 +130,28 @@ export class ServiceMetrics {
     this.registerResourceGauges(cgroup);
   }
 
+  private readonly httpChildren = new Map<string, { duration: { observe(v: number): void }; count: { inc(): void } }>();
+
+  /** One HTTP answer; label children are kept per (method, route, status) so the hot path skips label hashing. */
+  observeHttp(method: string, route: string, status: number, seconds: number): void {
+    const key = `${method} ${route} ${status}`;
+    let child = this.httpChildren.get(key);
+    if (!child) {
+      const labels = { method, route, status_code: String(status) };
+      child = { duration: this.httpDuration.labels(labels), count: this.httpRequests.labels(labels) };
+      this.httpChildren.set(key, child);
+    }
+    child.duration.observe(seconds);
+    child.count.inc();
+  }
+
+  private readonly cacheChildren = new Map<string, { inc(): void }>();
+
   recordCacheLookup(model: string, result: 'hit' | 'miss' | 'error'): void {
-    this.cacheRequests.inc({ model, result });
+    const key = `${model} ${result}`;
+    let child = this.cacheChildren.get(key);
+    if (!child) this.cacheChildren.set(key, (child = this.cacheRequests.labels({ model, result })));
+    child.inc();
     if (result !== 'error') this.recentHits.record(result === 'hit');
   }
 

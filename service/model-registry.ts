@@ -75,16 +75,53 @@ export class ModelRegistry {
     this.log = deps.log;
   }
 
+  /**
+   * Who decides which version serves: the store's history (standalone, where promote is a REST
+   * call), or the operator's routing (Kubernetes, applied with applyRouting).
+   */
+  routingFromOperator = false;
+
   /** Loads every model's production version. Failures are logged and reported by /ready. */
   async start(): Promise<void> {
+    if (this.routingFromOperator) return;
     for (const name of await this.store.listModels()) {
       const version = await this.store.productionVersion(name);
       if (!version) continue;
       this.production.set(name, version);
-      await this.ensureLoaded(name, version).catch((err: Error) => {
-        this.loadErrors.set(name, err.message);
-        this.log.error({ model: name, version, err: err.message }, 'production model failed to load');
-      });
+      await this.loadProduction(name, version);
+    }
+  }
+
+  private async loadProduction(name: string, version: string): Promise<ServedModel | undefined> {
+    return this.ensureLoaded(name, version).catch((err: Error) => {
+      this.loadErrors.set(name, err.message);
+      this.log.error({ model: name, version, err: err.message }, 'production model failed to load');
+      return undefined;
+    });
+  }
+
+  /**
+   * Serves exactly the routed versions (Kubernetes mode: the operator's routing file). Each new
+   * version is loaded before it takes over, then the old one is freed; models no longer routed stop serving.
+   */
+  async applyRouting(routing: Map<string, string>): Promise<void> {
+    for (const [name, version] of routing) {
+      if (this.production.get(name) === version && this.served.has(keyOf(name, version))) continue;
+      const incoming = await this.loadProduction(name, version);
+      const previous = this.production.get(name);
+      this.production.set(name, version);
+      if (!incoming) continue;
+      const old = previous !== undefined && previous !== version ? this.served.get(keyOf(name, previous)) : undefined;
+      if (old) this.retire(old);
+      await this.onModelChanged(name);
+      this.log.info({ model: name, version, previous }, 'routing applied');
+    }
+    for (const [name, version] of [...this.production]) {
+      if (routing.has(name)) continue;
+      this.production.delete(name);
+      const old = this.served.get(keyOf(name, version));
+      if (old) this.retire(old);
+      await this.onModelChanged(name);
     }
   }
 
@@ -209,8 +246,8 @@ export class ModelRegistry {
         throw new ServiceError('VERSION_EXISTS', `model ${name} already has version ${version}; versions are immutable, upload a new version`);
       const meta = await this.validate(input);
       await this.store.writeVersion(meta, input.bytes);
-      const isFirst = !this.production.has(name);
-      if (input.promote || isFirst) await this.promoteLocked(name, version);
+      // With the operator in charge, serving follows its routing, not the upload.
+      if (!this.routingFromOperator && (input.promote || !this.production.has(name))) await this.promoteLocked(name, version);
       return meta;
     });
   }

@@ -14,11 +14,14 @@ export interface CacheBackend {
   close(): Promise<void>;
 }
 
-/** Cache key: model and version in clear (for purges), features in the model's own order, hashed. */
+/**
+ * Cache key: model and version in clear (for purges), then the features in the model's own order.
+ * Numbers print one way whatever their spelling in the request (1, 1.0, 1e0). Long rows are
+ * hashed to keep keys small; short ones are used as they are (hashing is a third of a hit's cost).
+ */
 export function cacheKey(model: string, version: string, row: number[]): string {
-  // Numbers print one way whatever their spelling in the request (1, 1.0, 1e0).
-  const digest = createHash('sha256').update(row.join(',')).digest('base64url');
-  return `pred:${model}:${version}:${digest}`;
+  const values = row.join(',');
+  return `pred:${model}:${version}:${values.length <= 160 ? values : createHash('sha256').update(values).digest('base64url')}`;
 }
 
 export const modelPrefix = (model: string) => `pred:${model}:`;

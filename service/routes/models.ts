@@ -85,7 +85,17 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
     },
     async (request: FastifyRequest, reply) => {
       const input = Buffer.isBuffer(request.body) ? uploadFromOctets(request.query, request.body) : uploadFromJson(request.body);
+      const isFirst = (await ctx.store.listVersions(input.name)).length === 0;
       const meta = await ctx.registry.upload(input);
+      if (ctx.modelVersions) {
+        // Kubernetes mode: the ModelVersion makes it real; without it the artifact is not kept.
+        try {
+          await ctx.modelVersions.create(meta, input.promote || isFirst ? 'Production' : 'Staging');
+        } catch (err) {
+          await ctx.registry.deleteVersion(meta.name, meta.version).catch(() => undefined);
+          throw new ServiceError('KUBERNETES_UNAVAILABLE', `the model was valid but its ModelVersion could not be created (${(err as Error).message}); nothing was kept, try again`);
+        }
+      }
       request.log.info({ model: meta.name, version: meta.version, sizeBytes: meta.sizeBytes, sha256: meta.sha256 }, 'model version uploaded');
       reply.code(201).header('location', `/api/v1/models/${meta.name}`);
       const desc = await ctx.registry.describe(meta.name);
@@ -110,9 +120,16 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
     '/api/v1/models/:model_id/versions/:version/promote',
     {
       config: { admin: true },
-      schema: { tags: ['models'], summary: 'Serve this version (rollback: promote an older one)', params: VersionParams, response: { 200: HistoryEventSchema, ...errors } },
+      schema: { tags: ['models'], summary: 'Serve this version (rollback: promote an older one)', params: VersionParams, response: { 200: HistoryEventSchema, 202: HistoryEventSchema.extend({ requested: z.boolean() }), ...errors } },
     },
-    async (request) => ctx.registry.promote(request.params.model_id, request.params.version),
+    async (request, reply) => {
+      const { model_id, version } = request.params;
+      if (!ctx.modelVersions) return ctx.registry.promote(model_id, version);
+      if (!(await ctx.store.hasVersion(model_id, version))) throw new ServiceError('VERSION_NOT_FOUND', `model ${model_id} has no version "${version}"`);
+      await ctx.modelVersions.setStage(model_id, version, 'Production');
+      reply.code(202);
+      return { time: new Date().toISOString(), event: 'promoted' as const, version, requested: true };
+    },
   );
 
   app.delete(
@@ -122,6 +139,8 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
       schema: { tags: ['models'], summary: 'Delete a version that is not in production', params: VersionParams, response: { 204: z.null(), ...errors } },
     },
     async (request, reply) => {
+      if (ctx.modelVersions)
+        throw new ServiceError('MANAGED_BY_KUBERNETES', `versions are ModelVersion resources here: kubectl delete mv -l serving.analytics.dev/model=${request.params.model_id} (or archive it)`);
       await ctx.registry.deleteVersion(request.params.model_id, request.params.version);
       reply.code(204).send(null);
     },
