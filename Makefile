@@ -33,7 +33,7 @@ test: node_modules/.install-stamp system-packages python-test-deps k8s-bins type
 	node --test --test-concurrency=1 --test-timeout=600000 'test/**/*.test.ts'
 
 bench: node_modules/.install-stamp
-	node bench/run.ts
+	node bench/run.ts   # BENCH_DURATION_SECONDS (10), BENCH_SOAK_SECONDS (30), BENCH_CONNECTIONS (32)
 
 models:
 	models/generate.sh
