@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseCron } from './backup/cron.ts';
 import { figures } from './figures.ts';
 
 // The service's whole configuration, read from the environment once at start. A bad value stops
@@ -33,6 +34,20 @@ export const configSchema = z.object({
   INFERENCE_THREADS: z.coerce.number().int().min(1).max(64).optional().describe('Worker threads; default from the cgroup CPU limit'),
   BATCH_MAX_SIZE: z.coerce.number().int().min(1).max(100_000).default(64).describe('Dynamic batching: rows per ONNX run at most (1 turns batching off); per model: metadata.batching.max_batch_size'),
   BATCH_MAX_DELAY_MS: z.coerce.number().min(0).max(1000).default(0).describe('Dynamic batching: how long a request may wait for others (0: requests arriving together); per model: metadata.batching.max_queue_delay_ms'),
+  BACKUP_DIR: z.string().min(1).optional().describe('Folder for backup archives; when set, the standalone service runs scheduled backups into it'),
+  BACKUP_SCHEDULE: z
+    .string()
+    .superRefine((value, ctx) => {
+      try {
+        parseCron(value);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    })
+    .default(figures.backup.schedule)
+    .describe('When scheduled backups run: a five-field cron expression, UTC'),
+  BACKUP_RETENTION_DAYS: z.coerce.number().int().min(0).default(figures.backup.retentionDays).describe('Backups of the last N days are kept (the newest always)'),
+  REDIS_DATA_DIR: z.string().optional().describe('Redis data folder included in backups; "" for none; unset: /data/redis when it exists'),
   CONTROL_PLANE: z.enum(['standalone', 'kubernetes']).default('standalone').describe('kubernetes: ModelVersion resources and the operator\'s routing decide what serves'),
   ROUTING_FILE: z.string().default('/etc/analytics-api/routing/routing.json').describe('Kubernetes mode: the mounted routing ConfigMap'),
   POD_NAMESPACE: z.string().default('analytics').describe('Kubernetes mode: where ModelVersions are created'),

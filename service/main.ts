@@ -1,4 +1,6 @@
 import { buildApp } from './app.ts';
+import { resolveRedisDataDir } from './backup/backup.ts';
+import { startBackupScheduler } from './backup/scheduler.ts';
 import { loadConfig } from './config.ts';
 import { importSampleModels } from './sample-models.ts';
 
@@ -14,9 +16,24 @@ try {
 const app = await buildApp({ config });
 if (config.SAMPLE_MODELS_DIR) await importSampleModels(config.SAMPLE_MODELS_DIR, app.ctx.store, app.ctx.registry, app.log);
 
+// Scheduled backups for docker compose and `make run`; in Kubernetes the operator's CronJobs run the CLI.
+const backups =
+  config.CONTROL_PLANE === 'standalone' && config.BACKUP_DIR
+    ? startBackupScheduler({
+        schedule: config.BACKUP_SCHEDULE,
+        dest: config.BACKUP_DIR,
+        modelsDir: config.MODELS_DIR,
+        redisDir: resolveRedisDataDir(config.REDIS_DATA_DIR),
+        retentionDays: config.BACKUP_RETENTION_DAYS,
+        log: app.log.child({ component: 'backup' }),
+        onRun: (run) => app.ctx.metrics.recordBackup(run.ok, run.archive?.sizeBytes),
+      })
+    : undefined;
+
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     app.log.info({ signal }, 'shutting down');
+    void backups?.stop(); // a backup cut short leaves only an ignored .partial
     app.close().then(
       () => process.exit(0),
       () => process.exit(1),

@@ -122,6 +122,32 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
+  readonly backupRuns = new Counter({
+    name: 'backup_runs_total',
+    help: 'Scheduled backups of the standalone service, by result (success, failure)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly backupLastSuccess = new Gauge({
+    name: 'backup_last_success_timestamp_seconds',
+    help: 'When the last scheduled backup succeeded (Unix time)',
+    registers: [this.registry],
+  });
+
+  readonly backupLastSize = new Gauge({
+    name: 'backup_last_size_bytes',
+    help: 'Size of the last successful backup archive',
+    registers: [this.registry],
+  });
+
+  recordBackup(ok: boolean, sizeBytes: number | undefined): void {
+    this.backupRuns.inc({ result: ok ? 'success' : 'failure' });
+    if (!ok) return;
+    this.backupLastSuccess.set(Date.now() / 1000);
+    if (sizeBytes !== undefined) this.backupLastSize.set(sizeBytes);
+  }
+
   constructor(cgroup: CgroupReader = cgroupReader()) {
     collectDefaultMetrics({ register: this.registry });
     // prom-client names these gauges with a `_total` suffix, which Prometheus reserves for

@@ -292,6 +292,7 @@ export class ArchiveWriter {
     if (this.failed !== undefined) return Promise.reject(this.failed);
     const waiting = Promise.race([once(emitter, event).then(() => undefined), this.done.then(() => new Promise<never>(() => {}))]);
     // Callers may stop waiting after an earlier failure; that rejection must not go unhandled.
+    waiting.catch(() => undefined);
     return waiting;
   }
 

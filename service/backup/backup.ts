@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { lstat, link, open, readdir, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import { existsSync, type Stats } from 'node:fs';
 import { basename, isAbsolute, join, relative, resolve } from 'node:path';
 import { figures } from '../figures.ts';
 import {
@@ -32,6 +32,14 @@ const toolVersion = (createRequire(import.meta.url)('../../package.json') as { v
 
 /** The Redis data folder of the specification, used when it exists and nothing else is configured. */
 export const DEFAULT_REDIS_DATA_DIR = '/data/redis';
+/**
+ * The Redis data folder to back up, from a setting (REDIS_DATA_DIR or --redis-dir): a path, ""
+ * for none, or, when unset, the specification's /data/redis if it exists.
+ */
+export function resolveRedisDataDir(setting: string | undefined): string | undefined {
+  if (setting !== undefined) return setting || undefined;
+  return existsSync(DEFAULT_REDIS_DATA_DIR) ? DEFAULT_REDIS_DATA_DIR : undefined;
+}
 /** Unfinished archives older than this are someone's crash, and `create`/`prune` remove them. */
 export const STALE_PARTIAL_MS = 60 * 60 * 1000;
 /** A file that changes while it is archived restarts the backup, at most this many times in all. */
@@ -159,7 +167,8 @@ function kind(st: Stats): string {
   return 'special file';
 }
 
-async function scanSource(root: string, prefix: string, scan: Scan, signal: AbortSignal | undefined): Promise<void> {
+/** Walks a source folder; with `hash`, reads and hashes every file (else only stats them). */
+async function scanSource(root: string, prefix: string, scan: Scan, signal: AbortSignal | undefined, hash = true): Promise<void> {
   const walk = async (dir: string, rel: string): Promise<void> => {
     let names: string[];
     try {
@@ -197,6 +206,10 @@ async function scanSource(root: string, prefix: string, scan: Scan, signal: Abor
         await walk(absolute, relPath);
         continue;
       }
+      if (!hash) {
+        scan.files.push({ archivePath, absolute, stat: st, sha256: '' });
+        continue;
+      }
       let fh: FileHandle;
       try {
         fh = await open(absolute, 'r');
@@ -213,6 +226,22 @@ async function scanSource(root: string, prefix: string, scan: Scan, signal: Abor
     }
   };
   await walk(root, '');
+}
+
+/**
+ * After the archive is written, the folders must still hold the same files (same inodes) and
+ * folders: an addition, removal or replacement meanwhile (a model uploaded, an AOF rewrite by
+ * Redis) could make the archived set inconsistent, so the backup starts over. Files growing
+ * (append-only history, the AOF) is fine: the archive holds them as they were when hashed.
+ */
+async function checkUnchanged(scan: Scan, sources: Manifest['sources'], signal: AbortSignal | undefined): Promise<void> {
+  const again: Scan = { directories: [], files: [], warnings: [] };
+  for (const src of sources) await scanSource(src.path, src.archivePath, again, signal, false);
+  const key = (archivePath: string, st: Stats) => `${archivePath}\0${st.dev}:${st.ino}`;
+  const before = new Set([...scan.directories.map((d) => key(d.archivePath, d.stat)), ...scan.files.map((f) => key(f.archivePath, f.stat))]);
+  const after = [...again.directories.map((d) => key(d.archivePath, d.stat)), ...again.files.map((f) => key(f.archivePath, f.stat))];
+  const changed = after.find((k) => !before.delete(k)) ?? before.values().next().value;
+  if (changed !== undefined) throw new BackupError('SOURCE_CHANGED', `${changed.split('\0')[0]} was added, removed or replaced while the backup ran`);
 }
 
 async function sourceFolder(path: string, what: string, hint: string): Promise<string> {
@@ -341,6 +370,7 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
       };
       await writeArchiveFile(fh, dest, manifest, scan, options.signal);
       closed = true; // written, fsynced and closed
+      await checkUnchanged(scan, sources, options.signal);
       let verified: VerifiedArchive;
       try {
         verified = await verifyArchive(partial);

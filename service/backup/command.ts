@@ -1,9 +1,8 @@
-import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { CliCommand, CliIO } from '../cli.ts';
 import { configSchema } from '../config.ts';
 import { figures } from '../figures.ts';
-import { createBackup, DEFAULT_REDIS_DATA_DIR, listBackups, pruneBackups, resolveArchive, verifyBackup } from './backup.ts';
+import { createBackup, DEFAULT_REDIS_DATA_DIR, listBackups, pruneBackups, resolveArchive, resolveRedisDataDir, verifyBackup } from './backup.ts';
 import { BackupError, oneLine } from './errors.ts';
 import { formatBytes } from './fs-util.ts';
 import { restoreBackup } from './restore.ts';
@@ -74,9 +73,7 @@ interface Settings {
 function settings(values: Values, env: NodeJS.ProcessEnv): Settings {
   const dest = values.dest ?? env.BACKUP_DIR;
   const modelsDir = values['models-dir'] ?? configSchema.shape.MODELS_DIR.parse(env.MODELS_DIR || undefined);
-  // An explicit value wins, "" meaning none; the specification's /data/redis only when it exists.
-  const redisSetting = values['redis-dir'] ?? env.REDIS_DATA_DIR;
-  const redisDir = redisSetting !== undefined ? redisSetting || undefined : existsSync(DEFAULT_REDIS_DATA_DIR) ? DEFAULT_REDIS_DATA_DIR : undefined;
+  const redisDir = resolveRedisDataDir(values['redis-dir'] ?? env.REDIS_DATA_DIR);
   const retentionText = values['retention-days'] ?? env.BACKUP_RETENTION_DAYS;
   let retentionDays: number = figures.backup.retentionDays;
   if (retentionText !== undefined && retentionText !== '') {
@@ -130,8 +127,8 @@ async function run(sub: string, positionals: string[], values: Values, io: CliIO
       if (values.json) out(json(rows));
       else if (rows.length === 0) out(`no archives in ${s.dest}\n`);
       else {
-        const lines = rows.map((r) => [utc(r.created), formatBytes(r.sizeBytes), ...(values.verify ? [r.verified ? 'ok' : `FAILED: ${r.error}`] : []), r.name]);
-        const header = ['CREATED (UTC)', 'SIZE', ...(values.verify ? ['VERIFIED'] : []), 'NAME'];
+        const lines = rows.map((r) => [utc(r.created), formatBytes(r.sizeBytes), r.name, ...(values.verify ? [r.verified ? 'ok' : `FAILED: ${r.error}`] : [])]);
+        const header = ['CREATED (UTC)', 'SIZE', 'NAME', ...(values.verify ? ['VERIFIED'] : [])];
         const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (i < l.length - 1 ? l[i]!.length : 0))));
         for (const l of [header, ...lines]) out(l.map((c, i) => (i < l.length - 1 ? c.padEnd(widths[i]!) : c)).join('  ') + '\n');
       }

@@ -1,7 +1,7 @@
 import { chmod, chown, lstat, mkdir, open, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import { createReadStream, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { extract } from 'tar';
+import { Unpack } from 'tar';
 import { MODELS_PREFIX, REDIS_PREFIX, readExactly, verifyArchive, type Manifest, type ManifestFile } from './archive.ts';
 import { BackupError, errnoCode } from './errors.ts';
 import { syncDir, tempId } from './fs-util.ts';
@@ -98,12 +98,22 @@ async function prepare(name: Part['name'], prefix: string, target: string, manif
 async function extractPart(archive: string, part: Part): Promise<void> {
   const depth = part.prefix.split('/').length;
   try {
-    await extract({
-      file: archive,
-      cwd: part.staging,
-      strict: true,
-      strip: depth,
-      filter: (path) => path.startsWith(`${part.prefix}/`) && path.replace(/\/$/, '') !== part.prefix,
+    await new Promise<void>((resolve, reject) => {
+      const unpack = new Unpack({
+        cwd: part.staging,
+        strict: true,
+        strip: depth,
+        filter: (path) => path.startsWith(`${part.prefix}/`) && path.replace(/\/$/, '') !== part.prefix,
+      });
+      // Small reads: tar.x's own 16 MiB reads inflate into hundreds of MiB of buffered data.
+      const input = createReadStream(archive, { highWaterMark: 64 * 1024 });
+      unpack.on('error', (err: unknown) => {
+        input.destroy();
+        reject(err);
+      });
+      unpack.on('close', () => resolve());
+      input.on('error', reject);
+      input.pipe(unpack as unknown as NodeJS.WritableStream);
     });
   } catch (err) {
     const code = errnoCode(err);

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { figures } from '../figures.ts';
 import { createBackup, pruneBackups, type BackupLog, type CreateResult } from './backup.ts';
 import { nextRun, parseCron } from './cron.ts';
@@ -105,6 +106,7 @@ export function startBackupScheduler(options: BackupSchedulerOptions): BackupSch
     arm();
   }
 
+  if (!existsSync(options.dest)) log.warn({ dest: options.dest }, 'the backup folder does not exist; scheduled backups fail until it does');
   arm();
   log.info({ schedule: schedule.source, next: next?.toISOString(), dest: options.dest, retentionDays }, 'backup schedule started (UTC)');
 
