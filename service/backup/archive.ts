@@ -5,70 +5,109 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Header, Pack, Parser, ReadEntry } from 'tar';
 import { z } from 'zod';
+import { MODEL_NAME } from '../model-store.ts';
 import { BackupError, errnoCode } from './errors.ts';
 
 // The archive format (docs/backups.md): a gzip-compressed tar whose first entry is MANIFEST.json,
 // followed by the model store under models/production/ and the Redis data folder under redis/.
 // The manifest lists every directory and every file with its size and sha256; an archive is
 // valid only when its entries and the manifest agree exactly.
+//
+// A per-model archive (`backup create --model M`) holds only models/production/M/ (and redis/
+// with --include-redis); its manifest names the model and has format version 2, so a tool that
+// knows only version 1 refuses it instead of taking it for a whole store (whose restore would
+// replace every other model with nothing).
 
 export const MANIFEST_NAME = 'MANIFEST.json';
 export const MODELS_PREFIX = 'models/production';
 export const REDIS_PREFIX = 'redis';
 export const FORMAT = 'analytics-api-backup';
 export const FORMAT_VERSION = 1;
+/** The format version of per-model archives (a manifest with `model`). */
+export const MODEL_FORMAT_VERSION = 2;
 /** A manifest larger than this is refused before it is parsed. */
 const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 const READ_CHUNK = 1024 * 1024;
 
 // ---- names ---------------------------------------------------------------------------------
 
-const ARCHIVE_NAME = /^analytics-backup-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(?:\.(\d{3}))?Z(?:-(\d+))?\.tar\.gz$/;
+// Whole store: analytics-backup-<ts>.tar.gz; one model: analytics-backup-<model>-<ts>.tar.gz. The
+// timestamp is always the last part (before an optional counter) and holds an upper-case T and Z,
+// which no model name can, so a name parses one way only.
+const ARCHIVE_NAME = /^analytics-backup-(?:([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)-)?(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(?:\.(\d{3}))?Z(?:-(\d+))?\.tar\.gz$/;
 /** Unfinished archives: written under this name, renamed when complete; never listed. */
 export const PARTIAL_NAME = /^\.analytics-backup-.*\.partial$/;
 
-/** `analytics-backup-20261126T020000Z.tar.gz`; with milliseconds and/or a counter when needed. */
-export function archiveName(created: Date, options: { milliseconds?: boolean; counter?: number } = {}): string {
+/** Whether `name` is a valid model name (the model store's rule: 1-63 of a-z, 0-9 and "-"). */
+export function isModelName(name: string): boolean {
+  return MODEL_NAME.test(name);
+}
+
+/** Where a model's folder is in an archive: `models/production/<model>`. */
+export function modelPrefix(model: string): string {
+  return `${MODELS_PREFIX}/${model}`;
+}
+
+/**
+ * `analytics-backup-20261126T020000Z.tar.gz`, or `analytics-backup-<model>-20261126T020000Z.tar.gz`
+ * for one model; with milliseconds and/or a counter when needed.
+ */
+export function archiveName(created: Date, options: { milliseconds?: boolean; counter?: number; model?: string | undefined } = {}): string {
+  if (options.model !== undefined && !isModelName(options.model)) throw new BackupError('USAGE', `"${options.model}" is not a model name`);
   const iso = created.toISOString(); // 2026-11-26T02:00:00.123Z
   const stamp = iso.slice(0, 19).replace(/[-:]/g, '') + (options.milliseconds ? iso.slice(19, 23) : '');
-  return `analytics-backup-${stamp}Z${options.counter ? `-${options.counter}` : ''}.tar.gz`;
+  return `analytics-backup-${options.model !== undefined ? `${options.model}-` : ''}${stamp}Z${options.counter ? `-${options.counter}` : ''}.tar.gz`;
 }
 
-export function partialName(created: Date): string {
-  return `.${archiveName(created, { milliseconds: true }).replace(/\.tar\.gz$/, '')}-${process.pid}-${Math.random().toString(36).slice(2, 8)}.tar.gz.partial`;
+export function partialName(created: Date, model?: string): string {
+  return `.${archiveName(created, { milliseconds: true, model }).replace(/\.tar\.gz$/, '')}-${process.pid}-${Math.random().toString(36).slice(2, 8)}.tar.gz.partial`;
 }
 
-/** The UTC time in an archive's name (and a counter to order two of the same millisecond). */
-export function parseArchiveName(name: string): { created: Date; counter: number } | undefined {
+/**
+ * The UTC time in an archive's name (and a counter to order two of the same millisecond), and
+ * the model for a per-model archive (undefined for a whole-store one).
+ */
+export function parseArchiveName(name: string): { created: Date; counter: number; model: string | undefined } | undefined {
   const m = ARCHIVE_NAME.exec(name);
   if (!m) return undefined;
-  const [, y, mo, d, h, mi, s, ms, counter] = m;
+  const [, model, y, mo, d, h, mi, s, ms, counter] = m;
   const created = new Date(Date.UTC(+y!, +mo! - 1, +d!, +h!, +mi!, +s!, ms ? +ms : 0));
-  if (Number.isNaN(created.getTime()) || archiveName(created, { milliseconds: ms !== undefined, counter: counter ? +counter : 0 }) !== name) return undefined;
-  return { created, counter: counter ? +counter : 0 };
+  if (Number.isNaN(created.getTime()) || archiveName(created, { milliseconds: ms !== undefined, counter: counter ? +counter : 0, model }) !== name) return undefined;
+  return { created, counter: counter ? +counter : 0, model };
 }
 
 // ---- manifest ------------------------------------------------------------------------------
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 
-export const ManifestSchema = z.object({
-  format: z.literal(FORMAT),
-  formatVersion: z.literal(FORMAT_VERSION),
-  created: z.iso.datetime(),
-  createdBy: z.string(),
-  hostname: z.string().optional(),
-  sources: z.array(
-    z.object({
-      name: z.enum(['models', 'redis']),
-      path: z.string().describe('The absolute folder that was backed up'),
-      archivePath: z.enum([MODELS_PREFIX, REDIS_PREFIX]),
-    }),
-  ),
-  directories: z.array(z.string()),
-  files: z.array(z.object({ path: z.string(), size: z.number().int().nonnegative(), sha256: sha256Hex })),
-  totals: z.object({ files: z.number().int().nonnegative(), bytes: z.number().int().nonnegative() }),
-});
+export const ManifestSchema = z
+  .object({
+    format: z.literal(FORMAT),
+    formatVersion: z.union([z.literal(FORMAT_VERSION), z.literal(MODEL_FORMAT_VERSION)]),
+    created: z.iso.datetime(),
+    createdBy: z.string(),
+    hostname: z.string().optional(),
+    /** Per-model archives only: the one model they hold (format version 2). */
+    model: z.string().regex(MODEL_NAME, 'not a model name').optional(),
+    sources: z.array(
+      z.object({
+        name: z.enum(['models', 'redis']),
+        path: z.string().describe('The absolute folder that was backed up'),
+        archivePath: z.string().describe(`${MODELS_PREFIX}, ${MODELS_PREFIX}/<model> (per-model archives) or ${REDIS_PREFIX}`),
+      }),
+    ),
+    directories: z.array(z.string()),
+    files: z.array(z.object({ path: z.string(), size: z.number().int().nonnegative(), sha256: sha256Hex })),
+    totals: z.object({ files: z.number().int().nonnegative(), bytes: z.number().int().nonnegative() }),
+  })
+  .superRefine((m, ctx) => {
+    if ((m.model !== undefined) !== (m.formatVersion === MODEL_FORMAT_VERSION))
+      ctx.addIssue({ code: 'custom', path: ['model'], message: `a manifest names a model exactly when its format version is ${MODEL_FORMAT_VERSION}` });
+    const models = m.model === undefined ? MODELS_PREFIX : modelPrefix(m.model);
+    for (const [i, src] of m.sources.entries())
+      if (src.archivePath !== (src.name === 'models' ? models : REDIS_PREFIX))
+        ctx.addIssue({ code: 'custom', path: ['sources', i, 'archivePath'], message: `must be ${src.name === 'models' ? models : REDIS_PREFIX} for the ${src.name} source` });
+  });
 
 export type Manifest = z.infer<typeof ManifestSchema>;
 export type ManifestFile = Manifest['files'][number];
@@ -99,6 +138,31 @@ export function checkEntry(rawPath: string, type: string): string {
   return path;
 }
 
+/**
+ * For a per-model archive, an entry (already through checkEntry) must be inside
+ * models/production/<model>/, or redis/ when the archive holds Redis data; the folders above them
+ * are allowed. A whole-store archive passes everything checkEntry passed.
+ */
+export function checkScope(path: string, type: string, manifest: Pick<Manifest, 'model' | 'sources'>): void {
+  if (manifest.model === undefined || path === MANIFEST_NAME) return;
+  const prefix = modelPrefix(manifest.model);
+  const redis = manifest.sources.some((s) => s.name === 'redis');
+  if (path.startsWith(`${prefix}/`) || (redis && path.startsWith(`${REDIS_PREFIX}/`))) return;
+  if (type === 'Directory' && (path === 'models' || path === MODELS_PREFIX || path === prefix || (redis && path === REDIS_PREFIX))) return;
+  throw new BackupError('UNSAFE', `entry ${JSON.stringify(path)} is outside ${prefix}/${redis ? ` and ${REDIS_PREFIX}/` : ''}, in an archive of the model ${manifest.model}`);
+}
+
+/** With an expected model, the manifest must be a per-model archive of it. */
+export function checkArchiveModel(path: string, manifest: Manifest, model: string | undefined): void {
+  if (model === undefined || manifest.model === model) return;
+  throw new BackupError(
+    'USAGE',
+    manifest.model === undefined
+      ? `archive ${path} is a whole-store archive, not one of the model ${model}; leave out --model to use it`
+      : `archive ${path} holds the model ${manifest.model}, not ${model}`,
+  );
+}
+
 // ---- reading and verifying -------------------------------------------------------------------
 
 export interface VerifiedArchive {
@@ -117,12 +181,13 @@ function parseManifest(bytes: Buffer): Manifest {
   const parsed = ManifestSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new BackupError('CORRUPT', `${MANIFEST_NAME} is not an ${FORMAT} manifest of format version ${FORMAT_VERSION}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new BackupError('CORRUPT', `${MANIFEST_NAME} is not an ${FORMAT} manifest of format version ${FORMAT_VERSION} or ${MODEL_FORMAT_VERSION}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
   }
   const manifest = parsed.data;
   const seen = new Set<string>();
   for (const p of [...manifest.directories.map((d) => ({ path: d, type: 'Directory' })), ...manifest.files.map((f) => ({ path: f.path, type: 'File' }))]) {
     const normal = checkEntry(p.path, p.type);
+    checkScope(normal, p.type, manifest);
     if (normal !== p.path || normal === MANIFEST_NAME) throw new BackupError('UNSAFE', `${MANIFEST_NAME} lists the path ${JSON.stringify(p.path)}, which no archive may hold`);
     if (seen.has(normal)) throw new BackupError('CORRUPT', `${MANIFEST_NAME} lists ${JSON.stringify(normal)} twice`);
     seen.add(normal);
@@ -191,6 +256,8 @@ export async function verifyArchive(file: string): Promise<VerifiedArchive> {
         });
         return;
       }
+      if (!manifest) throw new BackupError('CORRUPT', `${MANIFEST_NAME} could not be read before the entry ${JSON.stringify(path)}`);
+      checkScope(path, entry.type, manifest);
       if (seen.has(path)) throw new BackupError('CORRUPT', `entry ${JSON.stringify(path)} appears twice`);
       seen.add(path);
       if (entry.type === 'Directory') {

@@ -11,10 +11,14 @@ import {
   FORMAT,
   FORMAT_VERSION,
   MANIFEST_NAME,
+  MODEL_FORMAT_VERSION,
   MODELS_PREFIX,
   PARTIAL_NAME,
   REDIS_PREFIX,
   archiveName,
+  checkArchiveModel,
+  isModelName,
+  modelPrefix,
   parseArchiveName,
   partialName,
   readExactly,
@@ -60,7 +64,23 @@ export interface ArchiveInfo {
   /** The UTC time in the name: when the backup started. */
   created: Date;
   sizeBytes: number;
+  /** The model of a per-model archive (from its name); absent for a whole-store archive. */
+  model?: string;
 }
+
+/** Which archives a command considers: one model's, or (no model) the whole-store ones. */
+export interface ArchiveScope {
+  /** A model name: only that model's archives. Absent: only whole-store archives. */
+  model?: string | undefined;
+}
+
+/** Throws a USAGE error unless `model` is a valid model name. */
+export function checkModelName(model: string): void {
+  if (!isModelName(model))
+    throw new BackupError('USAGE', `--model "${model}": a model name is 1-63 lowercase letters, digits and "-", starting and ending with a letter or digit`);
+}
+
+const describeScope = (scope: ArchiveScope) => (scope.model === undefined ? 'whole-store archives' : `archives of the model ${scope.model}`);
 
 async function readDestination(dest: string): Promise<string[]> {
   try {
@@ -73,28 +93,42 @@ async function readDestination(dest: string): Promise<string[]> {
   }
 }
 
-/** The complete archives in `dest`, newest first. Unfinished (.partial) files are never listed. */
-export async function listBackups(dest: string): Promise<ArchiveInfo[]> {
+/**
+ * The complete archives in `dest`, newest first: with `model`, only that model's archives; without,
+ * only whole-store archives. Unfinished (.partial) files are never listed.
+ */
+export async function listBackups(dest: string, scope: ArchiveScope = {}): Promise<ArchiveInfo[]> {
+  if (scope.model !== undefined) checkModelName(scope.model);
+  return (await listAllBackups(dest)).filter((a) => a.model === scope.model);
+}
+
+/** Every complete archive in `dest`, whole-store and per-model alike, newest first. */
+export async function listAllBackups(dest: string): Promise<ArchiveInfo[]> {
   const found: Array<ArchiveInfo & { counter: number }> = [];
   for (const name of await readDestination(dest)) {
     const parsed = parseArchiveName(name);
     if (!parsed) continue;
     const st = await lstat(join(dest, name)).catch(() => undefined);
     if (!st?.isFile()) continue;
-    found.push({ name, path: join(dest, name), created: parsed.created, counter: parsed.counter, sizeBytes: st.size });
+    found.push({ name, path: join(dest, name), created: parsed.created, counter: parsed.counter, sizeBytes: st.size, ...(parsed.model !== undefined ? { model: parsed.model } : {}) });
   }
   found.sort((a, b) => b.created.getTime() - a.created.getTime() || b.counter - a.counter || b.name.localeCompare(a.name));
   return found.map(({ counter: _c, ...info }) => info);
 }
 
-/** An archive named on the command line: a path, a name in `dest`, or the newest (`latest`). */
-export async function resolveArchive(ref: string | undefined, options: { dest?: string; latest?: boolean }): Promise<string> {
+/**
+ * An archive named on the command line: a path, a name in `dest`, or the newest (`latest`) of the
+ * scope (one model's archives with `model`, else the whole-store ones).
+ */
+export async function resolveArchive(ref: string | undefined, options: { dest?: string | undefined; latest?: boolean | undefined; model?: string | undefined }): Promise<string> {
   if (options.latest) {
     if (ref !== undefined) throw new BackupError('USAGE', 'name an archive or pass --latest, not both');
     if (!options.dest) throw new BackupError('USAGE', '--latest needs the backup folder: pass --dest or set BACKUP_DIR');
-    const newest = (await listBackups(options.dest))[0];
-    if (!newest) throw new BackupError('NOT_FOUND', `there are no archives in ${options.dest}`);
-    return newest.path;
+    const newest = (await listBackups(options.dest, { model: options.model }))[0];
+    if (newest) return newest.path;
+    if (options.model !== undefined) throw new BackupError('NOT_FOUND', `there are no archives of the model ${options.model} in ${options.dest}`);
+    const perModel = (await listAllBackups(options.dest)).length;
+    throw new BackupError('NOT_FOUND', `there are no archives in ${options.dest}${perModel ? ` (only per-model archives, ${perModel}; pass --model NAME for those)` : ''}`);
   }
   if (ref === undefined || ref === '') throw new BackupError('USAGE', 'name an archive (a path, or a name in --dest) or pass --latest');
   if (PARTIAL_NAME.test(basename(ref))) throw new BackupError('NOT_FOUND', `${ref} is an unfinished backup (.partial), never a usable archive`);
@@ -122,8 +156,15 @@ export interface CreateOptions {
   dest: string;
   /** MODELS_DIR: the store root; `<modelsDir>/production` is archived. */
   modelsDir: string;
-  /** The Redis data folder; archived under redis/ when given. */
+  /**
+   * The Redis data folder; archived under redis/ when given (for a whole-store archive), or when
+   * given together with `includeRedis` (for a per-model archive).
+   */
   redisDir?: string | undefined;
+  /** Archive only `<modelsDir>/production/<model>` (a per-model archive, named after the model). */
+  model?: string | undefined;
+  /** With `model`: archive the Redis data folder too (it is left out of per-model archives otherwise). */
+  includeRedis?: boolean | undefined;
   now?: () => Date;
   signal?: AbortSignal | undefined;
 }
@@ -138,6 +179,8 @@ export interface CreateResult {
   bytes: number;
   durationMs: number;
   sources: Manifest['sources'];
+  /** The model of a per-model archive. */
+  model?: string;
   /** Things left out (sockets, links, unreadable names), one line each. */
   warnings: string[];
 }
@@ -295,9 +338,9 @@ async function writeArchiveFile(fh: FileHandle, dest: string, manifest: Manifest
 }
 
 /** Gives the finished partial its final name, never replacing an archive that exists. */
-async function publish(partial: string, dest: string, created: Date): Promise<string> {
-  const names = [archiveName(created), archiveName(created, { milliseconds: true })];
-  for (let i = 2; i < 100; i++) names.push(archiveName(created, { milliseconds: true, counter: i }));
+async function publish(partial: string, dest: string, created: Date, model: string | undefined): Promise<string> {
+  const names = [archiveName(created, { model }), archiveName(created, { milliseconds: true, model })];
+  for (let i = 2; i < 100; i++) names.push(archiveName(created, { milliseconds: true, counter: i, model }));
   for (const name of names) {
     const target = join(dest, name);
     try {
@@ -318,13 +361,18 @@ async function publish(partial: string, dest: string, created: Date): Promise<st
 }
 
 /**
- * Writes a new archive of `<modelsDir>/production` (and the Redis folder) into `dest`: hashed,
- * packed into a hidden .partial file, fsynced, read back and verified, then renamed to its final
- * name. Anything that fails removes the partial file; nothing half-written is ever listed.
+ * Writes a new archive of `<modelsDir>/production` (and the Redis folder), or with `model` of
+ * `<modelsDir>/production/<model>` only, into `dest`: hashed, packed into a hidden .partial file,
+ * fsynced, read back and verified, then renamed to its final name. Anything that fails removes the
+ * partial file; nothing half-written is ever listed.
  */
 export async function createBackup(options: CreateOptions): Promise<CreateResult> {
   const started = performance.now();
   const now = options.now ?? (() => new Date());
+  const { model } = options;
+  if (model !== undefined) checkModelName(model);
+  if (options.includeRedis && model === undefined) throw new BackupError('USAGE', '--include-redis goes with --model (a whole-store archive holds the Redis data folder whenever one is configured)');
+  if (options.includeRedis && !options.redisDir) throw new BackupError('USAGE', '--include-redis needs the Redis data folder: pass --redis-dir or set REDIS_DATA_DIR');
   const dest = resolve(options.dest);
   const st = await stat(dest).catch((err: unknown) => {
     throw destinationError(err, dest);
@@ -332,20 +380,38 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
   if (!st.isDirectory()) throw new BackupError('DESTINATION', `the backup folder ${dest} is not a folder`);
   await removeStalePartials(dest, now().getTime());
 
-  const modelsRoot = await sourceFolder(join(options.modelsDir, 'production'), 'the model store folder', 'set MODELS_DIR (or --models-dir) to the store root that holds production/');
-  const redisRoot = options.redisDir ? await sourceFolder(options.redisDir, 'the Redis data folder', 'set REDIS_DATA_DIR (or --redis-dir) to it, or to "" for none') : undefined;
-  const sources: Manifest['sources'] = [{ name: 'models', path: modelsRoot, archivePath: MODELS_PREFIX }];
+  const productionRoot = await sourceFolder(join(options.modelsDir, 'production'), 'the model store folder', 'set MODELS_DIR (or --models-dir) to the store root that holds production/');
+  let modelsRoot = productionRoot;
+  if (model !== undefined) {
+    modelsRoot = join(productionRoot, model);
+    const mst = await lstat(modelsRoot).catch((err: unknown) => {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw new BackupError('SOURCE', `cannot read ${modelsRoot}: ${(err as Error).message}`, { cause: err });
+    });
+    if (!mst?.isDirectory()) {
+      const known = (await readdir(productionRoot, { withFileTypes: true }).catch(() => [])).filter((e) => e.isDirectory() && isModelName(e.name)).map((e) => e.name).sort();
+      throw new BackupError(
+        'SOURCE',
+        `there is no model "${model}" in the model store (${mst ? `${modelsRoot} is not a folder` : `no folder ${modelsRoot}`}); ${known.length ? `its models: ${known.join(', ')}` : 'it holds no models'}`,
+      );
+    }
+  }
+  const withRedis = model === undefined || options.includeRedis;
+  const redisRoot = options.redisDir && withRedis ? await sourceFolder(options.redisDir, 'the Redis data folder', 'set REDIS_DATA_DIR (or --redis-dir) to it, or to "" for none') : undefined;
+  const sources: Manifest['sources'] = [{ name: 'models', path: modelsRoot, archivePath: model === undefined ? MODELS_PREFIX : modelPrefix(model) }];
   if (redisRoot) sources.push({ name: 'redis', path: redisRoot, archivePath: REDIS_PREFIX });
   const realDest = await realpath(dest);
-  for (const src of sources) {
+  // A per-model archive must not land in the store either (in another model's folder, say).
+  const guarded = [...sources.map((src) => ({ path: src.path, why: 'which is being backed up' })), ...(model !== undefined ? [{ path: productionRoot, why: 'the model store' }] : [])];
+  for (const src of guarded) {
     const rel = relative(await realpath(src.path), realDest);
     if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel)))
-      throw new BackupError('USAGE', `the backup folder ${dest} is inside ${src.path}, which is being backed up; choose a folder outside it`);
+      throw new BackupError('USAGE', `the backup folder ${dest} is inside ${src.path}, ${src.why}; choose a folder outside it`);
   }
 
   for (let attempt = 1; ; attempt++) {
     const created = now();
-    const partial = join(dest, partialName(created));
+    const partial = join(dest, partialName(created, model));
     let fh: FileHandle;
     try {
       fh = await open(partial, 'wx', 0o644);
@@ -355,14 +421,14 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
     let closed = false;
     try {
       const scan: Scan = { directories: [], files: [], warnings: [] };
-      await scanSource(modelsRoot, MODELS_PREFIX, scan, options.signal);
-      if (redisRoot) await scanSource(redisRoot, REDIS_PREFIX, scan, options.signal);
+      for (const src of sources) await scanSource(src.path, src.archivePath, scan, options.signal);
       const manifest: Manifest = {
         format: FORMAT,
-        formatVersion: FORMAT_VERSION,
+        formatVersion: model === undefined ? FORMAT_VERSION : MODEL_FORMAT_VERSION,
         created: created.toISOString(),
         createdBy: `analytics-api ${toolVersion}`,
         hostname: hostname(),
+        ...(model !== undefined ? { model } : {}),
         sources,
         directories: scan.directories.map((d) => d.archivePath),
         files: scan.files.map((f) => ({ path: f.archivePath, size: f.stat.size, sha256: f.sha256 })),
@@ -377,7 +443,7 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
       } catch (err) {
         throw new BackupError('CORRUPT', `the archive just written to ${dest} does not read back intact (${(err as Error).message}); check the disk`, { cause: err });
       }
-      const path = await publish(partial, dest, created).catch((err: unknown) => {
+      const path = await publish(partial, dest, created, model).catch((err: unknown) => {
         throw destinationError(err, dest);
       });
       await syncDir(dest);
@@ -390,6 +456,7 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
         bytes: manifest.totals.bytes,
         durationMs: performance.now() - started,
         sources,
+        ...(model !== undefined ? { model } : {}),
         warnings: scan.warnings,
       };
     } catch (err) {
@@ -412,11 +479,26 @@ export interface VerifyResult {
   bytes: number;
   sizeBytes: number;
   sources: Manifest['sources'];
+  /** The model of a per-model archive. */
+  model?: string;
 }
 
-export async function verifyBackup(path: string): Promise<VerifyResult> {
+/**
+ * Verifies an archive. With `options.model`, the archive must also be one of that model (its
+ * manifest says so): anything else is a USAGE error, after the archive verified.
+ */
+export async function verifyBackup(path: string, options: ArchiveScope = {}): Promise<VerifyResult> {
   const { manifest, archiveBytes } = await verifyArchive(path);
-  return { path, created: manifest.created, files: manifest.totals.files, bytes: manifest.totals.bytes, sizeBytes: archiveBytes, sources: manifest.sources };
+  checkArchiveModel(path, manifest, options.model);
+  return {
+    path,
+    created: manifest.created,
+    files: manifest.totals.files,
+    bytes: manifest.totals.bytes,
+    sizeBytes: archiveBytes,
+    sources: manifest.sources,
+    ...(manifest.model !== undefined ? { model: manifest.model } : {}),
+  };
 }
 
 // ---- prune -------------------------------------------------------------------------------------
@@ -425,7 +507,9 @@ export interface PruneOptions {
   dest: string;
   retentionDays?: number;
   now?: Date;
-  dryRun?: boolean;
+  dryRun?: boolean | undefined;
+  /** Prune only this model's archives; without it, only whole-store archives are pruned. */
+  model?: string | undefined;
 }
 
 export interface PruneResult {
@@ -436,14 +520,16 @@ export interface PruneResult {
 
 /**
  * Deletes the archives whose name's timestamp is older than `retentionDays` days, but never the
- * newest archive (so a store that stopped changing keeps its last backup).
+ * newest archive (so a store that stopped changing keeps its last backup). Only the archives of
+ * the scope are considered: one model's with `model`, else the whole-store ones; others are never
+ * touched and do not count as the newest.
  */
 export async function pruneBackups(options: PruneOptions): Promise<PruneResult> {
   const days = options.retentionDays ?? figures.backup.retentionDays;
   if (!Number.isInteger(days) || days < 0) throw new BackupError('USAGE', `the retention must be a whole number of days (0 or more), not ${days}`);
   const now = options.now ?? new Date();
   const cutoff = new Date(now.getTime() - days * DAY_MS);
-  const archives = await listBackups(options.dest);
+  const archives = await listBackups(options.dest, { model: options.model });
   const kept: ArchiveInfo[] = [];
   const deleted: ArchiveInfo[] = [];
   for (const [i, a] of archives.entries()) {

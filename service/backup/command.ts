@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import type { CliCommand, CliIO } from '../cli.ts';
 import { configSchema } from '../config.ts';
 import { figures } from '../figures.ts';
-import { createBackup, DEFAULT_REDIS_DATA_DIR, listBackups, pruneBackups, resolveArchive, resolveRedisDataDir, verifyBackup } from './backup.ts';
+import { checkModelName, createBackup, DEFAULT_REDIS_DATA_DIR, listAllBackups, listBackups, pruneBackups, resolveArchive, resolveRedisDataDir, verifyBackup } from './backup.ts';
 import { BackupError, oneLine } from './errors.ts';
 import { formatBytes } from './fs-util.ts';
 import { restoreBackup } from './restore.ts';
@@ -14,14 +14,23 @@ import { restoreBackup } from './restore.ts';
 const HELP = `usage: analytics-api backup <subcommand> [options]
 
 subcommands:
-  create                      archive the model store (and the Redis data folder) into --dest
+  create                      archive the model store (and the Redis data folder) into --dest;
+                              with --model NAME only production/NAME (no Redis data unless
+                              --include-redis), named analytics-backup-NAME-<time>.tar.gz
   list                        the archives in --dest, newest first
   verify <archive>|--latest   re-read an archive and check every file against its manifest
-  restore <archive>|--latest  verify, then replace <models-dir>/production (and the Redis folder)
+  restore <archive>|--latest  verify, then replace <models-dir>/production (and the Redis folder);
+                              an archive of one model replaces only production/<model>
   prune                       delete archives older than --retention-days (never the newest)
+
+list, prune and --latest consider only whole-store archives, unless --model NAME is given: then
+only NAME's archives (prune keeps NAME's newest, and never touches other archives).
 
 options:
   --dest DIR            backup folder (env BACKUP_DIR)
+  --model NAME          one model: create archives only it; list/prune/--latest take only its
+                        archives; verify/restore of a named archive check that it is NAME's
+  --include-redis       create --model: archive the Redis data folder too
   --models-dir DIR      model store root, the folder holding production/ (env MODELS_DIR,
                         default ${configSchema.shape.MODELS_DIR.parse(undefined)})
   --redis-dir DIR       Redis data folder (env REDIS_DATA_DIR; default ${DEFAULT_REDIS_DATA_DIR} when it
@@ -39,6 +48,8 @@ Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.`;
 
 const OPTIONS = {
   dest: { type: 'string' },
+  model: { type: 'string' },
+  'include-redis': { type: 'boolean' },
   'models-dir': { type: 'string' },
   'redis-dir': { type: 'string' },
   'retention-days': { type: 'string' },
@@ -53,11 +64,11 @@ type OptionName = keyof typeof OPTIONS;
 
 /** Which options each subcommand takes (besides --help). */
 const ALLOWED: Record<string, OptionName[]> = {
-  create: ['dest', 'models-dir', 'redis-dir', 'json'],
-  list: ['dest', 'verify', 'json'],
-  verify: ['dest', 'latest', 'json'],
-  restore: ['dest', 'models-dir', 'redis-dir', 'latest', 'json'],
-  prune: ['dest', 'retention-days', 'dry-run', 'json'],
+  create: ['dest', 'models-dir', 'redis-dir', 'model', 'include-redis', 'json'],
+  list: ['dest', 'model', 'verify', 'json'],
+  verify: ['dest', 'model', 'latest', 'json'],
+  restore: ['dest', 'models-dir', 'redis-dir', 'model', 'latest', 'json'],
+  prune: ['dest', 'model', 'retention-days', 'dry-run', 'json'],
 };
 const TAKES_ARCHIVE = new Set(['verify', 'restore']);
 
@@ -68,6 +79,8 @@ interface Settings {
   modelsDir: string;
   redisDir: string | undefined;
   retentionDays: number;
+  /** --model: one model's archives; undefined: the whole store's. */
+  model: string | undefined;
 }
 
 function settings(values: Values, env: NodeJS.ProcessEnv): Settings {
@@ -81,7 +94,10 @@ function settings(values: Values, env: NodeJS.ProcessEnv): Settings {
     retentionDays = Number(retentionText.trim());
   }
   if (modelsDir === '') throw new BackupError('USAGE', '--models-dir (or MODELS_DIR) is empty');
-  return { dest: dest || undefined, modelsDir, redisDir, retentionDays };
+  const model = values.model;
+  if (model !== undefined) checkModelName(model);
+  if (values['include-redis'] && model === undefined) throw new BackupError('USAGE', '--include-redis goes with --model (a whole-store archive holds the Redis data folder whenever one is configured)');
+  return { dest: dest || undefined, modelsDir, redisDir, retentionDays, model };
 }
 
 function needDest(s: Settings): string {
@@ -98,7 +114,7 @@ async function run(sub: string, positionals: string[], values: Values, io: CliIO
   const out = io.stdout;
   switch (sub) {
     case 'create': {
-      const r = await createBackup({ dest: needDest(s), modelsDir: s.modelsDir, redisDir: s.redisDir, signal: io.signal });
+      const r = await createBackup({ dest: needDest(s), modelsDir: s.modelsDir, redisDir: s.redisDir, model: s.model, includeRedis: values['include-redis'], signal: io.signal });
       for (const w of r.warnings) io.stderr(`warning: ${w}\n`);
       if (values.json) out(json(r));
       else
@@ -109,13 +125,14 @@ async function run(sub: string, positionals: string[], values: Values, io: CliIO
       return 0;
     }
     case 'list': {
-      const archives = await listBackups(needDest(s));
-      const rows: Array<{ name: string; path: string; created: string; sizeBytes: number; verified?: boolean; error?: string }> = [];
+      const dest = needDest(s);
+      const archives = await listBackups(dest, { model: s.model });
+      const rows: Array<{ name: string; path: string; created: string; sizeBytes: number; model?: string; verified?: boolean; error?: string }> = [];
       for (const a of archives) {
-        const row: (typeof rows)[number] = { name: a.name, path: a.path, created: a.created.toISOString(), sizeBytes: a.sizeBytes };
+        const row: (typeof rows)[number] = { name: a.name, path: a.path, created: a.created.toISOString(), sizeBytes: a.sizeBytes, ...(a.model !== undefined ? { model: a.model } : {}) };
         if (values.verify) {
           try {
-            await verifyBackup(a.path);
+            await verifyBackup(a.path, { model: s.model });
             row.verified = true;
           } catch (err) {
             row.verified = false;
@@ -125,28 +142,32 @@ async function run(sub: string, positionals: string[], values: Values, io: CliIO
         rows.push(row);
       }
       if (values.json) out(json(rows));
-      else if (rows.length === 0) out(`no archives in ${s.dest}\n`);
+      else if (rows.length === 0) out(s.model === undefined ? `no archives in ${s.dest}\n` : `no archives of the model ${s.model} in ${s.dest}\n`);
       else {
         const lines = rows.map((r) => [utc(r.created), formatBytes(r.sizeBytes), r.name, ...(values.verify ? [r.verified ? 'ok' : `FAILED: ${r.error}`] : [])]);
         const header = ['CREATED (UTC)', 'SIZE', 'NAME', ...(values.verify ? ['VERIFIED'] : [])];
         const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (i < l.length - 1 ? l[i]!.length : 0))));
         for (const l of [header, ...lines]) out(l.map((c, i) => (i < l.length - 1 ? c.padEnd(widths[i]!) : c)).join('  ') + '\n');
       }
+      if (!values.json && s.model === undefined) {
+        const models = [...new Set((await listAllBackups(dest)).flatMap((a) => (a.model !== undefined ? [a.model] : [])))].sort();
+        if (models.length) out(`(per-model archives not listed, of ${models.join(', ')}: pass --model NAME)\n`);
+      }
       return rows.some((r) => r.verified === false) ? 1 : 0;
     }
     case 'verify': {
-      const path = await resolveArchive(positionals[0], { dest: s.dest, latest: values.latest });
-      const r = await verifyBackup(path);
+      const path = await resolveArchive(positionals[0], { dest: s.dest, latest: values.latest, model: s.model });
+      const r = await verifyBackup(path, { model: s.model });
       if (values.json) out(json({ ...r, verified: true }));
-      else out(`ok ${r.path}: ${r.files} files, ${formatBytes(r.bytes)} of data, created ${utc(r.created)}, every checksum matches\n`);
+      else out(`ok ${r.path}: ${r.model !== undefined ? `model ${r.model}, ` : ''}${r.files} files, ${formatBytes(r.bytes)} of data, created ${utc(r.created)}, every checksum matches\n`);
       return 0;
     }
     case 'restore': {
-      const path = await resolveArchive(positionals[0], { dest: s.dest, latest: values.latest });
-      const r = await restoreBackup({ archive: path, modelsDir: s.modelsDir, redisDir: s.redisDir, signal: io.signal });
+      const path = await resolveArchive(positionals[0], { dest: s.dest, latest: values.latest, model: s.model });
+      const r = await restoreBackup({ archive: path, modelsDir: s.modelsDir, redisDir: s.redisDir, model: s.model, signal: io.signal });
       if (values.json) out(json(r));
       else {
-        out(`restored ${r.archive} (created ${utc(r.created)}):\n`);
+        out(`restored ${r.archive} (${r.model !== undefined ? `model ${r.model} only, ` : ''}created ${utc(r.created)}):\n`);
         for (const p of r.restored) out(`  ${p.name}: ${p.files} files, ${formatBytes(p.bytes)} into ${p.target}\n`);
         for (const n of r.notes) out(`  note: ${n}\n`);
         out('  restart the service (and Redis, if its data was restored) so they load the restored data\n');
@@ -154,11 +175,21 @@ async function run(sub: string, positionals: string[], values: Values, io: CliIO
       return 0;
     }
     case 'prune': {
-      const r = await pruneBackups({ dest: needDest(s), retentionDays: s.retentionDays, dryRun: values['dry-run'] });
-      if (values.json) out(json({ cutoff: r.cutoff.toISOString(), retentionDays: s.retentionDays, dryRun: !!values['dry-run'], kept: r.kept.map((a) => a.name), deleted: r.deleted.map((a) => a.name) }));
+      const r = await pruneBackups({ dest: needDest(s), retentionDays: s.retentionDays, dryRun: values['dry-run'], model: s.model });
+      if (values.json)
+        out(
+          json({
+            ...(s.model !== undefined ? { model: s.model } : {}),
+            cutoff: r.cutoff.toISOString(),
+            retentionDays: s.retentionDays,
+            dryRun: !!values['dry-run'],
+            kept: r.kept.map((a) => a.name),
+            deleted: r.deleted.map((a) => a.name),
+          }),
+        );
       else {
         for (const a of r.deleted) out(`${values['dry-run'] ? 'would delete' : 'deleted'} ${a.name}\n`);
-        out(`kept ${r.kept.length} archive${r.kept.length === 1 ? '' : 's'} (retention ${s.retentionDays} days, cutoff ${utc(r.cutoff)}${r.kept[0] ? `, newest ${r.kept[0].name}` : ''})\n`);
+        out(`kept ${r.kept.length} archive${r.kept.length === 1 ? '' : 's'}${s.model !== undefined ? ` of the model ${s.model}` : ''} (retention ${s.retentionDays} days, cutoff ${utc(r.cutoff)}${r.kept[0] ? `, newest ${r.kept[0].name}` : ''})\n`);
       }
       return 0;
     }

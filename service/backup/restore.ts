@@ -2,7 +2,7 @@ import { chmod, chown, lstat, mkdir, open, readdir, rename, rm, rmdir, stat } fr
 import { createReadStream, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Unpack } from 'tar';
-import { MODELS_PREFIX, REDIS_PREFIX, readExactly, verifyArchive, type Manifest, type ManifestFile } from './archive.ts';
+import { MODELS_PREFIX, REDIS_PREFIX, checkArchiveModel, modelPrefix, readExactly, verifyArchive, type Manifest, type ManifestFile } from './archive.ts';
 import { BackupError, errnoCode } from './errors.ts';
 import { syncDir, tempId } from './fs-util.ts';
 
@@ -10,12 +10,18 @@ import { syncDir, tempId } from './fs-util.ts';
 // check every extracted file against the manifest again, then swap the folders in with renames.
 // Until the swap nothing live is touched, and a failed swap is undone, so a failed restore leaves
 // the store as it was.
+//
+// A per-model archive (its manifest names the model) replaces only <models-dir>/production/<model>:
+// extracted into a folder beside it in production/, checked, then the old model folder renamed
+// aside, the new one renamed into place and the old one removed; other models are never touched.
 
 export interface RestoreOptions {
   /** The archive file. */
   archive: string;
-  /** MODELS_DIR: `<modelsDir>/production` is replaced. */
+  /** MODELS_DIR: `<modelsDir>/production` is replaced (only `<modelsDir>/production/<model>` for a per-model archive). */
   modelsDir: string;
+  /** The model the archive must hold (a per-model archive of it); refused otherwise, before anything is written. */
+  model?: string | undefined;
   /** The Redis data folder; restored only when given and the archive holds Redis data. */
   redisDir?: string | undefined;
   /**
@@ -38,6 +44,8 @@ export interface RestoredPart {
 export interface RestoreResult {
   archive: string;
   created: string;
+  /** The model of a per-model archive (only its folder was replaced). */
+  model?: string;
   restored: RestoredPart[];
   /** Parts left as they were, and why. */
   notes: string[];
@@ -215,8 +223,12 @@ async function swapIn(part: Part): Promise<() => Promise<void>> {
 export async function restoreBackup(options: RestoreOptions): Promise<RestoreResult> {
   const archive = resolve(options.archive);
   const { manifest } = await verifyArchive(archive); // nothing is written before this passes
+  checkArchiveModel(archive, manifest, options.model);
   const notes: string[] = [];
-  const wanted: Array<[Part['name'], string, string]> = [['models', MODELS_PREFIX, join(resolve(options.modelsDir), 'production')]];
+  const production = join(resolve(options.modelsDir), 'production');
+  const wanted: Array<[Part['name'], string, string]> = [
+    manifest.model === undefined ? ['models', MODELS_PREFIX, production] : ['models', modelPrefix(manifest.model), join(production, manifest.model)],
+  ];
   const hasRedis = manifest.sources.some((s) => s.name === 'redis');
   if (hasRedis && options.redisDir) wanted.push(['redis', REDIS_PREFIX, resolve(options.redisDir)]);
   else if (hasRedis) notes.push('the archive holds Redis data, left out: pass --redis-dir or set REDIS_DATA_DIR to restore it');
@@ -258,6 +270,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   return {
     archive,
     created: manifest.created,
+    ...(manifest.model !== undefined ? { model: manifest.model } : {}),
     restored: parts.map((p) => ({ name: p.name, target: p.target, files: p.files.length, bytes: p.bytes, swap: p.swap })),
     notes,
   };
