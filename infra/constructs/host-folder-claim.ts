@@ -1,0 +1,51 @@
+import { JsonPatch, type Size } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-27';
+import { Construct } from 'constructs';
+
+// A PersistentVolumeClaim bound to a PersistentVolume on a folder of the node (on kind, a host
+// folder mounted into the node by kind-config.yaml's extraMounts). The volume is reserved for
+// its claim (claimRef) and kept when the claim goes (Retain): deleting the cluster or the
+// manifests never deletes the folder's files.
+
+export interface HostFolderClaimProps {
+  /** Name of both the PersistentVolume and the claim. */
+  name: string;
+  /** The claim's namespace (the volume is reserved for it). */
+  namespace: string;
+  labels: Record<string, string>;
+  /** The folder on the node. */
+  nodePath: string;
+  storage: Size;
+}
+
+/** A class name no provisioner serves: the claim binds only to its own volume. */
+export const HOST_FOLDER_STORAGE_CLASS = 'analytics-host-folder';
+
+export class HostFolderClaim extends Construct {
+  readonly claim: kplus.PersistentVolumeClaim;
+
+  constructor(scope: Construct, id: string, props: HostFolderClaimProps) {
+    super(scope, id);
+    const quantity = kplus.k8s.Quantity.fromString(`${props.storage.toGibibytes()}Gi`);
+    const volume = new kplus.k8s.KubePersistentVolume(this, 'volume', {
+      metadata: { name: props.name, labels: props.labels },
+      spec: {
+        capacity: { storage: quantity },
+        accessModes: ['ReadWriteMany'],
+        persistentVolumeReclaimPolicy: 'Retain',
+        storageClassName: HOST_FOLDER_STORAGE_CLASS,
+        hostPath: { path: props.nodePath, type: 'DirectoryOrCreate' },
+        claimRef: { namespace: props.namespace, name: props.name },
+      },
+    });
+    // Cluster-scoped: without the chart's default namespace.
+    volume.addJsonPatch(JsonPatch.remove('/metadata/namespace'));
+    this.claim = new kplus.PersistentVolumeClaim(this, 'claim', {
+      metadata: { name: props.name, labels: props.labels },
+      accessModes: [kplus.PersistentVolumeAccessMode.READ_WRITE_MANY],
+      storage: props.storage,
+      storageClassName: HOST_FOLDER_STORAGE_CLASS,
+      volume: kplus.PersistentVolume.fromPersistentVolumeName(this, 'bound', props.name),
+    });
+  }
+}
