@@ -79,20 +79,28 @@ class ServiceProbe {
     const text = await (await fetch(`${this.base}/metrics`)).text();
     return Number(pattern.exec(text)?.[1] ?? NaN);
   }
-  /** prom-client resets its event-loop histogram at each scrape: this is the p99 since the last one. */
-  eventLoopP99 = () => this.metric(/^nodejs_eventloop_lag_p99_seconds (\S+)$/m);
-  rss = () => this.metric(/^process_resident_memory_bytes (\S+)$/m);
+  /**
+   * One scrape: RSS now, and the event-loop delay p99 since the previous scrape (prom-client resets
+   * its event-loop histogram at each scrape, so a scenario's p99 is the worst of its scrapes).
+   */
+  async sample(): Promise<{ rss: number; loopP99: number }> {
+    const text = await (await fetch(`${this.base}/metrics`)).text();
+    const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+    return { rss: value(/^process_resident_memory_bytes (\S+)$/m), loopP99: value(/^nodejs_eventloop_lag_p99_seconds (\S+)$/m) };
+  }
+  rss = async () => (await this.sample()).rss;
 }
 
 async function load(name: string, url: string, body: (i: number) => unknown, rowsPerRequest = 1, probe?: ServiceProbe, duration = DURATION): Promise<Result> {
   let i = 0;
-  await probe?.eventLoopP99();
+  await probe?.sample();
   let peakRss = 0;
-  const sampler = probe
-    ? setInterval(() => {
-        void probe.rss().then((v) => (peakRss = Math.max(peakRss, v)));
-      }, 500)
-    : undefined;
+  let loopP99 = 0;
+  const observe = (s: { rss: number; loopP99: number }) => {
+    peakRss = Math.max(peakRss, s.rss);
+    loopP99 = Math.max(loopP99, s.loopP99);
+  };
+  const sampler = probe ? setInterval(() => void probe.sample().then(observe), 500) : undefined;
   const result = await autocannon({
     url,
     method: 'POST',
@@ -111,8 +119,9 @@ async function load(name: string, url: string, body: (i: number) => unknown, row
     errors: result.errors + result.non2xx,
   };
   if (probe) {
-    r.eventLoopDelayP99Ms = Number(((await probe.eventLoopP99()) * 1000).toFixed(2));
-    r.peakRssMiB = Math.round(Math.max(peakRss, await probe.rss()) / 2 ** 20);
+    observe(await probe.sample());
+    r.eventLoopDelayP99Ms = Number((loopP99 * 1000).toFixed(2));
+    r.peakRssMiB = Math.round(peakRss / 2 ** 20);
   }
   return r;
 }
