@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 
 // `analytics-api <command> …`: a small dispatcher. Each command lives in its own module, loaded
 // only when used, and gets the arguments after its name. Add a command by adding an entry to
-// `commands` (e.g. `import` for the Kubernetes operator, beside `backup`).
+// `commands`.
 //
 // Exit codes: 0 success, 1 failure, 2 bad usage, 130 interrupted. Errors are one line on stderr.
 
@@ -25,6 +25,10 @@ const commands: Record<string, { summary: string; load: () => Promise<CliCommand
   backup: {
     summary: 'create, list, verify, restore and prune backups of the model store and Redis data',
     load: async () => (await import('./backup/command.ts')).backupCommand,
+  },
+  import: {
+    summary: "validate an ONNX model as the service would and store it as a version (the operator's import Jobs)",
+    load: async () => (await import('./model-import.ts')).importCommand,
   },
 };
 

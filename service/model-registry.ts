@@ -253,35 +253,8 @@ export class ModelRegistry {
   }
 
   /** Checks bytes as a model: parses, loads in onnxruntime, maps features. Throws 4xx ServiceErrors. */
-  async validate(input: UploadInput): Promise<VersionMetadata> {
-    let facts;
-    try {
-      facts = inspectGraph(input.bytes);
-    } catch (err) {
-      if (err instanceof OnnxFormatError) throw new ServiceError('INVALID_MODEL', `model_data is not an ONNX model (${err.message}); send the bytes of a .onnx file`);
-      throw err;
-    }
-    if (facts.externalTensors.length > 0)
-      throw new ServiceError('INVALID_MODEL', `the model keeps tensors in external data files (${facts.externalTensors.slice(0, 5).join(', ')}); re-export it with all weights inside the .onnx file`);
-    let signature;
-    try {
-      signature = await this.pool.inspect(withoutZipMap(input.bytes));
-    } catch (err) {
-      if (err instanceof InferenceError) throw new ServiceError('INVALID_MODEL', `onnxruntime cannot load the model: ${err.message}`);
-      throw err;
-    }
-    const model = describeModel(signature, facts, input.features);
-    return {
-      name: input.name,
-      version: input.version,
-      sha256: sha256(input.bytes),
-      sizeBytes: input.bytes.length,
-      created: new Date().toISOString(),
-      features: model.features,
-      signature,
-      interface: model,
-      metadata: input.metadata ?? {},
-    };
+  validate(input: UploadInput): Promise<VersionMetadata> {
+    return validateModel(this.pool, input);
   }
 
   async promote(name: string, version: string): Promise<HistoryEvent> {
@@ -342,4 +315,40 @@ export class ModelRegistry {
   async listModels(): Promise<ModelDescription[]> {
     return Promise.all((await this.store.listModels()).map((n) => this.describe(n)));
   }
+}
+
+/**
+ * Checks bytes as a model before anything is stored: they parse as ONNX, keep no weights in
+ * external files, load in onnxruntime (in a worker of the pool), and fit the feature names.
+ * Shared by uploads and the operator's import command. Throws 4xx ServiceErrors.
+ */
+export async function validateModel(pool: InferencePool, input: UploadInput): Promise<VersionMetadata> {
+  let facts;
+  try {
+    facts = inspectGraph(input.bytes);
+  } catch (err) {
+    if (err instanceof OnnxFormatError) throw new ServiceError('INVALID_MODEL', `model_data is not an ONNX model (${err.message}); send the bytes of a .onnx file`);
+    throw err;
+  }
+  if (facts.externalTensors.length > 0)
+    throw new ServiceError('INVALID_MODEL', `the model keeps tensors in external data files (${facts.externalTensors.slice(0, 5).join(', ')}); re-export it with all weights inside the .onnx file`);
+  let signature;
+  try {
+    signature = await pool.inspect(withoutZipMap(input.bytes));
+  } catch (err) {
+    if (err instanceof InferenceError) throw new ServiceError('INVALID_MODEL', `onnxruntime cannot load the model: ${err.message}`);
+    throw err;
+  }
+  const model = describeModel(signature, facts, input.features);
+  return {
+    name: input.name,
+    version: input.version,
+    sha256: sha256(input.bytes),
+    sizeBytes: input.bytes.length,
+    created: new Date().toISOString(),
+    features: model.features,
+    signature,
+    interface: model,
+    metadata: input.metadata ?? {},
+  };
 }

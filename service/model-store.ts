@@ -45,6 +45,7 @@ export type HistoryEvent = {
 
 const PRODUCTION = 'production';
 const STAGING = '.staging';
+const STALE_STAGING_MS = 60 * 60 * 1000;
 
 export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
@@ -81,9 +82,14 @@ export class ModelStore {
 
   async init(): Promise<void> {
     await mkdir(join(this.root, PRODUCTION), { recursive: true });
-    // Leftovers of writes a crash interrupted: never listed, removed at start.
-    await rm(join(this.root, STAGING), { recursive: true, force: true });
     await mkdir(join(this.root, STAGING), { recursive: true });
+    // Leftovers of writes a crash interrupted are never listed; they are removed once old. Young
+    // ones may be another writer's (replicas and import Jobs share the store in Kubernetes).
+    for (const entry of await readdir(join(this.root, STAGING))) {
+      const path = join(this.root, STAGING, entry);
+      const { mtimeMs } = await stat(path).catch(() => ({ mtimeMs: Date.now() }));
+      if (Date.now() - mtimeMs > STALE_STAGING_MS) await rm(path, { recursive: true, force: true });
+    }
   }
 
   modelDir(name: string): string {

@@ -584,6 +584,10 @@ class ControlPlaneImpl implements ControlPlane {
       `--cluster-signing-key-file=${this.path('ca.key')}`,
       '--cluster-name=test',
       `--flex-volume-plugin-dir=${this.path('flexvolume')}`, // default is under /usr/libexec
+      // Test speed: bind claims within a second (default 15 s) and let many Jobs start quickly.
+      '--pvclaimbinder-sync-period=1s',
+      '--kube-api-qps=100',
+      '--kube-api-burst=200',
       '--profiling=false',
       '--v=0',
     ]);

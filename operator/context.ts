@@ -1,0 +1,36 @@
+import type { V1ConfigMap, V1CronJob, V1Deployment, V1Job } from '@kubernetes/client-node';
+import type { ModelVersion } from './api/model-version.ts';
+import type { OperatorConfig } from './config.ts';
+import type { EventRecorder } from './events.ts';
+import type { Informer } from './informer.ts';
+import type { KubeClient } from './kube-client.ts';
+import type { Logger } from './log.ts';
+import type { OperatorMetrics } from './metrics.ts';
+
+// What every reconcile gets: configuration, the API client, the informers' caches (the only state
+// a reconcile reads besides what it fetches), the event recorder, logs and metrics.
+
+export interface Caches {
+  modelVersions: Informer<ModelVersion>;
+  importJobs: Informer<V1Job>;
+  backupCronJobs: Informer<V1CronJob>;
+  routing: Informer<V1ConfigMap>;
+  deployments: Informer<V1Deployment>;
+}
+
+export interface OperatorContext {
+  config: OperatorConfig;
+  kube: KubeClient;
+  cache: Caches;
+  events: EventRecorder;
+  log: Logger;
+  metrics: OperatorMetrics;
+}
+
+/** Work queue keys: "namespace/name" (a ModelVersion), "namespace/model" (a model's backups). */
+export const objectKey = (namespace: string, name: string) => `${namespace}/${name}`;
+
+export function splitKey(key: string): [namespace: string, name: string] {
+  const i = key.indexOf('/');
+  return i < 0 ? ['', key] : [key.slice(0, i), key.slice(i + 1)];
+}

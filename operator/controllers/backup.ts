@@ -1,0 +1,30 @@
+import { splitKey, type OperatorContext } from '../context.ts';
+import type { Result } from '../controller.ts';
+import { backupCronJobName } from '../names.ts';
+import { backupCronJob } from '../reconcilers/backup-cronjob.ts';
+import { appliedHashOf } from '../reconcilers/ownership.ts';
+import { byAge, isDeleting } from '../serving.ts';
+
+// The backup controller (key: namespace/model): one CronJob per model, owned by all its live
+// ModelVersions. When the last one is deleted the garbage collector removes the CronJob, so there is
+// nothing to do for a model without live versions.
+
+export function backupReconciler(ctx: OperatorContext) {
+  return async (key: string): Promise<Result | void> => {
+    const [namespace, model] = splitKey(key);
+    const live = ctx.cache.modelVersions.list(namespace).filter((mv) => mv.spec.model === model && !isDeleting(mv) && mv.metadata.uid);
+    if (live.length === 0) return;
+    const desired = backupCronJob(model, live, namespace, ctx.config);
+    const existing = ctx.cache.backupCronJobs.get(backupCronJobName(model), namespace);
+    if (appliedHashOf(existing) === appliedHashOf(desired)) return;
+    await ctx.kube.apply(desired);
+    const newest = [...live].sort(byAge).at(-1)!;
+    const { schedule, retentionDays, suspend } = newest.spec.backup;
+    ctx.events.record(
+      newest,
+      'Normal',
+      existing ? 'BackupUpdated' : 'BackupScheduled',
+      `CronJob ${desired.metadata.name}: "${schedule}"${suspend ? ' (suspended)' : ''}, keeping ${retentionDays} days, owned by ${live.length} version${live.length === 1 ? '' : 's'}`,
+    );
+  };
+}

@@ -1,0 +1,253 @@
+import type { V1ConfigMap } from '@kubernetes/client-node';
+import { ModelVersionSpec } from '../api/model-version.ts';
+import type { ModelVersion, ModelVersionStatus, Phase } from '../api/model-version.ts';
+import { describeError, isNotFound } from '../api-errors.ts';
+import { splitKey, type OperatorContext } from '../context.ts';
+import type { Result } from '../controller.ts';
+import { ROUTING_CONFIGMAP, importJobName } from '../names.ts';
+import { rolloutState, stampedHash } from '../reconcilers/deployment-rollout.ts';
+import { addFinalizer, hasFinalizer, removeFinalizer } from '../reconcilers/finalizer.ts';
+import { importJob, importOutcome, readImportReport } from '../reconcilers/import-job.ts';
+import { appliedRoutingText } from '../reconcilers/routing-configmap.ts';
+import { desiredStatus, sameStatus } from '../reconcilers/status.ts';
+import type { ConditionState, ObservedState } from '../reconcilers/status.ts';
+import { condition, duplicateOf, isDeleting, isImported, parseRouting, routingHash, servingVersion, storePathOf } from '../serving.ts';
+
+// The ModelVersion controller (key: namespace/name). For one ModelVersion it
+//   1. keeps the finalizer on it, and on deletion releases it once the routing no longer names it;
+//   2. imports it: creates the import Job, follows it, reads its result;
+//   3. works out where it stands (Importing, Imported, Progressing, Serving, Standby, Archived,
+//      Failed) from the Job, the routing ConfigMap and the service Deployment's rollout;
+//   4. writes that status (only when it changed) and an Event for each transition.
+// Routing and the Deployment are the routing controller's; backups the backup controller's.
+
+const SOURCE_RETRY_MS = 5_000;
+const FINALIZE_RETRY_MS = 2_000;
+
+const t = (reason: string, message: string): ConditionState => ({ status: 'True', reason, message });
+const f = (reason: string, message: string): ConditionState => ({ status: 'False', reason, message });
+
+interface ImportState {
+  imported: boolean;
+  phase?: Phase; // Pending, Importing or Failed while not imported
+  condition: ConditionState;
+  message: string;
+  artifact?: ModelVersionStatus['artifact'];
+  features?: string[];
+  signature?: Record<string, unknown>;
+  importJob?: string;
+  requeueAfterMs?: number;
+}
+
+export function modelVersionReconciler(ctx: OperatorContext) {
+  return async (key: string): Promise<Result | void> => {
+    const [namespace, name] = splitKey(key);
+    const mv = ctx.cache.modelVersions.get(name, namespace);
+    if (!mv) return; // gone: its Job and CronJob ownership go with it (garbage collector)
+    if (isDeleting(mv)) return finalize(ctx, mv);
+    if (!hasFinalizer(mv)) await addFinalizer(ctx.kube, mv);
+
+    const sameModel = ctx.cache.modelVersions.list(namespace).filter((o) => o.spec.model === mv.spec.model);
+    const imp = await importState(ctx, mv, sameModel);
+    const observed = servingState(ctx, mv, sameModel, imp);
+    const status = desiredStatus(mv, observed);
+    if (!sameStatus(mv.status, status)) {
+      await ctx.kube.applyModelVersionStatus(namespace, name, status);
+      recordTransition(ctx, mv, status);
+    }
+    if (imp.requeueAfterMs) return { requeueAfterMs: imp.requeueAfterMs };
+  };
+}
+
+/** Step 2: the import, from the status (once imported, always imported) or the Job. */
+async function importState(ctx: OperatorContext, mv: ModelVersion, sameModel: ModelVersion[]): Promise<ImportState> {
+  const { spec, status } = mv;
+  const namespace = mv.metadata.namespace!;
+  if (isImported(mv)) {
+    const c = status!.conditions!.find((x) => x.type === 'Imported')!;
+    return {
+      imported: true,
+      condition: t(c.reason, c.message),
+      message: c.message,
+      artifact: status?.artifact,
+      features: status?.features,
+      signature: status?.signature,
+      importJob: status?.importJob,
+    };
+  }
+  const parsed = ModelVersionSpec.safeParse(spec);
+  if (!parsed.success) {
+    const message = `spec is not valid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`;
+    return { imported: false, phase: 'Failed', condition: f('InvalidSpec', message), message };
+  }
+  const duplicate = duplicateOf(mv, sameModel);
+  if (duplicate) {
+    const message = `ModelVersion ${duplicate.metadata.name} already declares ${spec.model} version ${spec.version}; versions are immutable, use a new version`;
+    return { imported: false, phase: 'Failed', condition: f('DuplicateVersion', message), message };
+  }
+  const jobName = importJobName(mv.metadata.name, mv.metadata.uid!);
+  const job = ctx.cache.importJobs.get(jobName, namespace);
+  if (!job) {
+    if (spec.stage === 'Archived') {
+      const message = 'archived before it was imported; set stage to Staging or Production to import it';
+      return { imported: false, condition: f('NotImported', message), message };
+    }
+    const ref = spec.source.configMapRef;
+    if (ref) {
+      const missing = await missingSource(ctx, namespace, ref.name, ref.key);
+      if (missing) return { imported: false, phase: 'Pending', condition: f('SourceNotFound', missing), message: missing, requeueAfterMs: SOURCE_RETRY_MS };
+    }
+    // The cache may not have seen a Job created a moment ago: ask before creating (and announcing) it.
+    if (await jobExists(ctx, namespace, jobName)) {
+      const message = `import Job ${jobName} starting`;
+      return { imported: false, phase: 'Importing', condition: f('Importing', message), message, importJob: jobName };
+    }
+    await ctx.kube.apply(importJob(mv, ctx.config));
+    const from = spec.source.url ?? spec.source.storePath ?? `ConfigMap ${ref!.name} key ${ref!.key}`;
+    ctx.events.record(mv, 'Normal', 'ImportStarted', `import Job ${jobName} started for ${from}`);
+    const message = `import Job ${jobName} created`;
+    return { imported: false, phase: 'Importing', condition: f('Importing', message), message, importJob: jobName };
+  }
+  const outcome = importOutcome(job);
+  if (outcome.state === 'running') return { imported: false, phase: 'Importing', condition: f('Importing', outcome.message), message: outcome.message, importJob: jobName };
+  const report = await readImportReport(ctx.kube, namespace, jobName).catch((err: unknown) => {
+    ctx.log.warn('could not read the import result from the Job\'s pods', { job: jobName, error: describeError(err) });
+    return undefined;
+  });
+  if (outcome.state === 'failed') {
+    const message = `${report?.error ?? outcome.message}; fix the source and delete Job ${jobName} to try again`;
+    return { imported: false, phase: 'Failed', condition: f('ImportFailed', message), message, importJob: jobName };
+  }
+  const result = report?.result;
+  const path = result?.path ?? storePathOf(spec.model, spec.version);
+  const sha256 = result?.sha256 ?? spec.sha256;
+  const message = `stored ${path}${sha256 ? ` (sha256 ${sha256.slice(0, 12)}…)` : ''}`;
+  return {
+    imported: true,
+    condition: t(result?.alreadyPresent ? 'AlreadyInStore' : 'Imported', message),
+    message,
+    artifact: { path, ...(sha256 ? { sha256 } : {}), ...(result?.sizeBytes !== undefined ? { sizeBytes: result.sizeBytes } : {}) },
+    features: result?.features ?? spec.features,
+    signature: result?.signature as Record<string, unknown> | undefined,
+    importJob: jobName,
+  };
+}
+
+async function jobExists(ctx: OperatorContext, namespace: string, name: string): Promise<boolean> {
+  try {
+    await ctx.kube.batch.readNamespacedJob({ name, namespace });
+    return true;
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw err;
+  }
+}
+
+/** Why a configMapRef source cannot be mounted yet, or undefined when it can. */
+async function missingSource(ctx: OperatorContext, namespace: string, name: string, key: string): Promise<string | undefined> {
+  let cm: V1ConfigMap;
+  try {
+    cm = await ctx.kube.core.readNamespacedConfigMap({ name, namespace });
+  } catch (err) {
+    if (isNotFound(err)) return `ConfigMap ${name} not found; create it with the ONNX file under key ${key}`;
+    throw err;
+  }
+  if (cm.binaryData?.[key] === undefined && cm.data?.[key] === undefined)
+    return `ConfigMap ${name} has no key ${key} (keys: ${[...Object.keys(cm.binaryData ?? {}), ...Object.keys(cm.data ?? {})].join(', ') || 'none'})`;
+  return undefined;
+}
+
+/** Step 3: where an (imported or not) version stands for serving. */
+function servingState(ctx: OperatorContext, mv: ModelVersion, sameModel: ModelVersion[], imp: ImportState): ObservedState {
+  const { spec } = mv;
+  const namespace = mv.metadata.namespace!;
+  const base = { imported: imp.condition, artifact: imp.artifact, features: imp.features, signature: imp.signature, importJob: imp.importJob };
+  const ready = (phase: Phase, status: ConditionState['status'], message: string): ConditionState => ({ status, reason: phase, message });
+  const done = (phase: Phase, serving: ConditionState, message: string, servingNow = false): ObservedState => ({
+    ...base,
+    phase,
+    message,
+    serving,
+    servingNow,
+    ready: ready(phase, ['Serving', 'Standby', 'Imported', 'Archived'].includes(phase) ? 'True' : 'False', message),
+  });
+
+  if (spec.stage === 'Archived' && imp.phase !== 'Failed') return done('Archived', f('Archived', 'archived versions do not serve'), imp.imported ? 'archived' : imp.message);
+  if (!imp.imported) return done(imp.phase ?? 'Pending', f('NotImported', 'not imported yet'), imp.message);
+  if (spec.stage === 'Staging') return done('Imported', f('NotProduction', 'Staging versions do not serve; set stage: Production to serve this one'), 'imported; Staging');
+
+  // Production: does this version win, counting it as imported now?
+  const serving = servingVersion(sameModel, (o) => (o.metadata.uid === mv.metadata.uid ? true : isImported(o)));
+  if (serving && serving.metadata.uid !== mv.metadata.uid) {
+    const message = `${spec.model} is served by the newer version ${serving.spec.version} (ModelVersion ${serving.metadata.name})`;
+    return done('Standby', f('Standby', message), message);
+  }
+  const text = appliedRoutingText(ctx.cache.routing.get(ROUTING_CONFIGMAP, namespace));
+  const routed = parseRouting(text)?.models[spec.model]?.version === spec.version;
+  if (!routed) {
+    const message = `waiting for ConfigMap ${ROUTING_CONFIGMAP} to route ${spec.model} to ${spec.version}`;
+    return done('Progressing', f('RoutingPending', message), message);
+  }
+  const deploymentName = ctx.config.SERVICE_DEPLOYMENT;
+  const rollout = rolloutState(ctx.cache.deployments.get(deploymentName, namespace), deploymentName, routingHash(text!));
+  switch (rollout.state) {
+    case 'complete':
+      return done('Serving', t('RolloutComplete', rollout.message), `serving ${spec.model}@${spec.version}: ${rollout.message}`, true);
+    case 'missing':
+      return done('Progressing', f('DeploymentNotFound', rollout.message), rollout.message);
+    default: {
+      // A rollout for another model's change: old and new pods both serve this version, so it
+      // stays Serving (and its status unwritten) instead of flickering through Progressing.
+      const serving = condition(mv, 'Serving');
+      if (mv.status?.phase === 'Serving' && serving?.status === 'True')
+        return done('Serving', t(serving.reason, serving.message), mv.status.message ?? serving.message, true);
+      return done('Progressing', f('RolloutInProgress', rollout.message), rollout.message);
+    }
+  }
+}
+
+/** Step 4: an Event for each change a person would want to see in `kubectl describe`. */
+function recordTransition(ctx: OperatorContext, mv: ModelVersion, next: ModelVersionStatus): void {
+  const before = mv.status;
+  const was = before?.phase;
+  const now = next.phase;
+  const importedBefore = before?.conditions?.find((c) => c.type === 'Imported');
+  const importedNow = next.conditions?.find((c) => c.type === 'Imported');
+  const { model, version } = mv.spec;
+  if (importedNow?.status === 'True' && importedBefore?.status !== 'True') ctx.events.record(mv, 'Normal', 'Imported', importedNow.message);
+  if (was === now) return;
+  const deployment = ctx.config.SERVICE_DEPLOYMENT;
+  switch (now) {
+    case 'Failed':
+      ctx.events.record(mv, 'Warning', importedNow?.reason ?? 'Failed', next.message ?? 'failed');
+      break;
+    case 'Progressing':
+      ctx.events.record(mv, 'Normal', was === 'Standby' ? 'RolledBack' : 'Promoted', `routing ${model} to version ${version}; rolling out Deployment ${deployment}`);
+      break;
+    case 'Serving':
+      ctx.events.record(mv, 'Normal', 'Serving', `serving ${model}@${version}: Deployment ${deployment} rolled out`);
+      break;
+    case 'Standby':
+      ctx.events.record(mv, 'Normal', 'Superseded', next.message ?? `${model} is served by a newer version`);
+      break;
+    case 'Archived':
+      ctx.events.record(mv, 'Normal', 'Archived', `${model}@${version} archived`);
+      break;
+  }
+}
+
+/** Step 1 on deletion: release the finalizer once the routing and the Deployment no longer name this version. */
+async function finalize(ctx: OperatorContext, mv: ModelVersion): Promise<Result | void> {
+  if (!hasFinalizer(mv)) return;
+  const namespace = mv.metadata.namespace!;
+  const sameModel = ctx.cache.modelVersions.list(namespace).filter((o) => o.spec.model === mv.spec.model);
+  const text = appliedRoutingText(ctx.cache.routing.get(ROUTING_CONFIGMAP, namespace));
+  const named = parseRouting(text)?.models[mv.spec.model]?.version === mv.spec.version && !duplicateOf(mv, sameModel);
+  if (named) return { requeueAfterMs: FINALIZE_RETRY_MS }; // the routing controller takes it out
+  const deployment = ctx.cache.deployments.get(ctx.config.SERVICE_DEPLOYMENT, namespace);
+  const wasServing = mv.status?.phase === 'Serving' || mv.status?.phase === 'Progressing';
+  if (text && deployment && wasServing && stampedHash(deployment) !== routingHash(text)) return { requeueAfterMs: FINALIZE_RETRY_MS };
+  await removeFinalizer(ctx.kube, mv);
+  ctx.events.record(mv, 'Normal', 'Released', `routing no longer names ${mv.spec.model}@${mv.spec.version}; deletion can proceed`);
+  ctx.log.info('finalizer released', { modelVersion: `${namespace}/${mv.metadata.name}` });
+}

@@ -1,0 +1,57 @@
+import { describeError } from '../api-errors.ts';
+import type { OperatorContext } from '../context.ts';
+import type { Result } from '../controller.ts';
+import { ROUTING_CONFIGMAP } from '../names.ts';
+import { rolloutPatch, stampedHash } from '../reconcilers/deployment-rollout.ts';
+import { appliedRoutingText, routingChanges, routingConfigMap } from '../reconcilers/routing-configmap.ts';
+import { desiredRouting, parseRouting, routingHash, routingText } from '../serving.ts';
+
+// The routing controller (key: the namespace). From every ModelVersion it computes which version
+// serves each model, writes routing.json into the routing ConfigMap, then stamps the routing's hash
+// on the service Deployment's pod template, which rolls it. The ConfigMap first, so new pods read
+// the new routing. A burst of ModelVersion changes collapses into few reconciles (one key).
+
+export function routingReconciler(ctx: OperatorContext) {
+  const log = ctx.log.child('routing');
+  let warnedMissing = false;
+  // What this process last wrote, and the object's resourceVersion it saw before: while the cache
+  // still shows that version it is behind the write, and writing again would only repeat it.
+  const written = new Map<string, { hash: string; before: string | undefined }>();
+  const cacheBehind = (key: string, hash: string, resourceVersion: string | undefined) => {
+    const w = written.get(key);
+    return w !== undefined && w.hash === hash && w.before === resourceVersion;
+  };
+  return async (namespace: string): Promise<Result | void> => {
+    const routing = desiredRouting(ctx.cache.modelVersions.list(namespace));
+    const text = routingText(routing);
+    const hash = routingHash(text);
+    const cm = ctx.cache.routing.get(ROUTING_CONFIGMAP, namespace);
+    const applied = appliedRoutingText(cm);
+    const cmKey = `${namespace}/configmap`;
+    if (applied !== text && !cacheBehind(cmKey, hash, cm?.metadata?.resourceVersion)) {
+      const result = await ctx.kube.apply(routingConfigMap(namespace, text));
+      written.set(cmKey, { hash, before: cm?.metadata?.resourceVersion });
+      const changes = routingChanges(parseRouting(applied), routing);
+      log.info('routing updated', { namespace, hash, changes });
+      if (changes.length > 0) ctx.events.record(result, 'Normal', 'RoutingUpdated', `routing ${hash}: ${changes.join(', ')}`);
+    }
+    const name = ctx.config.SERVICE_DEPLOYMENT;
+    const deployment = ctx.cache.deployments.get(name, namespace);
+    if (!deployment) {
+      if (!warnedMissing) log.warn('the service Deployment does not exist; routing is written, nothing rolls', { namespace, deployment: name });
+      warnedMissing = true;
+      return;
+    }
+    warnedMissing = false;
+    const deploymentKey = `${namespace}/deployment`;
+    if (stampedHash(deployment) === hash || cacheBehind(deploymentKey, hash, deployment.metadata?.resourceVersion)) return;
+    try {
+      const patched = await ctx.kube.apply(rolloutPatch(namespace, name, hash));
+      written.set(deploymentKey, { hash, before: deployment.metadata?.resourceVersion });
+      log.info('rolling the service onto the new routing', { namespace, deployment: name, hash });
+      ctx.events.record(patched, 'Normal', 'RoutingRollout', `pod template stamped with routing ${hash}: rolling out`);
+    } catch (err) {
+      throw new Error(`could not stamp Deployment ${name} with routing ${hash}: ${describeError(err)}`);
+    }
+  };
+}
