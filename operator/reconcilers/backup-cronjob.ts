@@ -2,7 +2,7 @@ import type { ModelVersion } from '../api/model-version.ts';
 import type { OperatorConfig } from '../config.ts';
 import { BACKUPS_MOUNT_DIR, CLI, LABELS, MODELS_MOUNT_DIR, backupCronJobName } from '../names.ts';
 import { byAge } from '../serving.ts';
-import { managedLabels, ownerReference, withAppliedHash } from './ownership.ts';
+import { managedLabels, ownerReference, withAppliedHash, jobPodBasics } from './ownership.ts';
 
 // One backup CronJob per model, `analytics-backup-<model>`: schedule, retention and suspend come
 // from the model's newest ModelVersion; every ModelVersion of the model is an owner, so the garbage
@@ -53,10 +53,7 @@ export function backupCronJob(model: string, live: readonly ModelVersion[], name
           template: {
             metadata: { labels },
             spec: {
-              restartPolicy: 'Never',
-              automountServiceAccountToken: false,
-              enableServiceLinks: false,
-              securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+              ...jobPodBasics,
               initContainers: [
                 container('create', ['backup', 'create', '--model', model, '--dest', BACKUPS_MOUNT_DIR, '--models-dir', MODELS_MOUNT_DIR], [
                   { name: 'models', mountPath: MODELS_MOUNT_DIR, readOnly: true },

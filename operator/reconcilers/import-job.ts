@@ -4,7 +4,7 @@ import type { OperatorConfig } from '../config.ts';
 import type { KubeClient } from '../kube-client.ts';
 import { CLI, LABELS, MODELS_MOUNT_DIR, importJobName } from '../names.ts';
 import type { ImportResult } from '../../service/model-import.ts';
-import { managedLabels, ownerReference } from './ownership.ts';
+import { managedLabels, ownerReference, jobPodBasics } from './ownership.ts';
 
 // The import Job of a ModelVersion: the service image's `analytics-api import` copies a url or
 // configMapRef source into the model store (verifying sha256 and loading it with onnxruntime as the
@@ -42,10 +42,7 @@ export function importJob(mv: ModelVersion, config: OperatorConfig) {
       template: {
         metadata: { labels },
         spec: {
-          restartPolicy: 'Never',
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-          securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+          ...jobPodBasics,
           containers: [
             {
               name: 'import',

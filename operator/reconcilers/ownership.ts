@@ -41,3 +41,11 @@ export function withAppliedHash<T extends { metadata: { annotations?: Record<str
 export function appliedHashOf(obj: { metadata?: { annotations?: Record<string, string> } } | undefined): string | undefined {
   return obj?.metadata?.annotations?.[APPLIED_HASH_ANNOTATION];
 }
+
+/** What every pod the operator creates (import and backup Jobs) shares: run once, no API token, hardened. */
+export const jobPodBasics = {
+  restartPolicy: 'Never',
+  automountServiceAccountToken: false,
+  enableServiceLinks: false,
+  securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+} as const;

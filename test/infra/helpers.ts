@@ -3,6 +3,7 @@ import { accessSync, constants, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Yaml } from 'cdk8s';
+import { runCommand, type CommandResult } from '../helpers/processes.ts';
 
 // Shared by the infra tests: paths, YAML loading and running a command with a deadline.
 
@@ -35,31 +36,11 @@ export function find(objects: Obj[], kind: string, name: string): Obj {
   return o;
 }
 
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type RunResult = CommandResult;
 
 /** Runs a command, killing it after `timeoutMs`. */
 export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd ?? repoRoot, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolvePromise({ code: code ?? -1, stdout, stderr: signal ? `${stderr}\n(killed by ${signal})` : stderr });
-    });
-    child.stdin.end(opts.input ?? '');
-  });
+  return runCommand(cmd, args, { ...opts, cwd: opts.cwd ?? repoRoot });
 }
 
 /** A linter installed by `make infra-tools` (a prerequisite of `make test`). */

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
+import { runCommand } from '../helpers/processes.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -640,25 +641,10 @@ class ControlPlaneImpl implements ControlPlane {
   }
 
   kubectl(args: string[], opts: KubectlOptions = {}): Promise<ExecResult> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(join(this.binDir, 'kubectl'), ['--kubeconfig', opts.kubeconfigPath ?? this.kubeconfigPath, ...args], {
-        stdio: ['pipe', 'pipe', 'pipe'],
-        env: { ...process.env, HOME: this.dir, KUBECONFIG: '' },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
-      child.on('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-      child.on('close', (code, signal) => {
-        clearTimeout(timer);
-        resolve({ stdout, stderr: signal ? `${stderr}\nkubectl killed by ${signal}` : stderr, code: code ?? -1 });
-      });
-      child.stdin.end(opts.input ?? '');
+    return runCommand(join(this.binDir, 'kubectl'), ['--kubeconfig', opts.kubeconfigPath ?? this.kubeconfigPath, ...args], {
+      env: { ...process.env, HOME: this.dir, KUBECONFIG: '' },
+      ...(opts.input !== undefined ? { input: opts.input } : {}),
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
     });
   }
 
