@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { BoundedMap } from './bounded-map.ts';
 import type { Prediction } from './onnx-model.ts';
 
 // Cached answers, keyed by model, resolved version and the canonical feature vector, so a new
@@ -28,11 +29,10 @@ export const modelPrefix = (model: string) => `pred:${model}:`;
 
 export class MemoryCache implements CacheBackend {
   readonly kind = 'memory' as const;
-  private readonly entries = new Map<string, { value: Prediction; expires: number }>();
-  private readonly maxEntries: number;
+  private readonly entries: BoundedMap<{ value: Prediction; expires: number }>;
 
   constructor(maxEntries = 100_000) {
-    this.maxEntries = maxEntries;
+    this.entries = new BoundedMap(maxEntries);
   }
 
   async get(key: string): Promise<Prediction | undefined> {
@@ -46,15 +46,13 @@ export class MemoryCache implements CacheBackend {
   }
 
   async set(key: string, value: Prediction, ttlSeconds: number): Promise<void> {
-    this.entries.delete(key);
-    // Map keeps insertion order: the first key is the oldest, dropped when full.
-    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+    // When full, the oldest written entry goes.
     this.entries.set(key, { value, expires: Date.now() + ttlSeconds * 1000 });
   }
 
   async purgeModel(model: string): Promise<void> {
     const prefix = modelPrefix(model);
-    for (const key of this.entries.keys()) if (key.startsWith(prefix)) this.entries.delete(key);
+    for (const key of [...this.entries.keys()]) if (key.startsWith(prefix)) this.entries.delete(key);
   }
 
   size(): number {

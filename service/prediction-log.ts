@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { BoundedMap } from './bounded-map.ts';
 
 // What was predicted under each prediction_id, kept long enough for ground truth to arrive
 // (POST /api/v1/feedback). Bounded: a TTL and, in memory, a maximum number of entries; with Redis
@@ -19,17 +20,15 @@ export interface PredictionLog {
 }
 
 export class MemoryPredictionLog implements PredictionLog {
-  private readonly entries = new Map<string, { record: PredictionRecord; expires: number }>();
+  private readonly entries: BoundedMap<{ record: PredictionRecord; expires: number }>;
   private readonly ttlMs: number;
-  private readonly maxEntries: number;
 
   constructor(ttlSeconds: number, maxEntries: number) {
     this.ttlMs = ttlSeconds * 1000;
-    this.maxEntries = maxEntries;
+    this.entries = new BoundedMap(maxEntries);
   }
 
   remember(id: string, record: PredictionRecord): void {
-    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
     this.entries.set(id, { record, expires: Date.now() + this.ttlMs });
   }
 
