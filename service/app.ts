@@ -2,14 +2,14 @@ import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
-import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
+import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
 import { timingSafeEqual } from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Redis } from 'ioredis';
 import { usableCores } from './cgroup.ts';
 import type { Config } from './config.ts';
-import { problemBody, ServiceError, type ErrorCode, type ProblemDetail } from './errors.ts';
+import { errorOutcome, problemBody, ServiceError, type ErrorCode } from './errors.ts';
 import { InferencePool } from './inference-pool.ts';
 import { ServiceMetrics } from './metrics.ts';
 import { followRouting, type ModelVersionApi } from './kubernetes-mode.ts';
@@ -69,30 +69,6 @@ function isAuthorized(request: FastifyRequest, token: string | undefined): Error
   return LOOPBACK.has(request.socket.remoteAddress ?? '') ? undefined : 'FORBIDDEN';
 }
 
-/** Fastify's own errors (and the zod validator's) → the service's codes. */
-function classify(err: FastifyError): { code: ErrorCode; detail: string; details?: ProblemDetail[] } {
-  if (hasZodFastifySchemaValidationErrors(err)) {
-    const details = err.validation.map((v) => {
-      const path = v.instancePath.replace(/^\//, '').replaceAll('/', '.');
-      const where = `${err.validationContext ?? 'body'}${path ? '.' + path : ''}`;
-      return { field: where, message: `${where}: ${v.message}` };
-    });
-    return { code: 'VALIDATION_FAILED', detail: details.map((d) => d.message).join('; '), details };
-  }
-  switch (err.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return { code: 'BODY_TOO_LARGE', detail: `${err.message}; for large models upload the raw .onnx as application/octet-stream, or raise BODY_LIMIT_BYTES` };
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return { code: 'UNSUPPORTED_MEDIA_TYPE', detail: `${err.message}; send application/json (or application/octet-stream to upload a model)` };
-    case 'FST_ERR_RATE_LIMITED':
-      return { code: 'RATE_LIMITED', detail: err.message };
-  }
-  if (err.statusCode === 429) return { code: 'RATE_LIMITED', detail: err.message };
-  if (err.statusCode === 413) return { code: 'BODY_TOO_LARGE', detail: err.message };
-  if (err.statusCode === 415) return { code: 'UNSUPPORTED_MEDIA_TYPE', detail: err.message };
-  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return { code: 'VALIDATION_FAILED', detail: err.message };
-  return { code: 'INTERNAL', detail: 'internal error; the service log has the details' };
-}
 
 export interface BuildOptions {
   config: Config;
@@ -177,11 +153,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   });
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    let code: ErrorCode;
-    let detail: string;
-    let details: ProblemDetail[] | undefined;
-    if (err instanceof ServiceError) ({ code, message: detail, details } = err);
-    else ({ code, detail, details } = classify(err));
+    const { code, detail, details } = errorOutcome(err);
     const body = problemBody(code, detail, request.url.split('?')[0]!, details);
     if (body.status >= 500) request.log.error({ err }, 'request failed');
     metrics.errors.inc({ code });

@@ -1,5 +1,9 @@
-// Every error the service answers with has a stable code; one handler (app.ts) turns them into
-// RFC 9457 problem+json responses.
+import type { FastifyError } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import type { z } from 'zod';
+
+// Every error the service answers with has a stable code; errorOutcome() maps any error to one,
+// and the error handlers (problem+json in app.ts, {"error"} for the V2 protocol) shape the body.
 export const errorCatalog = {
   VALIDATION_FAILED: { status: 400, title: 'The request is not valid' },
   INVALID_MODEL: { status: 400, title: 'The uploaded bytes are not a model this service can serve' },
@@ -58,4 +62,43 @@ export function problemBody(code: ErrorCode, detail: string, instance: string, d
     instance,
     ...(details && details.length > 0 ? { errors: details } : {}),
   };
+}
+
+/** Fastify's own errors (and the zod validator's) → the service's codes. */
+function classify(err: FastifyError): { code: ErrorCode; detail: string; details?: ProblemDetail[] } {
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const details = err.validation.map((v) => {
+      const path = v.instancePath.replace(/^\//, '').replaceAll('/', '.');
+      const where = `${err.validationContext ?? 'body'}${path ? '.' + path : ''}`;
+      return { field: where, message: `${where}: ${v.message}` };
+    });
+    return { code: 'VALIDATION_FAILED', detail: details.map((d) => d.message).join('; '), details };
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { code: 'BODY_TOO_LARGE', detail: `${err.message}; for large models upload the raw .onnx as application/octet-stream, or raise BODY_LIMIT_BYTES` };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { code: 'UNSUPPORTED_MEDIA_TYPE', detail: `${err.message}; send application/json (or application/octet-stream to upload a model)` };
+    case 'FST_ERR_RATE_LIMITED':
+      return { code: 'RATE_LIMITED', detail: err.message };
+  }
+  if (err.statusCode === 429) return { code: 'RATE_LIMITED', detail: err.message };
+  if (err.statusCode === 413) return { code: 'BODY_TOO_LARGE', detail: err.message };
+  if (err.statusCode === 415) return { code: 'UNSUPPORTED_MEDIA_TYPE', detail: err.message };
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return { code: 'VALIDATION_FAILED', detail: err.message };
+  return { code: 'INTERNAL', detail: 'internal error; the service log has the details' };
+}
+
+/** Any error → the service's code, a detail that says what to fix, and the fields at fault. */
+export function errorOutcome(err: Error): { code: ErrorCode; detail: string; details?: ProblemDetail[] } {
+  if (err instanceof ServiceError) return { code: err.code, detail: err.message, ...(err.details ? { details: err.details } : {}) };
+  return classify(err as FastifyError);
+}
+
+/** Parses with a zod schema or throws a 400 naming every field at fault (`where`: body, query, ...). */
+export function parseRequest<T extends z.ZodType>(schema: T, value: unknown, where: string): z.output<T> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const errors = parsed.error.issues.map((i) => ({ field: i.path.join('.') || where, message: `${where}${i.path.length ? '.' + i.path.join('.') : ''}: ${i.message}` }));
+  throw new ServiceError('VALIDATION_FAILED', errors.map((e) => e.message).join('; '), errors);
 }

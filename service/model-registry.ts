@@ -334,7 +334,7 @@ export async function validateModel(pool: InferencePool, input: UploadInput): Pr
     throw new ServiceError('INVALID_MODEL', `the model keeps tensors in external data files (${facts.externalTensors.slice(0, 5).join(', ')}); re-export it with all weights inside the .onnx file`);
   let signature;
   try {
-    signature = await pool.inspect(withoutZipMap(input.bytes));
+    signature = await pool.inspect(withoutZipMap(input.bytes, facts));
   } catch (err) {
     if (err instanceof InferenceError) throw new ServiceError('INVALID_MODEL', `onnxruntime cannot load the model: ${err.message}`);
     throw err;

@@ -240,8 +240,8 @@ export function inspectGraph(model: Uint8Array): GraphFacts {
  * Returns the model with its ZipMap nodes removed: each graph output a ZipMap produced is replaced
  * by the float tensor the ZipMap consumed (same name as that tensor). Other bytes are kept as they are.
  */
-export function withoutZipMap(model: Uint8Array): Uint8Array {
-  const { zipMaps, classLabels } = inspectGraph(model);
+export function withoutZipMap(model: Uint8Array, facts: GraphFacts = inspectGraph(model)): Uint8Array {
+  const { zipMaps, classLabels } = facts;
   if (zipMaps.length === 0) return model;
   const byOutput = new Map(zipMaps.map((z) => [z.output, z.probabilities]));
   const top = fields(model);

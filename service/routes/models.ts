@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ServiceContext } from '../app.ts';
 import { ModelDescription, ModelParams, Problem, UploadModelQuery, UploadModelRequest, VersionDescription, VersionParams, HistoryEventSchema } from '../api-schemas.ts';
-import { ServiceError } from '../errors.ts';
+import { parseRequest, ServiceError } from '../errors.ts';
 import type { ModelDescription as ModelDescriptionData, UploadInput } from '../model-registry.ts';
 import type { VersionMetadata } from '../model-store.ts';
 
@@ -22,15 +22,8 @@ function publicModel(m: ModelDescriptionData) {
   return { ...m, versions: m.versions.map(publicVersion) };
 }
 
-function parseZod<T extends z.ZodType>(schema: T, value: unknown, where: string): z.output<T> {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  const errors = parsed.error.issues.map((i) => ({ field: i.path.join('.') || where, message: `${where}${i.path.length ? '.' + i.path.join('.') : ''}: ${i.message}` }));
-  throw new ServiceError('VALIDATION_FAILED', errors.map((e) => e.message).join('; '), errors);
-}
-
 function uploadFromJson(body: unknown): UploadInput {
-  const req = parseZod(UploadModelRequest, body, 'body');
+  const req = parseRequest(UploadModelRequest, body, 'body');
   const b64 = req.model_data.replace(/\s+/g, '');
   if (b64.length % 4 !== 0 || !BASE64.test(b64))
     throw new ServiceError('VALIDATION_FAILED', 'model_data must be the model file encoded as standard base64', [{ field: 'model_data', message: 'not valid base64' }]);
@@ -38,14 +31,14 @@ function uploadFromJson(body: unknown): UploadInput {
 }
 
 function uploadFromOctets(query: unknown, body: Buffer): UploadInput {
-  const q = parseZod(UploadModelQuery, query, 'query');
+  const q = parseRequest(UploadModelQuery, query, 'query');
   let features: string[] | undefined;
   if (Array.isArray(q.features)) features = q.features;
   else if (q.features !== undefined) {
     const trimmed = q.features.trim();
     if (trimmed.startsWith('[')) {
       try {
-        features = parseZod(z.array(z.string().min(1)).min(1), JSON.parse(trimmed), 'query.features');
+        features = parseRequest(z.array(z.string().min(1)).min(1), JSON.parse(trimmed), 'query.features');
       } catch (err) {
         if (err instanceof ServiceError) throw err;
         throw new ServiceError('VALIDATION_FAILED', 'query.features: not a JSON array of names; send features=a&features=b or features=["a","b"]');
@@ -55,7 +48,7 @@ function uploadFromOctets(query: unknown, body: Buffer): UploadInput {
   let metadata: Record<string, unknown> = {};
   if (q.metadata !== undefined) {
     try {
-      metadata = parseZod(z.record(z.string(), z.unknown()), JSON.parse(q.metadata), 'query.metadata');
+      metadata = parseRequest(z.record(z.string(), z.unknown()), JSON.parse(q.metadata), 'query.metadata');
     } catch (err) {
       if (err instanceof ServiceError) throw err;
       throw new ServiceError('VALIDATION_FAILED', 'query.metadata must be a JSON object');

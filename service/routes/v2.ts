@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { ServiceContext } from '../app.ts';
-import { ServiceError } from '../errors.ts';
+import { errorCatalog, errorOutcome, parseRequest, ServiceError } from '../errors.ts';
 import type { ServedModel } from '../model-registry.ts';
 import type { PlainTensor } from '../tensor.ts';
 import { binaryData, decodeInput, jsonData, v2Datatype, v2Shape, type V2InputRequest } from '../v2-tensors.ts';
@@ -56,12 +56,12 @@ export const v2Routes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (app,
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: ctx.config.BODY_LIMIT_BYTES }, (_req, body, done) => done(null, body));
 
-  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, request, reply) => {
-    const status = err instanceof ServiceError ? err.status : err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+  app.setErrorHandler((err: Error, request, reply) => {
+    const { code, detail } = errorOutcome(err);
+    const { status } = errorCatalog[code];
     if (status >= 500) request.log.error({ err }, 'V2 request failed');
-    ctx.metrics.errors.inc({ code: err instanceof ServiceError ? err.code : status === 413 ? 'BODY_TOO_LARGE' : status === 429 ? 'RATE_LIMITED' : status >= 500 ? 'INTERNAL' : 'VALIDATION_FAILED' });
-    const message = status >= 500 && !(err instanceof ServiceError) ? 'internal error; the service log has the details' : err.message;
-    reply.code(status).send({ error: message });
+    ctx.metrics.errors.inc({ code });
+    reply.code(status).send({ error: detail });
   });
 
   const resolve = async ({ name, version }: ModelRoute): Promise<ServedModel> => ctx.registry.resolve(version === undefined ? name : `${name}@${version}`);
@@ -109,9 +109,7 @@ export const v2Routes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (app,
 
   const infer = async (request: FastifyRequest, reply: FastifyReply) => {
     const { header, binary } = parseBody(request);
-    const parsed = InferRequest.safeParse(header);
-    if (!parsed.success) throw new ServiceError('VALIDATION_FAILED', parsed.error.issues.map((i) => `${i.path.join('.') || 'request'}: ${i.message}`).join('; '));
-    const req = parsed.data;
+    const req = parseRequest(InferRequest, header, 'request');
     const served = await resolve(params(request.params));
     const { inputs: modelInputs, outputs: modelOutputs } = served.meta.signature;
 
