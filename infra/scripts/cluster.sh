@@ -12,7 +12,8 @@ need kubectl "see https://kubernetes.io/docs/tasks/tools/"
 INGRESS_NGINX_VERSION=${INGRESS_NGINX_VERSION:-controller-v1.12.1}
 INGRESS_NGINX_MANIFEST=${INGRESS_NGINX_MANIFEST:-https://raw.githubusercontent.com/kubernetes/ingress-nginx/$INGRESS_NGINX_VERSION/deploy/static/provider/kind/deploy.yaml}
 
-if kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+clusters=$(kind get clusters 2>/dev/null || true)
+if grep -qx "$CLUSTER_NAME" <<<"$clusters"; then
   say "kind cluster $CLUSTER_NAME exists"
 else
   mkdir -p "$HOME/analytics-models" "$HOME/analytics-backups"

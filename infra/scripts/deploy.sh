@@ -24,7 +24,8 @@ fi
 
 # Created once; after that the operator rewrites the routing and a reapply would undo it.
 if ! out=$(kc create --save-config=false -f "$dist/" -l "$create_only=true" 2>&1); then
-  if grep -v 'AlreadyExists\|already exists' <<<"$out" | grep -q .; then die "$out"; fi
+  others=$(grep -v 'AlreadyExists\|already exists' <<<"$out" || true)
+  if [[ -n $others ]]; then die "$out"; fi
 fi
 
 if kc get crd servicemonitors.monitoring.coreos.com prometheusrules.monitoring.coreos.com >/dev/null 2>&1; then
