@@ -21,6 +21,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json package-lock.json ./
+COPY contract/ ./contract/
 COPY service/ ./service/
 COPY operator/ ./operator/
 COPY bin/ ./bin/

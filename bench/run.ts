@@ -3,7 +3,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { figures } from '../service/figures.ts';
+import { figures } from '../contract/figures.ts';
 import { barChartSvg } from './chart.ts';
 
 // `make bench`: the service beside a bare Fastify route (the ceiling), measured in one run on

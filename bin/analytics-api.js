@@ -8,5 +8,5 @@ if (major < 24) {
   );
   process.exit(1);
 }
-const { runProcess } = await import('../service/cli.ts');
+const { runProcess } = await import('../service/cli/cli.ts');
 process.exitCode = await runProcess(process.argv.slice(2));

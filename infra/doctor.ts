@@ -2,7 +2,7 @@ import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:
 import { delimiter, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { manifestFiles } from './app.ts';
-import { figures } from '../service/figures.ts';
+import { figures } from '../contract/figures.ts';
 import { clusterNeed, wslconfigFigures, type Amount, type ClusterNeed } from './capacity.ts';
 import { IMAGE_UID, KIND_CLUSTER } from './names.ts';
 

@@ -11,7 +11,7 @@ import {
   ROUTING_KEY,
   ROUTING_MOUNT_DIR,
   SERVICE_NAME,
-} from '../operator/names.ts';
+} from '../contract/names.ts';
 
 // Names only the manifests, their scripts and their tests use. The names users rely on
 // (namespace, Deployments, routing ConfigMap, ...) live in operator/names.ts and are imported.

@@ -1,14 +1,12 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { BACKUPS_PVC, MODELS_PVC, NAMESPACE, SERVICE_NAME } from './names.ts';
+import { parseEnvironment } from '../contract/environment.ts';
+import { BACKUPS_PVC, MODELS_PVC, NAMESPACE, SERVICE_NAME } from '../contract/names.ts';
 
 // The operator's configuration, read from the environment once at start (KUBECONFIG is read by
 // client-node's loadFromDefault: in-cluster service account, else $KUBECONFIG, else ~/.kube/config).
 // A bad value stops the process with a message naming the variable.
 
-const envBoolean = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
 const seconds = (def: number) => z.coerce.number().positive().max(86_400).default(def);
 const dnsName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a lowercase DNS name');
 
@@ -24,7 +22,7 @@ export const operatorConfigSchema = z
     IMPORT_DEADLINE_SECONDS: z.coerce.number().int().min(10).max(86_400).default(900).describe('An import Job running longer fails'),
     METRICS_HOST: z.string().default('0.0.0.0').describe('Address of the /metrics, /healthz, /readyz server'),
     METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(8081),
-    LEADER_ELECT: envBoolean.default(true).describe('Run only while holding the Lease (several replicas: one works)'),
+    LEADER_ELECT: z.stringbool().default(true).describe('Run only while holding the Lease (several replicas: one works)'),
     LEASE_DURATION_SECONDS: seconds(15).describe('How long a Lease holds without renewal before another replica takes over'),
     RENEW_DEADLINE_SECONDS: seconds(10).describe('The leader gives up (and exits) when it cannot renew for this long'),
     RETRY_PERIOD_SECONDS: seconds(2).describe('How often replicas try to acquire or renew the Lease'),
@@ -52,11 +50,6 @@ export type OperatorConfig = z.output<typeof operatorConfigSchema> & { identity:
 export function loadOperatorConfig(env: NodeJS.ProcessEnv = process.env): OperatorConfig {
   // Empty variables count as unset, as in a Deployment's env with value "".
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
-  const parsed = operatorConfigSchema.safeParse(present);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
-    throw new Error(`Invalid operator configuration in the environment:\n${lines.join('\n')}`);
-  }
-  const c = parsed.data;
+  const c = parseEnvironment(operatorConfigSchema, present, 'operator configuration');
   return { ...c, identity: c.IDENTITY ?? c.POD_NAME ?? `${hostname()}_${process.pid}` };
 }

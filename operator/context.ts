@@ -1,11 +1,11 @@
 import type { V1ConfigMap, V1CronJob, V1Deployment, V1Job } from '@kubernetes/client-node';
-import type { ModelVersion } from './api/model-version.ts';
+import type { ModelVersion } from '../contract/model-version.ts';
 import type { OperatorConfig } from './config.ts';
-import type { EventRecorder } from './events.ts';
-import type { Informer } from './informer.ts';
-import type { KubeClient } from './kube-client.ts';
-import type { Logger } from './log.ts';
-import type { OperatorMetrics } from './metrics.ts';
+import type { EventRecorder } from './runtime/events.ts';
+import type { Informer } from './runtime/informer.ts';
+import type { KubeClient } from './runtime/kube-client.ts';
+import type { Logger } from './runtime/log.ts';
+import type { OperatorMetrics } from './runtime/metrics.ts';
 
 // What every reconcile gets: configuration, the API client, the informers' caches (the only state
 // a reconcile reads besides what it fetches), the event recorder, logs and metrics.

@@ -1,6 +1,6 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadOperatorConfig } from './config.ts';
-import { createLogger } from './log.ts';
+import { createLogger } from './runtime/log.ts';
 import { Operator } from './manager.ts';
 
 // `node operator/main.ts`: reads the configuration, connects (in a pod: its ServiceAccount;

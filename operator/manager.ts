@@ -1,25 +1,25 @@
 import type { KubeConfig, V1ConfigMap, V1CronJob, V1Deployment, V1Job } from '@kubernetes/client-node';
-import { GROUP, PHASES, PLURAL, VERSION } from './api/model-version.ts';
-import type { ModelVersion } from './api/model-version.ts';
+import { GROUP, PHASES, PLURAL, VERSION } from '../contract/model-version.ts';
+import type { ModelVersion } from '../contract/model-version.ts';
 import type { OperatorConfig } from './config.ts';
 import { objectKey, type Caches, type OperatorContext } from './context.ts';
-import { Controller, type Reconcile } from './controller.ts';
+import { Controller, type Reconcile } from './runtime/controller.ts';
 import { backupReconciler } from './controllers/backup.ts';
 import { modelVersionReconciler } from './controllers/model-version.ts';
 import { routingReconciler } from './controllers/routing.ts';
-import { EventRecorder } from './events.ts';
-import { Informer, type Cached } from './informer.ts';
-import { KubeClient } from './kube-client.ts';
-import { LeaderElector } from './leader-election.ts';
-import type { Logger } from './log.ts';
-import { OperatorMetrics } from './metrics.ts';
-import { FINALIZER, LABELS, LEADER_LEASE, OPERATOR_NAME, ROUTING_CONFIGMAP } from './names.ts';
-import { startProbeServer, type ProbeServer } from './probe-server.ts';
-import { BACKUP_COMPONENT } from './reconcilers/backup-cronjob.ts';
-import { IMPORT_COMPONENT } from './reconcilers/import-job.ts';
-import { managedSelector } from './reconcilers/ownership.ts';
-import { isDeleting, isImported } from './serving.ts';
-import { defaultControllerRateLimiter } from './workqueue.ts';
+import { EventRecorder } from './runtime/events.ts';
+import { Informer, type Cached } from './runtime/informer.ts';
+import { KubeClient } from './runtime/kube-client.ts';
+import { LeaderElector } from './runtime/leader-election.ts';
+import type { Logger } from './runtime/log.ts';
+import { OperatorMetrics } from './runtime/metrics.ts';
+import { FINALIZER, LABELS, LEADER_LEASE, OPERATOR_NAME, ROUTING_CONFIGMAP } from '../contract/names.ts';
+import { startProbeServer, type ProbeServer } from './runtime/probe-server.ts';
+import { BACKUP_COMPONENT } from './builders/backup-cronjob.ts';
+import { IMPORT_COMPONENT } from './builders/import-job.ts';
+import { managedSelector } from './builders/ownership.ts';
+import { isDeleting, isImported } from './serving-rule.ts';
+import { defaultControllerRateLimiter } from './runtime/workqueue.ts';
 
 // The manager (controller-runtime's): informers for what the controllers read, the three
 // controllers and the informer events that feed their queues, leader election deciding when the

@@ -1,4 +1,4 @@
-import { modelVersionCrd } from './api/crd.ts';
+import { modelVersionCrd } from '../contract/crd.ts';
 
 // Prints the CustomResourceDefinition as JSON (which kubectl reads as YAML too):
 //   node operator/print-crd.ts | kubectl apply --server-side -f -

@@ -1,34 +1,33 @@
-import fastifyRateLimit from '@fastify/rate-limit';
-import fastifySwagger from '@fastify/swagger';
-import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
-import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
-import { timingSafeEqual } from 'node:crypto';
-import { createHash } from 'node:crypto';
-import { createRequire } from 'node:module';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
-import { usableCores } from './cgroup.ts';
 import type { Config } from './config.ts';
-import { errorOutcome, problemBody, ServiceError, type ErrorCode } from './errors.ts';
-import { InferencePool } from './inference-pool.ts';
-import { ServiceMetrics } from './metrics.ts';
-import { followRouting, type ModelVersionApi } from './kubernetes-mode.ts';
-import { ModelRegistry } from './model-registry.ts';
-import { ModelStore } from './model-store.ts';
-import { MemoryCache, type CacheBackend } from './prediction-cache.ts';
-import { MemoryPredictionLog, RedisPredictionLog, type PredictionLog } from './prediction-log.ts';
-import { RedisCache } from './redis-cache.ts';
+import { auth } from './http/auth.ts';
+import { docs } from './http/docs.ts';
+import { httpMetrics } from './http/metrics.ts';
+import { problems } from './http/problems.ts';
+import { rateLimit } from './http/rate-limit.ts';
+import { InferencePool } from './inference/inference-pool.ts';
+import { followRouting, type ModelVersionApi } from './kubernetes/routing-follower.ts';
+import { usableCores } from './observability/cgroup.ts';
+import { ServiceMetrics } from './observability/metrics.ts';
+import { openInferenceRoutes } from './open-inference/rest.ts';
+import type { CacheBackend } from './prediction/cache.ts';
+import { MemoryCache } from './prediction/memory-cache.ts';
+import { MemoryPredictionLog, RedisPredictionLog, type PredictionLog } from './prediction/prediction-log.ts';
+import { Predictor } from './prediction/predictor.ts';
+import { RedisCache } from './prediction/redis-cache.ts';
 import { createRedis } from './redis-client.ts';
-import { Predictor } from './predictor.ts';
 import { healthRoutes } from './routes/health.ts';
 import { modelRoutes } from './routes/models.ts';
 import { predictRoutes } from './routes/predict.ts';
-import { v2Routes } from './routes/v2.ts';
+import { ModelRegistry } from './serving/model-registry.ts';
+import { ModelStore } from './store/model-store.ts';
+import { serviceVersion } from './version.ts';
 
-// The one factory that builds the service; main.ts only reads config and listens, tests call
-// buildApp() and app.inject().
+// The one factory that builds the service: it makes the parts and composes the plugins. main.ts
+// only reads config and listens; tests call buildApp() and app.inject().
 
-const serviceVersion = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
 export interface ServiceContext {
   config: Config;
@@ -46,42 +45,16 @@ export interface ServiceContext {
 }
 
 declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** Needs the API token (or, with none configured, a loopback client). */
-    admin?: boolean;
-    rateLimitClass?: 'predict' | 'upload';
-  }
   interface FastifyInstance {
     ctx: ServiceContext;
   }
 }
-
-const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
-
-function isAuthorized(request: FastifyRequest, token: string | undefined): ErrorCode | undefined {
-  const header = request.headers.authorization;
-  if (token) {
-    if (!header?.startsWith('Bearer ')) return 'UNAUTHORIZED';
-    const given = Buffer.from(header.slice(7).trim());
-    const want = Buffer.from(token);
-    return given.length === want.length && timingSafeEqual(given, want) ? undefined : 'UNAUTHORIZED';
-  }
-  return LOOPBACK.has(request.socket.remoteAddress ?? '') ? undefined : 'FORBIDDEN';
-}
-
 
 export interface BuildOptions {
   config: Config;
   logger?: boolean | object;
   /** Kubernetes mode's ModelVersion client (default: the API server of the in-cluster or current kubeconfig). */
   modelVersions?: ModelVersionApi;
-}
-
-/** Rate-limit key: the bearer token (hashed, never kept in clear) when present, else the client IP. */
-function rateLimitKey(request: FastifyRequest): string {
-  const auth = request.headers.authorization;
-  const who = auth?.startsWith('Bearer ') ? `token:${createHash('sha256').update(auth.slice(7)).digest('base64url').slice(0, 22)}` : `ip:${request.ip}`;
-  return `${request.routeOptions.config.rateLimitClass}:${who}`;
 }
 
 export async function buildApp(options: BuildOptions): Promise<FastifyInstance> {
@@ -117,79 +90,28 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
       metrics.cacheErrors.inc({ operation: 'purge' });
       app.log.warn({ model: name, err: err.message }, 'cache purge failed; entries of the old version expire with their TTL');
     });
-  const predictor = new Predictor({ registry, cache, log: predictionLog, metrics, ttlSeconds: config.CACHE_TTL_SECONDS });
+  const predictor = new Predictor({ cache, log: predictionLog, metrics, ttlSeconds: config.CACHE_TTL_SECONDS });
   const kubernetes = config.CONTROL_PLANE === 'kubernetes';
   registry.routingFromOperator = kubernetes;
-  const modelVersions = kubernetes ? (options.modelVersions ?? (await import('./kubernetes-model-versions.ts')).kubernetesModelVersions(config.POD_NAMESPACE)) : undefined;
+  const modelVersions = kubernetes ? (options.modelVersions ?? (await import('./kubernetes/model-versions.ts')).kubernetesModelVersions(config.POD_NAMESPACE)) : undefined;
   const ctx: ServiceContext = { config, store, pool, registry, cache, redis, predictor, metrics, serviceVersion, modelVersions };
   app.decorate('ctx', ctx);
 
-  // Per-route limits per client; shared by every replica through Redis when configured. A Redis
-  // failure lets requests through (skipOnError) rather than blocking them.
-  await app.register(fastifyRateLimit, {
-    global: true,
-    allowList: (request) => request.routeOptions.config.rateLimitClass === undefined,
-    max: (request) => (request.routeOptions.config.rateLimitClass === 'upload' ? config.RATE_LIMIT_UPLOAD_PER_MINUTE : config.RATE_LIMIT_PREDICT_PER_MINUTE),
-    timeWindow: 60_000,
-    keyGenerator: rateLimitKey,
-    ...(redis ? { redis, nameSpace: 'ratelimit:' } : {}),
-    skipOnError: true,
-    onExceeded: (request) => metrics.rateLimited.inc({ route: request.routeOptions.url ?? 'unmatched' }),
-    // The x-ratelimit-* headers go on 429s (with retry-after), not on every answer: they cost on the hot path.
-    addHeadersOnExceeding: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false },
+  await app.register(rateLimit, {
+    predictPerMinute: config.RATE_LIMIT_PREDICT_PER_MINUTE,
+    uploadPerMinute: config.RATE_LIMIT_UPLOAD_PER_MINUTE,
+    redis,
+    metrics,
   });
-
-  app.addHook('onRequest', (request, _reply, done) => {
-    if (!request.routeOptions.config.admin) return done();
-    const denied = isAuthorized(request, config.API_TOKEN);
-    if (denied === 'UNAUTHORIZED') return done(new ServiceError('UNAUTHORIZED', 'send Authorization: Bearer <API_TOKEN>'));
-    if (denied === 'FORBIDDEN') return done(new ServiceError('FORBIDDEN', 'no API_TOKEN is configured, so model changes are accepted from loopback clients only'));
-    done();
-  });
-
-  app.addHook('onResponse', (request, reply, done) => {
-    metrics.observeHttp(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
-    done();
-  });
-
-  app.setErrorHandler((err: FastifyError, request, reply) => {
-    const { code, detail, details } = errorOutcome(err);
-    const body = problemBody(code, detail, request.url.split('?')[0]!, details);
-    if (body.status >= 500) request.log.error({ err }, 'request failed');
-    metrics.errors.inc({ code });
-    reply.code(body.status).type('application/problem+json');
-    if (code === 'RATE_LIMITED') for (const [k, v] of Object.entries((err as { headers?: Record<string, string> }).headers ?? {})) reply.header(k, v);
-    return reply.send(body);
-  });
-
-  app.setNotFoundHandler((request, reply) => {
-    metrics.errors.inc({ code: 'NOT_FOUND' });
-    reply
-      .code(404)
-      .type('application/problem+json')
-      .send(problemBody('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}; see /docs for the API`, request.url.split('?')[0]!));
-  });
-
-  if (config.DOCS) {
-    await app.register(fastifySwagger, {
-      openapi: {
-        info: { title: 'analytics-api', description: 'ONNX model serving: model registry, predictions, metrics', version: serviceVersion },
-        components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      },
-      transform: jsonSchemaTransform,
-    });
-    await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
-  }
+  await app.register(auth, { token: config.API_TOKEN });
+  await app.register(httpMetrics, { metrics });
+  await app.register(problems, { metrics });
+  if (config.DOCS) await app.register(docs, { version: serviceVersion });
 
   await app.register(healthRoutes, { ctx });
   await app.register(modelRoutes, { ctx });
   await app.register(predictRoutes, { ctx });
-  await app.register(v2Routes, { ctx });
-
-  app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics' } }, async (_req, reply) => {
-    reply.type(metrics.registry.contentType);
-    return metrics.registry.metrics();
-  });
+  await app.register(openInferenceRoutes, { ctx });
 
   await registry.start();
   const routing = kubernetes ? await followRouting(config.ROUTING_FILE, registry, app.log) : undefined;

@@ -1,13 +1,10 @@
 import { z } from 'zod';
-import { parseCron } from './backup/cron.ts';
-import { figures } from './figures.ts';
+import { parseEnvironment } from '../contract/environment.ts';
+import { figures } from '../contract/figures.ts';
+import { parseSchedule } from './backup/schedule.ts';
 
 // The service's whole configuration, read from the environment once at start. A bad value stops
 // the process with a message naming the variable, before anything listens.
-const envBoolean = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
-
 export const configSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080).describe('TCP port to listen on'),
   HOST: z.string().min(1).default('127.0.0.1').describe('Address to listen on (0.0.0.0 in a container)'),
@@ -39,7 +36,7 @@ export const configSchema = z.object({
     .string()
     .superRefine((value, ctx) => {
       try {
-        parseCron(value);
+        parseSchedule(value);
       } catch (err) {
         ctx.addIssue({ code: 'custom', message: (err as Error).message });
       }
@@ -51,16 +48,11 @@ export const configSchema = z.object({
   CONTROL_PLANE: z.enum(['standalone', 'kubernetes']).default('standalone').describe('kubernetes: ModelVersion resources and the operator\'s routing decide what serves'),
   ROUTING_FILE: z.string().default('/etc/analytics-api/routing/routing.json').describe('Kubernetes mode: the mounted routing ConfigMap'),
   POD_NAMESPACE: z.string().default('analytics').describe('Kubernetes mode: where ModelVersions are created'),
-  DOCS: envBoolean.default(true).describe('Serve the OpenAPI document and /docs'),
+  DOCS: z.stringbool().default(true).describe('Serve the OpenAPI document and /docs'),
 });
 
 export type Config = z.infer<typeof configSchema>;
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = configSchema.safeParse(env);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
-    throw new Error(`Invalid configuration in the environment:\n${lines.join('\n')}`);
-  }
-  return parsed.data;
+  return parseEnvironment(configSchema, env, 'configuration');
 }

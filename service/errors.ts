@@ -1,9 +1,7 @@
-import type { FastifyError } from 'fastify';
-import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import type { z } from 'zod';
 
-// Every error the service answers with has a stable code; errorOutcome() maps any error to one,
-// and the error handlers (problem+json in app.ts, {"error"} for the V2 protocol) shape the body.
+// Every error the service answers with has a stable code and a status; http/problems.ts turns any
+// error into one (problem+json, or {"error"} for the Open Inference Protocol).
 export const errorCatalog = {
   VALIDATION_FAILED: { status: 400, title: 'The request is not valid' },
   INVALID_MODEL: { status: 400, title: 'The uploaded bytes are not a model this service can serve' },
@@ -49,50 +47,6 @@ export class ServiceError extends Error {
     this.status = errorCatalog[code].status;
     this.details = details;
   }
-}
-
-export function problemBody(code: ErrorCode, detail: string, instance: string, details?: ProblemDetail[]) {
-  const { status, title } = errorCatalog[code];
-  return {
-    type: `urn:analytics-api:problem:${code.toLowerCase().replaceAll('_', '-')}`,
-    title,
-    status,
-    code,
-    detail,
-    instance,
-    ...(details && details.length > 0 ? { errors: details } : {}),
-  };
-}
-
-/** Fastify's own errors (and the zod validator's) → the service's codes. */
-function classify(err: FastifyError): { code: ErrorCode; detail: string; details?: ProblemDetail[] } {
-  if (hasZodFastifySchemaValidationErrors(err)) {
-    const details = err.validation.map((v) => {
-      const path = v.instancePath.replace(/^\//, '').replaceAll('/', '.');
-      const where = `${err.validationContext ?? 'body'}${path ? '.' + path : ''}`;
-      return { field: where, message: `${where}: ${v.message}` };
-    });
-    return { code: 'VALIDATION_FAILED', detail: details.map((d) => d.message).join('; '), details };
-  }
-  switch (err.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return { code: 'BODY_TOO_LARGE', detail: `${err.message}; for large models upload the raw .onnx as application/octet-stream, or raise BODY_LIMIT_BYTES` };
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return { code: 'UNSUPPORTED_MEDIA_TYPE', detail: `${err.message}; send application/json (or application/octet-stream to upload a model)` };
-    case 'FST_ERR_RATE_LIMITED':
-      return { code: 'RATE_LIMITED', detail: err.message };
-  }
-  if (err.statusCode === 429) return { code: 'RATE_LIMITED', detail: err.message };
-  if (err.statusCode === 413) return { code: 'BODY_TOO_LARGE', detail: err.message };
-  if (err.statusCode === 415) return { code: 'UNSUPPORTED_MEDIA_TYPE', detail: err.message };
-  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return { code: 'VALIDATION_FAILED', detail: err.message };
-  return { code: 'INTERNAL', detail: 'internal error; the service log has the details' };
-}
-
-/** Any error → the service's code, a detail that says what to fix, and the fields at fault. */
-export function errorOutcome(err: Error): { code: ErrorCode; detail: string; details?: ProblemDetail[] } {
-  if (err instanceof ServiceError) return { code: err.code, detail: err.message, ...(err.details ? { details: err.details } : {}) };
-  return classify(err as FastifyError);
 }
 
 /** Parses with a zod schema or throws a 400 naming every field at fault (`where`: body, query, ...). */

@@ -2,7 +2,7 @@ import { buildApp } from './app.ts';
 import { resolveRedisDataDir } from './backup/backup.ts';
 import { startBackupScheduler } from './backup/scheduler.ts';
 import { loadConfig } from './config.ts';
-import { importSampleModels } from './sample-models.ts';
+import { importSampleModels } from './store/sample-models.ts';
 
 // Reads the configuration, builds the app and listens. Everything else lives in buildApp().
 let config;

@@ -1,7 +1,7 @@
 import { ApiObject, Chart } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import type { Construct } from 'constructs';
-import { modelVersionCrd } from '../../operator/api/crd.ts';
+import { modelVersionCrd } from '../../contract/crd.ts';
 import { NAMESPACE, PART_OF, LABELS } from '../names.ts';
 
 // First to apply: the namespace everything lives in and the ModelVersion CRD (generated from

@@ -1,7 +1,7 @@
 import { Chart, Duration } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import type { Construct } from 'constructs';
-import { operatorRules } from '../../operator/rbac.ts';
+import { operatorRules } from '../../contract/rbac.ts';
 import { HardenedDeployment, type Resources } from '../constructs/hardened-deployment.ts';
 import { ServiceAccountRole } from '../constructs/service-account-role.ts';
 import { IMAGE_GID, IMAGE_REF, IMAGE_UID, NAMESPACE, OPERATOR_METRICS_PORT, OPERATOR_NAME, labelsFor, selectorFor } from '../names.ts';

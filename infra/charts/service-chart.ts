@@ -1,9 +1,9 @@
 import { Chart, Duration, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import type { Construct } from 'constructs';
-import { serviceRules } from '../../operator/rbac.ts';
+import { serviceRules } from '../../contract/rbac.ts';
 import { configSchema } from '../../service/config.ts';
-import { figures } from '../../service/figures.ts';
+import { figures } from '../../contract/figures.ts';
 import { HardenedDeployment, resourcesFromFigures } from '../constructs/hardened-deployment.ts';
 import { HostFolderClaim } from '../constructs/host-folder-claim.ts';
 import { ServiceAccountRole } from '../constructs/service-account-role.ts';

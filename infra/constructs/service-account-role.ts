@@ -1,6 +1,6 @@
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
-import type { PolicyRule } from '../../operator/rbac.ts';
+import type { PolicyRule } from '../../contract/rbac.ts';
 
 // A ServiceAccount bound to a Role whose rules are data from operator/rbac.ts, rendered as they
 // are (the same rules the RBAC tests check by impersonation), never retyped here.

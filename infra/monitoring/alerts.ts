@@ -1,4 +1,4 @@
-import { figures } from '../../service/figures.ts';
+import { figures } from '../../contract/figures.ts';
 import { NAMESPACE, OPERATOR_NAME, SERVICE_NAME } from '../names.ts';
 
 // The alerts of the PrometheusRule, as data: the specification's performance figures

@@ -1,4 +1,4 @@
-import { figures } from '../../service/figures.ts';
+import { figures } from '../../contract/figures.ts';
 import { SERVICE_NAME } from '../names.ts';
 import { PREDICT_ROUTES, platformTargets, serviceSelector } from './alerts.ts';
 

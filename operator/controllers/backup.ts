@@ -1,9 +1,9 @@
 import { splitKey, type OperatorContext } from '../context.ts';
-import type { Result } from '../controller.ts';
-import { backupCronJobName } from '../names.ts';
-import { backupCronJob } from '../reconcilers/backup-cronjob.ts';
-import { appliedHashOf } from '../reconcilers/ownership.ts';
-import { byAge, isDeleting } from '../serving.ts';
+import type { Result } from '../runtime/controller.ts';
+import { backupCronJobName } from '../../contract/names.ts';
+import { backupCronJob } from '../builders/backup-cronjob.ts';
+import { appliedHashOf } from '../builders/ownership.ts';
+import { byAge, isDeleting } from '../serving-rule.ts';
 
 // The backup controller (key: namespace/model): one CronJob per model, owned by all its live
 // ModelVersions. When the last one is deleted the garbage collector removes the CronJob, so there is

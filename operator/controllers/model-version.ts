@@ -1,17 +1,19 @@
 import type { V1ConfigMap } from '@kubernetes/client-node';
-import { ModelVersionSpec } from '../api/model-version.ts';
-import type { ModelVersion, ModelVersionStatus, Phase } from '../api/model-version.ts';
-import { describeError, isNotFound } from '../api-errors.ts';
+import { ModelVersionSpec } from '../../contract/model-version.ts';
+import type { ModelVersion, ModelVersionStatus, Phase } from '../../contract/model-version.ts';
+import { describeError, isNotFound } from '../../contract/kubernetes-errors.ts';
 import { splitKey, type OperatorContext } from '../context.ts';
-import type { Result } from '../controller.ts';
-import { ROUTING_CONFIGMAP, importJobName } from '../names.ts';
-import { rolloutState, stampedHash } from '../reconcilers/deployment-rollout.ts';
-import { addFinalizer, hasFinalizer, removeFinalizer } from '../reconcilers/finalizer.ts';
-import { importJob, importOutcome, readImportReport } from '../reconcilers/import-job.ts';
-import { appliedRoutingText } from '../reconcilers/routing-configmap.ts';
-import { desiredStatus, sameStatus } from '../reconcilers/status.ts';
-import type { ConditionState, ObservedState } from '../reconcilers/status.ts';
-import { condition, duplicateOf, isDeleting, isImported, parseRouting, routingHash, servingVersion, storePathOf } from '../serving.ts';
+import type { Result } from '../runtime/controller.ts';
+import { ROUTING_CONFIGMAP, importJobName } from '../../contract/names.ts';
+import { rolloutState, stampedHash } from '../builders/deployment-rollout.ts';
+import { addFinalizer, hasFinalizer, removeFinalizer } from '../builders/finalizer.ts';
+import { importJob, importOutcome, readImportReport } from '../builders/import-job.ts';
+import { appliedRoutingText } from '../builders/routing-configmap.ts';
+import { desiredStatus, sameStatus } from '../builders/status.ts';
+import type { ConditionState, ObservedState } from '../builders/status.ts';
+import { parseRouting, routingHash } from '../../contract/routing.ts';
+import { modelFilePath } from '../../contract/store-layout.ts';
+import { condition, duplicateOf, isDeleting, isImported, servingVersion } from '../serving-rule.ts';
 
 // The ModelVersion controller (key: namespace/name). For one ModelVersion it
 //   1. keeps the finalizer on it, and on deletion releases it once the routing no longer names it;
@@ -119,7 +121,7 @@ async function importState(ctx: OperatorContext, mv: ModelVersion, sameModel: Mo
     return { imported: false, phase: 'Failed', condition: f('ImportFailed', message), message, importJob: jobName };
   }
   const result = report?.result;
-  const path = result?.path ?? storePathOf(spec.model, spec.version);
+  const path = result?.path ?? modelFilePath(spec.model, spec.version);
   const sha256 = result?.sha256 ?? spec.sha256;
   const message = `stored ${path}${sha256 ? ` (sha256 ${sha256.slice(0, 12)}…)` : ''}`;
   return {

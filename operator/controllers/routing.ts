@@ -1,10 +1,11 @@
-import { describeError } from '../api-errors.ts';
+import { describeError } from '../../contract/kubernetes-errors.ts';
 import type { OperatorContext } from '../context.ts';
-import type { Result } from '../controller.ts';
-import { ROUTING_CONFIGMAP } from '../names.ts';
-import { rolloutPatch, stampedHash } from '../reconcilers/deployment-rollout.ts';
-import { appliedRoutingText, routingChanges, routingConfigMap } from '../reconcilers/routing-configmap.ts';
-import { desiredRouting, parseRouting, routingHash, routingText } from '../serving.ts';
+import type { Result } from '../runtime/controller.ts';
+import { ROUTING_CONFIGMAP } from '../../contract/names.ts';
+import { rolloutPatch, stampedHash } from '../builders/deployment-rollout.ts';
+import { appliedRoutingText, routingChanges, routingConfigMap } from '../builders/routing-configmap.ts';
+import { parseRouting, routingHash, routingText } from '../../contract/routing.ts';
+import { desiredRouting } from '../serving-rule.ts';
 
 // The routing controller (key: the namespace). From every ModelVersion it computes which version
 // serves each model, writes routing.json into the routing ConfigMap, then stamps the routing's hash

@@ -5,7 +5,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Header, Pack, Parser, ReadEntry } from 'tar';
 import { z } from 'zod';
-import { MODEL_NAME } from '../model-store.ts';
+import { MODEL_NAME } from '../../contract/model-names.ts';
 import { BackupError, errnoCode } from './errors.ts';
 
 // The archive format (docs/backups.md): a gzip-compressed tar whose first entry is MANIFEST.json,

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { lstat, link, open, readdir, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { existsSync, type Stats } from 'node:fs';
 import { basename, isAbsolute, join, relative, resolve } from 'node:path';
-import { figures } from '../figures.ts';
+import { figures } from '../../contract/figures.ts';
 import {
   ArchiveWriter,
   checkEntry,
@@ -27,7 +27,7 @@ import {
   type VerifiedArchive,
 } from './archive.ts';
 import { BackupError, destinationError, errnoCode } from './errors.ts';
-import { exists, syncDir } from './fs-util.ts';
+import { exists, syncDir } from '../store/durable-fs.ts';
 
 // Creating, listing, verifying and pruning archives (restore is in restore.ts). The CLI
 // (command.ts) and the in-service scheduler (scheduler.ts) both call these.

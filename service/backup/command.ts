@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
-import type { CliCommand, CliIO } from '../cli.ts';
+import type { CliCommand, CliIO } from '../cli/cli.ts';
 import { configSchema } from '../config.ts';
-import { figures } from '../figures.ts';
+import { figures } from '../../contract/figures.ts';
 import { checkModelName, createBackup, DEFAULT_REDIS_DATA_DIR, listAllBackups, listBackups, pruneBackups, resolveArchive, resolveRedisDataDir, verifyBackup } from './backup.ts';
 import { BackupError, oneLine } from './errors.ts';
-import { formatBytes } from './fs-util.ts';
+import { formatBytes } from './format.ts';
 import { restoreBackup } from './restore.ts';
 
 // `analytics-api backup create | list | verify | restore | prune`: the CLI over backup.ts and

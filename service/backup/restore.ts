@@ -4,7 +4,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { Unpack } from 'tar';
 import { MODELS_PREFIX, REDIS_PREFIX, checkArchiveModel, modelPrefix, readExactly, verifyArchive, type Manifest, type ManifestFile } from './archive.ts';
 import { BackupError, errnoCode } from './errors.ts';
-import { syncDir, tempId } from './fs-util.ts';
+import { syncDir } from '../store/durable-fs.ts';
+import { tempId } from './format.ts';
 
 // Restore: verify the whole archive, extract each part into a fresh folder beside its target,
 // check every extracted file against the manifest again, then swap the folders in with renames.

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
-import { figures } from '../figures.ts';
+import { figures } from '../../contract/figures.ts';
 import { createBackup, pruneBackups, type BackupLog, type CreateResult } from './backup.ts';
-import { nextRun, parseCron } from './cron.ts';
+import { every, parseSchedule } from './schedule.ts';
 import { BackupError, oneLine } from './errors.ts';
 
 // Scheduled backups inside the standalone service (docker compose, `make run`): at each time of
@@ -18,8 +18,6 @@ export interface BackupSchedulerOptions {
   log: BackupLog;
   /** Called after every run (e.g. to update metrics). */
   onRun?: (result: ScheduledRun) => void;
-  /** The clock, in ms since the epoch; tests shift it. */
-  now?: () => number;
 }
 
 export interface ScheduledRun {
@@ -42,31 +40,24 @@ export interface BackupScheduler {
   stop(): Promise<void>;
 }
 
-/** Longest single sleep, so a clock change or a suspended machine is noticed within a minute. */
-const MAX_SLEEP_MS = 60_000;
-
 /** Starts the schedule; throws a BackupError at once if the cron expression is invalid. */
 export function startBackupScheduler(options: BackupSchedulerOptions): BackupScheduler {
-  const schedule = parseCron(options.schedule ?? figures.backup.schedule);
-  const now = options.now ?? Date.now;
+  const schedule = parseSchedule(options.schedule ?? figures.backup.schedule);
   const retentionDays = options.retentionDays ?? figures.backup.retentionDays;
   if (!Number.isInteger(retentionDays) || retentionDays < 0) throw new BackupError('USAGE', `the backup retention must be a whole number of days, not ${retentionDays}`);
   const { log } = options;
-  let next = nextRun(schedule, new Date(now()));
-  let timer: NodeJS.Timeout | undefined;
   let running: Promise<ScheduledRun> | undefined;
-  let stopped = false;
 
   const run = (): Promise<ScheduledRun> => {
     if (running) return running;
-    const startedAt = new Date(now());
+    const startedAt = new Date();
     const t0 = performance.now();
     running = (async (): Promise<ScheduledRun> => {
       let result: ScheduledRun;
       try {
-        const archive = await createBackup({ dest: options.dest, modelsDir: options.modelsDir, redisDir: options.redisDir, now: () => new Date(now()) });
+        const archive = await createBackup({ dest: options.dest, modelsDir: options.modelsDir, redisDir: options.redisDir });
         for (const w of archive.warnings) log.warn({ warning: w }, 'backup: file left out');
-        const pruned = await pruneBackups({ dest: options.dest, retentionDays, now: new Date(now()) });
+        const pruned = await pruneBackups({ dest: options.dest, retentionDays });
         result = { ok: true, startedAt, durationMs: performance.now() - t0, archive, pruned: pruned.deleted.map((a) => a.name) };
         log.info(
           { archive: archive.path, files: archive.files, bytes: archive.bytes, sizeBytes: archive.sizeBytes, durationMs: Math.round(result.durationMs), pruned: result.pruned, kept: pruned.kept.length },
@@ -88,37 +79,21 @@ export function startBackupScheduler(options: BackupSchedulerOptions): BackupSch
     return running;
   };
 
-  const arm = () => {
-    if (stopped || !next) return;
-    timer = setTimeout(tick, Math.max(0, Math.min(next.getTime() - now(), MAX_SLEEP_MS)));
-    timer.unref();
-  };
-
-  function tick() {
-    timer = undefined;
-    if (stopped || !next) return;
-    const t = now();
-    if (t >= next.getTime()) {
-      if (running) log.warn({ scheduled: next.toISOString() }, 'scheduled backup skipped: the previous one is still running');
-      else void run();
-      next = nextRun(schedule, new Date(Math.max(t, next.getTime())));
-    }
-    arm();
-  }
+  const timer = every(schedule, () => {
+    if (running) log.warn({ schedule }, 'scheduled backup skipped: the previous one is still running');
+    else void run();
+  });
 
   if (!existsSync(options.dest)) log.warn({ dest: options.dest }, 'the backup folder does not exist; scheduled backups fail until it does');
-  arm();
-  log.info({ schedule: schedule.source, next: next?.toISOString(), dest: options.dest, retentionDays }, 'backup schedule started (UTC)');
+  log.info({ schedule, next: timer.next()?.toISOString(), dest: options.dest, retentionDays }, 'backup schedule started (UTC)');
 
   return {
     get nextRun() {
-      return next;
+      return timer.next();
     },
     runNow: run,
     async stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      timer = undefined;
+      timer.stop();
       if (running) await running;
     },
   };

@@ -2,10 +2,10 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ServiceContext } from '../app.ts';
-import { ModelDescription, ModelParams, Problem, UploadModelQuery, UploadModelRequest, VersionDescription, VersionParams, HistoryEventSchema } from '../api-schemas.ts';
+import { ModelDescription, ModelParams, Problem, UploadModelQuery, UploadModelRequest, VersionDescription, VersionParams, HistoryEventSchema } from './schemas.ts';
 import { parseRequest, ServiceError } from '../errors.ts';
-import type { ModelDescription as ModelDescriptionData, UploadInput } from '../model-registry.ts';
-import type { VersionMetadata } from '../model-store.ts';
+import type { ModelDescription as ModelDescriptionData, UploadInput } from '../serving/model-registry.ts';
+import type { VersionMetadata } from '../store/model-store.ts';
 
 // Model management: upload, list, describe, promote (rollback = promote an older one), delete.
 // Writes need the API token (the `admin` route flag, checked once in app.ts).
@@ -86,6 +86,7 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
           await ctx.modelVersions.create(meta, input.promote || isFirst ? 'Production' : 'Staging');
         } catch (err) {
           await ctx.registry.deleteVersion(meta.name, meta.version).catch(() => undefined);
+          if (err instanceof ServiceError && err.code !== 'KUBERNETES_UNAVAILABLE') throw err;
           throw new ServiceError('KUBERNETES_UNAVAILABLE', `the model was valid but its ModelVersion could not be created (${(err as Error).message}); nothing was kept, try again`);
         }
       }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { archiveName, parseArchiveName } from '../../service/backup/archive.ts';
 import { pruneBackups } from '../../service/backup/backup.ts';
-import { figures } from '../../service/figures.ts';
+import { figures } from '../../contract/figures.ts';
 import { runCli, sandbox } from './helpers.ts';
 
 // Retention: archives are kept by the UTC timestamp in their names for figures.backup.retentionDays

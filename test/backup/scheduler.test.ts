@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { archiveName, parseArchiveName } from '../../service/backup/archive.ts';
 import type { BackupLog } from '../../service/backup/backup.ts';
-import { nextRun, parseCron } from '../../service/backup/cron.ts';
+import { nextRun, parseSchedule } from '../../service/backup/schedule.ts';
 import { BackupError } from '../../service/backup/errors.ts';
 import { startBackupScheduler, type ScheduledRun } from '../../service/backup/scheduler.ts';
-import { figures } from '../../service/figures.ts';
+import { figures } from '../../contract/figures.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import { sandbox } from './helpers.ts';
 
@@ -15,7 +15,7 @@ import { sandbox } from './helpers.ts';
 export const serviceLogIsBackupLog = (log: FastifyBaseLogger): BackupLog => log;
 
 const at = (iso: string) => new Date(iso);
-const next = (expr: string, after: string) => nextRun(parseCron(expr), at(after))?.toISOString();
+const next = (expr: string, after: string) => nextRun(parseSchedule(expr), at(after))?.toISOString();
 
 test('cron: the schedule of the figures is daily at 02:00 UTC', () => {
   assert.equal(next(figures.backup.schedule, '2026-11-26T01:59:30Z'), '2026-11-26T02:00:00.000Z');
@@ -45,25 +45,25 @@ test('cron: stars, numbers, names, lists, ranges, steps and macros', () => {
 
 test('cron: invalid expressions are refused with a clear message', () => {
   const bad: Array<[string, RegExp]> = [
-    ['61 * * * *', /minute field "61": 61 is out of range 0-59/],
-    ['* 24 * * *', /hour field "24": 24 is out of range 0-23/],
-    ['* * 0 * *', /day-of-month field "0": 0 is out of range 1-31/],
-    ['* * * 13 *', /month field "13"/],
-    ['* * * * 8', /day-of-week field "8"/],
+    ['61 * * * *', /Invalid value for minute: 61/],
+    ['* 24 * * *', /Invalid value for hour: 24/],
+    ['* * 0 * *', /Invalid value for day/],
+    ['* * * 13 *', /Invalid value for month/],
+    ['* * * * 8', /Invalid value for dayOfWeek: 8/],
     ['* * *', /it has 3 fields, cron needs 5/],
     ['* * * * * *', /it has 6 fields/],
     ['', /it has 0 fields/],
-    ['*/0 * * * *', /step "0" must be a whole number of 1 or more/],
-    ['5-1 * * * *', /range 5-1 runs backwards/],
-    ['a * * * *', /"a" is not a number/],
-    ['1,,2 * * * *', /empty list item/],
+    ['*/0 * * * *', /illegal stepping: 0/],
+    ['5-1 * * * *', /From value is larger than to value/],
+    ['a * * * *', /illegal characters/],
+    ['1,,2 * * * *', /is empty/],
     ['0 0 31 2 *', /it never fires/],
     ['@often', /unknown macro/],
-    ['1-2-3 * * * *', /is not a range/],
+    ['1-2-3 * * * *', /illegal range/],
   ];
   for (const [expr, reason] of bad)
     assert.throws(
-      () => parseCron(expr),
+      () => parseSchedule(expr),
       (err: unknown) => err instanceof BackupError && err.code === 'USAGE' && reason.test(err.message) && err.message.includes(`"${expr}"`),
       expr,
     );
@@ -82,19 +82,19 @@ test('the scheduler runs create then prune at the scheduled minute', { timeout: 
   await mkdir(join(store, 'production', 'm', '1'), { recursive: true });
   await writeFile(join(store, 'production', 'm', '1', 'model.onnx'), 'model');
   await mkdir(dest);
-  // A clock 300 ms before a whole minute, so "* * * * *" fires right away.
-  const offset = 60_000 - (Date.now() % 60_000) - 300;
-  const now = () => Date.now() + offset;
-  const expired = archiveName(new Date(now() - (figures.backup.retentionDays + 2) * 24 * 3600_000));
+  // The mocked clock 300 ms before a whole minute: "* * * * *" is due after one 300 ms tick.
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: Math.ceil(Date.now() / 60_000) * 60_000 + 60_000 - 300 });
+  const expired = archiveName(new Date(Date.now() - (figures.backup.retentionDays + 2) * 24 * 3600_000));
   await writeFile(join(dest, expired), 'old');
 
   const lines: string[] = [];
   let resolveRun!: (r: ScheduledRun) => void;
   const ran = new Promise<ScheduledRun>((r) => (resolveRun = r));
-  const scheduler = startBackupScheduler({ schedule: '* * * * *', dest, modelsDir: store, log: silentLog(lines), now, onRun: resolveRun });
+  const scheduler = startBackupScheduler({ schedule: '* * * * *', dest, modelsDir: store, log: silentLog(lines), onRun: resolveRun });
   t.after(() => scheduler.stop());
   const firesAt = scheduler.nextRun!.getTime();
-  assert.ok(firesAt - now() <= 300 && firesAt - now() > 0, `next run in ${firesAt - now()} ms`);
+  assert.equal(firesAt - Date.now(), 300, 'the next run is at the whole minute');
+  t.mock.timers.tick(300);
 
   const result = await ran;
   assert.equal(result.ok, true, result.error);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startControlPlane, waitFor, type ControlPlane } from '../k8s/control-plane.ts';
-import { ROUTING_CONFIGMAP, ROUTING_KEY } from '../../operator/names.ts';
+import { ROUTING_CONFIGMAP, ROUTING_KEY } from '../../contract/names.ts';
 import { TOKEN_KEY, TOKEN_SECRET } from '../../infra/names.ts';
 import { distDir, distObjects, repoRoot, run, type Obj } from './helpers.ts';
 

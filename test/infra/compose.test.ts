@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { REDIS_DATA_DIR } from '../../operator/names.ts';
-import { figures } from '../../service/figures.ts';
+import { REDIS_DATA_DIR } from '../../contract/names.ts';
+import { figures } from '../../contract/figures.ts';
 import { configSchema } from '../../service/config.ts';
 import { loadYaml, repoRoot, type Obj } from './helpers.ts';
 

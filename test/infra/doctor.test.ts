@@ -6,7 +6,7 @@ import { after, describe, test } from 'node:test';
 import { manifestFiles } from '../../infra/app.ts';
 import { clusterNeed, wslconfigFigures } from '../../infra/capacity.ts';
 import { INOTIFY_MIN, formatReport, runDoctor, type Check } from '../../infra/doctor.ts';
-import { figures } from '../../service/figures.ts';
+import { figures } from '../../contract/figures.ts';
 import { repoRoot, run } from './helpers.ts';
 
 // `make doctor` against fake /proc and /sys trees: a ready WSL2 machine passes, and each

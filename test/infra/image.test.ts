@@ -75,9 +75,9 @@ describe('Dockerfile', () => {
     assert.ok(!after.includes('RUN') && !after.includes('COPY'), 'USER comes after every RUN and COPY');
   });
 
-  test('copies service/, operator/, bin/, the sample models and package*.json; the entrypoint runs the service, the operator or the CLI', () => {
+  test('copies contract/, service/, operator/, bin/, the sample models and package*.json; the entrypoint runs the service, the operator or the CLI', () => {
     const copies = final.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from')).map((i) => i.args.split(/\s+/).slice(0, -1)).flat();
-    for (const src of ['package.json', 'package-lock.json', 'service/', 'operator/', 'bin/', 'models/']) assert.ok(copies.includes(src), `COPY ${src}`);
+    for (const src of ['package.json', 'package-lock.json', 'contract/', 'service/', 'operator/', 'bin/', 'models/']) assert.ok(copies.includes(src), `COPY ${src}`);
     assert.deepEqual(final.find((i) => i.op === 'ENTRYPOINT')?.args, '["docker-entrypoint.sh"]');
     assert.deepEqual(final.find((i) => i.op === 'CMD')?.args, '["node", "service/main.ts"]');
     assert.ok(final.some((i) => i.op === 'RUN' && /ln -s \/app\/bin\/analytics-api\.js \/usr\/local\/bin\/analytics-api/.test(i.args)), '`analytics-api` on PATH');
@@ -97,15 +97,15 @@ describe('Dockerfile', () => {
       .filter((l) => l && !l.startsWith('#'));
     assert.equal(lines[0], '*', 'everything is excluded first');
     const allowed = lines.filter((l) => l.startsWith('!')).map((l) => l.slice(1));
-    for (const src of ['package.json', 'package-lock.json', '.npmrc', 'service/', 'operator/', 'bin/']) assert.ok(allowed.includes(src), src);
+    for (const src of ['package.json', 'package-lock.json', '.npmrc', 'contract/', 'service/', 'operator/', 'bin/']) assert.ok(allowed.includes(src), src);
     assert.ok(allowed.some((a) => a.startsWith('models/') && a.endsWith('.onnx')), 'the sample ONNX files');
     for (const never of ['node_modules', '.git', 'data', '.cache', 'test', 'infra']) assert.ok(!allowed.some((a) => a.startsWith(never)), never);
   });
 
-  test('the programs the image runs import only what it contains: service/, operator/, bin/ and production dependencies', () => {
+  test('the programs the image runs import only what it contains: contract/, service/, operator/, bin/ and production dependencies', () => {
     const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
     const prod = new Set(Object.keys(pkg.dependencies));
-    const inImage = ['service/', 'operator/', 'bin/'];
+    const inImage = ['contract/', 'service/', 'operator/', 'bin/'];
     const entries = ['service/main.ts', 'bin/analytics-api.js', 'operator/main.ts'].filter((e) => existsSync(join(repoRoot, e)));
     assert.ok(entries.includes('service/main.ts') && entries.includes('bin/analytics-api.js'));
     const seen = new Set<string>();

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { modelVersionCrd } from '../../operator/api/crd.ts';
-import { LABELS, ROUTING_CONFIGMAP, ROUTING_KEY, ROUTING_MOUNT_DIR } from '../../operator/names.ts';
+import { modelVersionCrd } from '../../contract/crd.ts';
+import { LABELS, ROUTING_CONFIGMAP, ROUTING_KEY, ROUTING_MOUNT_DIR } from '../../contract/names.ts';
 import { operatorConfigSchema } from '../../operator/config.ts';
-import { operatorRules, serviceRules } from '../../operator/rbac.ts';
+import { operatorRules, serviceRules } from '../../contract/rbac.ts';
 import { configSchema } from '../../service/config.ts';
-import { figures } from '../../service/figures.ts';
+import { figures } from '../../contract/figures.ts';
 import { manifestFiles } from '../../infra/app.ts';
 import { parseQuantity } from '../../infra/capacity.ts';
 import { INGRESS_PATHS } from '../../infra/charts/service-chart.ts';
@@ -44,7 +44,7 @@ describe('infra/dist', () => {
     assert.ok(objects.filter((o) => o.kind === 'PersistentVolume').every((o) => o.metadata.namespace === undefined), 'PersistentVolumes are cluster-scoped');
   });
 
-  test('the CRD is the one operator/api/crd.ts generates', () => {
+  test('the CRD is the one contract/crd.ts generates', () => {
     assert.deepEqual(find(objects, 'CustomResourceDefinition', 'modelversions.serving.analytics.dev').spec, modelVersionCrd().spec);
   });
 

@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CoreV1Api } from '@kubernetes/client-node';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { GROUP, PLURAL } from '../../operator/api/model-version.ts';
-import { createModelVersion, getModelVersion, ModelVersionClientError, setStage } from '../../operator/model-version-client.ts';
-import { modelVersionName } from '../../operator/names.ts';
+import { GROUP, PLURAL } from '../../contract/model-version.ts';
+import type { ServiceError } from '../../service/errors.ts';
+import { createModelVersion, getModelVersion, setStage } from '../../service/kubernetes/model-versions.ts';
+import { modelVersionName } from '../../contract/names.ts';
 import { waitFor, type ControlPlane } from '../k8s/control-plane.ts';
 import { NODE, getMv, modelFile, modelVersion, ns, sha256, startCluster } from './helpers.ts';
 
@@ -88,7 +89,7 @@ describe('ModelVersion CRD', () => {
     const cases: Array<[string, unknown, RegExp[]]> = [
       ['no source', { model: 'iris', version: '1', source: {} }, [/spec\.source: Invalid value: "object": source must name exactly one of storePath, url or configMapRef/]],
       ['two sources', { ...valid, source: { url: 'https://x.example/m.onnx', storePath: 'production/iris/1/model.onnx' } }, [/source must name exactly one of storePath, url or configMapRef/]],
-      ['model name', { ...valid, model: 'Iris_Model' }, [/spec\.model: Invalid value: "string": model is 1-63 lowercase letters, digits and "-", starting and ending with a letter or digit/]],
+      ['model name', { ...valid, model: 'Iris_Model' }, [/spec\.model: Invalid value: "string": a model name is 1-63 lowercase letters, digits and "-", starting and ending with a letter or digit/]],
       ['version', { ...valid, version: 'v1/beta' }, [/spec\.version: .*version is 1-63 lowercase letters, digits, "\." and "-"/]],
       ['sha256', { ...valid, sha256: 'ABC123' }, [/spec\.sha256: .*sha256 must be 64 lowercase hexadecimal characters/]],
       ['url scheme', { ...valid, source: { url: 'ftp://models.example.com/m.onnx' } }, [/spec\.source\.url: .*url must be an http:\/\/ or https:\/\/ URL/]],
@@ -183,11 +184,11 @@ describe('ModelVersion CRD', () => {
     assert.deepEqual(mv?.spec.metadata, { by: 'upload' });
     const managers = JSON.parse((await cp.kubectl(['get', 'mv', 'iris-1-2-0', '-n', ns, '-o', 'json', '--show-managed-fields'])).stdout).metadata.managedFields;
     assert.ok(managers.some((m: { manager: string }) => m.manager === 'analytics-api'));
-    await assert.rejects(createModelVersion(kc, ns, { ...input, sha256: 'd'.repeat(64) }), (e: ModelVersionClientError) => e.code === 'EXISTS' && /already exists/.test(e.message));
-    await assert.rejects(createModelVersion(kc, ns, { ...input, version: '2', storePath: undefined }), (e: ModelVersionClientError) => e.code === 'INVALID' && /source must name exactly one/.test(e.message));
+    await assert.rejects(createModelVersion(kc, ns, { ...input, sha256: 'd'.repeat(64) }), (e: ServiceError) => e.code === 'VERSION_EXISTS' && /already exists/.test(e.message));
+    await assert.rejects(createModelVersion(kc, ns, { ...input, version: '2', storePath: undefined }), (e: ServiceError) => e.code === 'VALIDATION_FAILED' && /source must name exactly one/.test(e.message));
     await setStage(kc, ns, 'iris', '1.2.0', 'Production');
     assert.equal((await getModelVersion(kc, ns, 'iris', '1.2.0'))?.spec.stage, 'Production');
-    await assert.rejects(setStage(kc, ns, 'iris', '9.9.9', 'Production'), (e: ModelVersionClientError) => e.code === 'NOT_FOUND');
+    await assert.rejects(setStage(kc, ns, 'iris', '9.9.9', 'Production'), (e: ServiceError) => e.code === 'VERSION_NOT_FOUND');
     assert.equal(await getModelVersion(kc, ns, 'iris', '9.9.9'), undefined);
   });
 });

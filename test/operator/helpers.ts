@@ -7,11 +7,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AppsV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import type { KubeConfig, V1Deployment } from '@kubernetes/client-node';
-import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from '../../operator/api/model-version.ts';
-import type { ModelVersion, ModelVersionSpecInput } from '../../operator/api/model-version.ts';
-import { modelVersionCrd } from '../../operator/api/crd.ts';
-import { BACKUPS_PVC, MODELS_PVC, NAMESPACE, SERVICE_NAME } from '../../operator/names.ts';
-import type { PolicyRule } from '../../operator/rbac.ts';
+import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from '../../contract/model-version.ts';
+import type { ModelVersion, ModelVersionSpecInput } from '../../contract/model-version.ts';
+import { modelVersionCrd } from '../../contract/crd.ts';
+import { BACKUPS_PVC, MODELS_PVC, NAMESPACE, SERVICE_NAME } from '../../contract/names.ts';
+import type { PolicyRule } from '../../contract/rbac.ts';
 import { freePort } from '../helpers/processes.ts';
 import { startControlPlane, waitFor, type ControlPlane } from '../k8s/control-plane.ts';
 

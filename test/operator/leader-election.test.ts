@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import type { KubeConfig, V1Lease } from '@kubernetes/client-node';
-import { LEADER_LEASE } from '../../operator/names.ts';
+import { LEADER_LEASE } from '../../contract/names.ts';
 import { waitFor, type ControlPlane } from '../k8s/control-plane.ts';
 import { createServiceDeployment, kubectlApply, modelVersion, ns, startCluster, startOperator, waitForPhase, type OperatorProcess } from './helpers.ts';
 

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { BatchV1Api, CoreV1Api } from '@kubernetes/client-node';
 import type { KubeConfig, V1CronJob } from '@kubernetes/client-node';
-import { LABELS, OPERATOR_NAME, ROUTING_CONFIGMAP, ROUTING_HASH_ANNOTATION, ROUTING_KEY, backupCronJobName } from '../../operator/names.ts';
-import { operatorRules } from '../../operator/rbac.ts';
-import { routingHash, type Routing } from '../../operator/serving.ts';
+import { LABELS, OPERATOR_NAME, ROUTING_CONFIGMAP, ROUTING_HASH_ANNOTATION, ROUTING_KEY, backupCronJobName } from '../../contract/names.ts';
+import { operatorRules } from '../../contract/rbac.ts';
+import { routingHash, type Routing } from '../../contract/routing.ts';
 import { waitFor, type ControlPlane } from '../k8s/control-plane.ts';
 import {
   createServiceDeployment,

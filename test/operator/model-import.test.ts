@@ -5,9 +5,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ModelStore } from '../../service/model-store.ts';
-import { runImport, type ImportResult } from '../../service/model-import.ts';
-import type { CliIO } from '../../service/cli.ts';
+import { ModelStore } from '../../service/store/model-store.ts';
+import type { ImportResult } from '../../contract/import-result.ts';
+import { runImport } from '../../service/cli/import.ts';
+import type { CliIO } from '../../service/cli/cli.ts';
 import { freePort } from '../helpers/processes.ts';
 import { modelFeatures, modelFile, sha256 } from './helpers.ts';
 

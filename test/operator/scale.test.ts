@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { BatchV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { GROUP, PLURAL, VERSION } from '../../operator/api/model-version.ts';
-import type { ModelVersion } from '../../operator/api/model-version.ts';
-import { LABELS, ROUTING_CONFIGMAP, ROUTING_HASH_ANNOTATION, ROUTING_KEY } from '../../operator/names.ts';
-import { routingHash, type Routing } from '../../operator/serving.ts';
+import { GROUP, PLURAL, VERSION } from '../../contract/model-version.ts';
+import type { ModelVersion } from '../../contract/model-version.ts';
+import { LABELS, ROUTING_CONFIGMAP, ROUTING_HASH_ANNOTATION, ROUTING_KEY } from '../../contract/names.ts';
+import { routingHash, type Routing } from '../../contract/routing.ts';
 import { waitFor, type ControlPlane } from '../k8s/control-plane.ts';
 import { createServiceDeployment, getDeployment, listMvs, modelVersion, ns, startCluster, startOperator, type OperatorProcess } from './helpers.ts';
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { modelVersionName } from '../../operator/names.ts';
-import { serviceRules } from '../../operator/rbac.ts';
-import { kubernetesModelVersions } from '../../service/kubernetes-model-versions.ts';
+import { modelVersionName } from '../../contract/names.ts';
+import { serviceRules } from '../../contract/rbac.ts';
+import { kubernetesModelVersions } from '../../service/kubernetes/model-versions.ts';
 import type { ControlPlane } from '../k8s/control-plane.ts';
 import { startService, uploadSample, type TestService } from '../helpers/service.ts';
 import { getMv, grantRole, ns, startCluster } from './helpers.ts';

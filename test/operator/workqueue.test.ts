@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { BucketRateLimiter, ItemExponentialFailureRateLimiter, MaxOfRateLimiter, WorkQueue, type WorkqueueMetrics } from '../../operator/workqueue.ts';
+import { BucketRateLimiter, ItemExponentialFailureRateLimiter, MaxOfRateLimiter, WorkQueue, type WorkqueueMetrics } from '../../operator/runtime/workqueue.ts';
 
 // The work queue's contract (client-go's), on its own: what the controllers rely on for
 // de-duplication, one worker per key, backoff per key and an overall retry rate.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DynamicBatcher } from '../../service/dynamic-batcher.ts';
-import type { PlainTensor } from '../../service/tensor.ts';
+import { DynamicBatcher } from '../../service/inference/dynamic-batcher.ts';
+import type { PlainTensor } from '../../service/inference/tensor.ts';
 
 // The batcher's own rules. The run function here is a stand-in (fault injection: onnxruntime
 // cannot be made to fail one row of a batch on demand); real ONNX runs are batched in

@@ -4,8 +4,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { cgroupReader, usableCores } from '../../service/cgroup.ts';
-import { ServiceMetrics } from '../../service/metrics.ts';
+import { cgroupReader, usableCores } from '../../service/observability/cgroup.ts';
+import { ServiceMetrics } from '../../service/observability/metrics.ts';
 import { freePort, recentOutput, startProcess, stopProcess, waitFor } from '../helpers/processes.ts';
 import { reference, startService, uploadSample, type TestService } from '../helpers/service.ts';
 

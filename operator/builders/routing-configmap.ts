@@ -1,0 +1,38 @@
+import type { V1ConfigMap } from '@kubernetes/client-node';
+import { ROUTING_CONFIGMAP, ROUTING_HASH_ANNOTATION, ROUTING_KEY } from '../../contract/names.ts';
+import { routingHash } from '../../contract/routing.ts';
+
+// The routing ConfigMap `analytics-api-routing`: routing.json says which version serves each model
+// (mounted into the service's pods). The manifests create it (empty) and mount it; the operator
+// owns only its data and the hash annotation, so its labels stay the manifests'. It belongs to the
+// namespace, not to a ModelVersion: it stays, with `{"models": {}}`, when the last version goes.
+
+export function routingConfigMap(namespace: string, text: string) {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: ROUTING_CONFIGMAP,
+      namespace,
+      annotations: { [ROUTING_HASH_ANNOTATION]: routingHash(text) },
+    },
+    data: { [ROUTING_KEY]: text },
+  };
+}
+
+/** The routing.json the API server holds, if the ConfigMap exists. */
+export function appliedRoutingText(cm: V1ConfigMap | undefined): string | undefined {
+  return cm?.data?.[ROUTING_KEY];
+}
+
+/** Models whose serving version differs between two routings: "iris 1 → 2", "wine (none) → 3". */
+export function routingChanges(before: { models: Record<string, { version: string }> } | undefined, after: { models: Record<string, { version: string }> }): string[] {
+  const models = new Set([...Object.keys(before?.models ?? {}), ...Object.keys(after.models)]);
+  const changes: string[] = [];
+  for (const m of [...models].sort()) {
+    const a = before?.models[m]?.version;
+    const b = after.models[m]?.version;
+    if (a !== b) changes.push(`${m} ${a ?? '(none)'} → ${b ?? '(none)'}`);
+  }
+  return changes;
+}

@@ -1,0 +1,79 @@
+import type { ModelVersion } from '../contract/model-version.ts';
+import type { RouteEntry, Routing } from '../contract/routing.ts';
+import { modelFilePath } from '../contract/store-layout.ts';
+
+// Which version serves each model (DESIGN.md): of a model's ModelVersions that are Production and
+// imported, the newest by creationTimestamp (a tie broken by name: the later name is newer). The
+// others stand by. Rollback is deleting or archiving the newer one. Pure functions of the
+// informer cache: the routing controller and the ModelVersion controller reach the same answer.
+
+export const isDeleting = (mv: ModelVersion) => !!mv.metadata.deletionTimestamp;
+
+export function condition(mv: ModelVersion, type: string) {
+  return mv.status?.conditions?.find((c) => c.type === type);
+}
+
+export const isImported = (mv: ModelVersion) => condition(mv, 'Imported')?.status === 'True';
+
+/** Older first: creationTimestamp, then name. */
+export function byAge(a: ModelVersion, b: ModelVersion): number {
+  const ta = Date.parse(a.metadata.creationTimestamp ?? '') || 0;
+  const tb = Date.parse(b.metadata.creationTimestamp ?? '') || 0;
+  return ta - tb || (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0);
+}
+
+export function groupByModel(mvs: readonly ModelVersion[]): Map<string, ModelVersion[]> {
+  const out = new Map<string, ModelVersion[]>();
+  for (const mv of mvs) {
+    const list = out.get(mv.spec.model);
+    if (list) list.push(mv);
+    else out.set(mv.spec.model, [mv]);
+  }
+  return out;
+}
+
+/**
+ * The older live ModelVersion declaring the same model and version, if any: that one owns the
+ * version, this one is refused (two objects must not import different bytes under one version).
+ */
+export function duplicateOf(mv: ModelVersion, sameModel: readonly ModelVersion[]): ModelVersion | undefined {
+  return sameModel
+    .filter((o) => o.metadata.name !== mv.metadata.name && o.spec.version === mv.spec.version && !isDeleting(o))
+    .sort(byAge)
+    .find((o) => byAge(o, mv) < 0);
+}
+
+/**
+ * The serving ModelVersion of one model. `imported` says whether a version counts as imported
+ * (default: its Imported condition), so a reconcile can ask with the state it is about to write.
+ */
+export function servingVersion(
+  sameModel: readonly ModelVersion[],
+  imported: (mv: ModelVersion) => boolean = isImported,
+): ModelVersion | undefined {
+  const candidates = sameModel.filter(
+    (mv) => !isDeleting(mv) && mv.spec.stage === 'Production' && imported(mv) && !duplicateOf(mv, sameModel),
+  );
+  return candidates.sort(byAge).at(-1);
+}
+
+export function routeEntry(mv: ModelVersion): RouteEntry {
+  const sha256 = mv.status?.artifact?.sha256 ?? mv.spec.sha256;
+  return {
+    version: mv.spec.version,
+    ...(sha256 ? { sha256 } : {}),
+    path: modelFilePath(mv.spec.model, mv.spec.version),
+    features: mv.status?.features ?? mv.spec.features ?? [],
+  };
+}
+
+/** The routing every model should have, from all ModelVersions of the namespace. */
+export function desiredRouting(mvs: readonly ModelVersion[]): Routing {
+  const models: Record<string, RouteEntry> = {};
+  const groups = groupByModel(mvs);
+  for (const model of [...groups.keys()].sort()) {
+    const serving = servingVersion(groups.get(model)!);
+    if (serving) models[model] = routeEntry(serving);
+  }
+  return { models };
+}

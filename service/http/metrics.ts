@@ -1,0 +1,16 @@
+import fp from 'fastify-plugin';
+import type { ServiceMetrics } from '../observability/metrics.ts';
+
+// HTTP figures of every answer (by route template, never the raw URL) and GET /metrics.
+
+export const httpMetrics = fp<{ metrics: ServiceMetrics }>(async (app, { metrics }) => {
+  app.addHook('onResponse', (request, reply, done) => {
+    metrics.observeHttp(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+    done();
+  });
+
+  app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics' } }, async (_req, reply) => {
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+});

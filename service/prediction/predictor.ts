@@ -1,0 +1,95 @@
+import { randomUUID } from 'node:crypto';
+import { ServiceError } from '../errors.ts';
+import type { ServiceMetrics } from '../observability/metrics.ts';
+import type { Prediction } from '../inference/model-interface.ts';
+import type { ServedModel } from '../inference/served-model.ts';
+import { cacheKey, SingleFlight, type CacheBackend } from './cache.ts';
+import type { PredictionLog } from './prediction-log.ts';
+
+// One prediction from named features: validate, look in the cache, else run the model once even
+// for identical concurrent requests, then remember the answer for the TTL. The cache is fail-open:
+// its errors are counted and the model answers instead. Every answer gets a prediction_id that
+// feedback can quote later.
+
+export type CacheOutcome = 'hit' | 'miss';
+
+export interface Feedback {
+  prediction_id: string;
+  actual: number | string;
+}
+
+export class Predictor {
+  private readonly cache: CacheBackend;
+  private readonly log: PredictionLog;
+  private readonly metrics: ServiceMetrics;
+  private readonly ttlSeconds: number;
+  private readonly flights = new SingleFlight<Prediction>();
+
+  constructor(deps: { cache: CacheBackend; log: PredictionLog; metrics: ServiceMetrics; ttlSeconds: number }) {
+    this.cache = deps.cache;
+    this.log = deps.log;
+    this.metrics = deps.metrics;
+    this.ttlSeconds = deps.ttlSeconds;
+  }
+
+  async predict(served: ServedModel, features: Record<string, number>): Promise<{ result: Prediction; cache: CacheOutcome; predictionId: string }> {
+    const { name, version } = served.meta;
+    const [row] = served.rows([features]);
+    const key = cacheKey(name, version, row!);
+    let cached: Prediction | undefined;
+    try {
+      cached = await this.cache.get(key);
+      this.metrics.recordCacheLookup(name, cached ? 'hit' : 'miss');
+    } catch {
+      this.metrics.recordCacheLookup(name, 'error');
+      this.metrics.cacheErrors.inc({ operation: 'get' });
+    }
+    if (cached) return { result: cached, cache: 'hit', predictionId: this.remember(served, cached) };
+    const result = await this.flights.run(key, async () => {
+      const [prediction] = await served.predict([row!]);
+      this.cache.set(key, prediction!, this.ttlSeconds).catch(() => this.metrics.cacheErrors.inc({ operation: 'set' }));
+      return prediction!;
+    });
+    return { result, cache: 'miss', predictionId: this.remember(served, result) };
+  }
+
+  /** Many rows in one ONNX run; not cached (a batch is rarely repeated whole). */
+  async predictBatch(served: ServedModel, instances: Array<Record<string, number>>): Promise<{ results: Prediction[]; predictionIds: string[] }> {
+    const results = await served.predict(served.rows(instances));
+    return { results, predictionIds: results.map((r) => this.remember(served, r)) };
+  }
+
+  private remember(served: ServedModel, p: Prediction): string {
+    const id = randomUUID();
+    this.log.remember(id, { model: served.meta.name, version: served.meta.version, task: served.task, predicted: p.label ?? p.prediction });
+    return id;
+  }
+
+  /** Ground truth for an earlier prediction: accuracy for classifiers, absolute error for regressors. */
+  async feedback(fb: Feedback): Promise<{ model: string; version: string; correct?: boolean; absolute_error?: number }> {
+    const record = await this.log.take(fb.prediction_id);
+    if (!record) throw new ServiceError('PREDICTION_NOT_FOUND', `no prediction ${fb.prediction_id} is remembered (unknown, already given feedback, or older than the feedback window)`);
+    const labels = { model: record.model, version: record.version };
+    if (record.task === 'classification') {
+      const correct = String(fb.actual) === String(record.predicted);
+      this.metrics.feedback.inc({ ...labels, outcome: correct ? 'correct' : 'incorrect' });
+      const right = await this.counterValue(labels, 'correct');
+      const wrong = await this.counterValue(labels, 'incorrect');
+      this.metrics.accuracy.set(labels, right / (right + wrong));
+      return { ...labels, correct };
+    }
+    if (typeof fb.actual !== 'number') {
+      this.log.remember(fb.prediction_id, record);
+      throw new ServiceError('VALIDATION_FAILED', `model ${record.model} is a regressor: "actual" must be a number`);
+    }
+    const absoluteError = Math.abs(fb.actual - Number(record.predicted));
+    this.metrics.feedback.inc({ ...labels, outcome: 'observed' });
+    this.metrics.absoluteError.observe(labels, absoluteError);
+    return { ...labels, absolute_error: absoluteError };
+  }
+
+  private async counterValue(labels: { model: string; version: string }, outcome: string): Promise<number> {
+    const { values } = await this.metrics.feedback.get();
+    return values.find((v) => v.labels.model === labels.model && v.labels.version === labels.version && v.labels.outcome === outcome)?.value ?? 0;
+  }
+}

@@ -1,0 +1,144 @@
+import { z } from 'zod';
+import { modelNameSchema, versionSchema } from '../../contract/model-names.ts';
+
+// The REST API's shapes, once: request validation, TypeScript types and the OpenAPI document all
+// come from these. Names follow the specification (UploadModelRequest, PredictionRequest,
+// PredictionResponse).
+
+const featureNames = z
+  .array(z.string().min(1).max(256))
+  .min(1)
+  .max(100_000)
+  .describe('Ordered input feature names: the order of the columns of the model\'s [batch, features] input');
+
+export const UploadModelRequest = z
+  .object({
+    name: modelNameSchema.describe('Model name'),
+    version: versionSchema.describe('Version; immutable once uploaded'),
+    metadata: z.record(z.string(), z.unknown()).default({}).describe('Free-form metadata kept with the version'),
+    model_data: z.string().min(1).describe('The .onnx file, base64-encoded'),
+    features: featureNames.optional(),
+    promote: z.boolean().default(false).describe('Serve this version at once (the first version of a model always is)'),
+  })
+  .strict();
+
+const queryBoolean = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+
+export const UploadModelQuery = z
+  .object({
+    name: modelNameSchema,
+    version: versionSchema,
+    features: z
+      .union([z.string(), z.array(z.string())])
+      .optional()
+      .describe('Feature names: repeated (features=a&features=b) or one JSON array'),
+    promote: queryBoolean.optional(),
+    metadata: z.string().optional().describe('Metadata as a JSON object'),
+  })
+  .strict();
+
+export const ModelParams = z.object({ model_id: z.string().min(1).max(200) });
+export const VersionParams = z.object({ model_id: z.string().min(1).max(200), version: z.string().min(1).max(200) });
+
+// Values are checked against the model (onnx-model.ts featureRow), so that one 400 names every
+// missing, unknown, non-numeric or non-finite feature at once.
+export const FeatureValues = z
+  .record(z.string(), z.custom<number>(() => true).meta({ type: 'number' }))
+  .describe('Feature name → value; every feature of the model, nothing else');
+
+export const PredictionRequest = z
+  .object({
+    features: FeatureValues,
+    model_id: z.string().optional().describe('Optional; when given it must equal the path\'s model id'),
+  })
+  .strict();
+
+export const BatchPredictionRequest = z
+  .object({
+    instances: z.array(FeatureValues).min(1).max(10_000),
+    model_id: z.string().optional(),
+  })
+  .strict();
+
+const PredictionFields = {
+  prediction: z.number().describe('The predicted label when numeric, the class index for string labels, or the regressor\'s value'),
+  confidence: z.number().nullable().describe('The predicted class\'s probability; null for regressors, which have none'),
+  label: z.string().optional().describe('The predicted class label when it is a string'),
+  probabilities: z.array(z.number()).optional().describe('Class probabilities in class order'),
+};
+
+export const PredictionResponse = z.object({
+  ...PredictionFields,
+  timestamp: z.string().describe('ISO 8601 time of the answer'),
+  model_version: z.string(),
+  model_id: z.string(),
+  prediction_id: z.string().describe('Quote it in POST /api/v1/feedback with the true outcome'),
+});
+
+export const BatchPredictionResponse = z.object({
+  predictions: z.array(z.object(PredictionFields)),
+  timestamp: z.string(),
+  model_version: z.string(),
+  model_id: z.string(),
+  prediction_ids: z.array(z.string()),
+});
+
+const ValueSignature = z.object({
+  name: z.string(),
+  isTensor: z.boolean(),
+  type: z.string().optional(),
+  shape: z.array(z.union([z.number(), z.string()])).optional(),
+});
+
+export const VersionDescription = z.object({
+  name: z.string(),
+  version: z.string(),
+  sha256: z.string(),
+  sizeBytes: z.number(),
+  created: z.string(),
+  features: z.array(z.string()),
+  signature: z.object({ inputs: z.array(ValueSignature), outputs: z.array(ValueSignature) }),
+  metadata: z.record(z.string(), z.unknown()),
+  production: z.boolean().optional(),
+  loaded: z.boolean().optional(),
+});
+
+export const HistoryEventSchema = z.object({
+  time: z.string(),
+  event: z.enum(['uploaded', 'promoted', 'rolled_back', 'deleted']),
+  version: z.string(),
+  previous: z.string().optional(),
+});
+
+export const ModelDescription = z.object({
+  name: z.string(),
+  production_version: z.string().nullable(),
+  versions: z.array(VersionDescription),
+  history: z.array(HistoryEventSchema),
+});
+
+export const Problem = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number(),
+    code: z.string(),
+    detail: z.string(),
+    instance: z.string(),
+    errors: z.array(z.object({ field: z.string().optional(), message: z.string() })).optional(),
+  })
+  .describe('RFC 9457 problem details');
+
+export const FeedbackRequest = z
+  .object({
+    prediction_id: z.string().uuid().describe('The prediction_id of an earlier answer'),
+    actual: z.union([z.number(), z.string()]).describe('The true label (classifiers) or value (regressors)'),
+  })
+  .strict();
+
+export const FeedbackResponse = z.object({
+  model: z.string(),
+  version: z.string(),
+  correct: z.boolean().optional().describe('Classifiers: whether the prediction was right'),
+  absolute_error: z.number().optional().describe('Regressors: |actual - predicted|'),
+});

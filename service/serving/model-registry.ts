@@ -1,0 +1,261 @@
+import type { FastifyBaseLogger } from 'fastify';
+import { MODEL_NAME, VERSION_NAME } from '../../contract/model-names.ts';
+import { ServiceError } from '../errors.ts';
+import type { BatchingOptions } from '../inference/dynamic-batcher.ts';
+import type { InferencePool } from '../inference/inference-pool.ts';
+import { validateModel, type ModelUpload } from '../inference/model-validation.ts';
+import { withoutZipMap } from '../inference/onnx-graph.ts';
+import { ServedModel } from '../inference/served-model.ts';
+import type { ServiceMetrics } from '../observability/metrics.ts';
+import type { HistoryEvent, ModelStore, VersionMetadata } from '../store/model-store.ts';
+
+// Which versions are loaded and which one serves each model. Promote loads the new version into
+// every worker, flips the pointer, then frees the old one once its in-flight requests are done:
+// no request fails across a swap.
+
+export interface UploadInput extends ModelUpload {
+  promote?: boolean;
+}
+
+export interface ModelDescription {
+  name: string;
+  production_version: string | null;
+  versions: Array<VersionMetadata & { production: boolean; loaded: boolean }>;
+  history: HistoryEvent[];
+}
+
+const keyOf = (name: string, version: string) => `${name}@${version}`;
+
+const noModel = (name: string) => new ServiceError('MODEL_NOT_FOUND', `no model named "${name}"`);
+const noVersion = (name: string, version: string) => new ServiceError('VERSION_NOT_FOUND', `model ${name} has no version "${version}"`);
+
+export class ModelRegistry {
+  /**
+   * Who decides which version serves: the store's history (standalone, where promote is a REST
+   * call), or the operator's routing (Kubernetes, applied with applyRouting).
+   */
+  routingFromOperator = false;
+  /** Called after a model's serving version changes or a version goes, to purge cached answers. */
+  onModelChanged: (name: string) => Promise<void> = async () => {};
+
+  private readonly store: ModelStore;
+  private readonly pool: InferencePool;
+  private readonly metrics: ServiceMetrics;
+  private readonly log: FastifyBaseLogger;
+  private readonly batching: BatchingOptions;
+  private readonly production = new Map<string, string>();
+  private readonly served = new Map<string, ServedModel>();
+  private readonly loading = new Map<string, Promise<ServedModel>>();
+  private readonly loadErrors = new Map<string, string>();
+
+  constructor(deps: { store: ModelStore; pool: InferencePool; metrics: ServiceMetrics; log: FastifyBaseLogger; batching: BatchingOptions }) {
+    this.store = deps.store;
+    this.pool = deps.pool;
+    this.metrics = deps.metrics;
+    this.log = deps.log;
+    this.batching = deps.batching;
+  }
+
+  /** Loads every model's production version. Failures are logged and reported by /ready. */
+  async start(): Promise<void> {
+    if (this.routingFromOperator) return;
+    for (const name of await this.store.listModels()) {
+      const version = await this.store.productionVersion(name);
+      if (!version) continue;
+      this.production.set(name, version);
+      await this.loadProduction(name, version);
+    }
+  }
+
+  private async loadProduction(name: string, version: string): Promise<ServedModel | undefined> {
+    return this.ensureLoaded(name, version).catch((err: Error) => {
+      this.loadErrors.set(name, err.message);
+      this.log.error({ model: name, version, err: err.message }, 'production model failed to load');
+      return undefined;
+    });
+  }
+
+  /**
+   * Serves exactly the routed versions (Kubernetes mode: the operator's routing file). Each new
+   * version is loaded before it takes over, then the old one is freed; models no longer routed stop serving.
+   */
+  async applyRouting(routing: Map<string, string>): Promise<void> {
+    for (const [name, version] of routing) {
+      if (this.production.get(name) === version && this.served.has(keyOf(name, version))) continue;
+      const incoming = await this.loadProduction(name, version);
+      const previous = this.production.get(name);
+      this.production.set(name, version);
+      if (!incoming) continue;
+      this.retireVersion(name, previous, version);
+      await this.onModelChanged(name);
+      this.log.info({ model: name, version, previous }, 'routing applied');
+    }
+    for (const [name, version] of [...this.production]) {
+      if (routing.has(name)) continue;
+      this.production.delete(name);
+      this.retireVersion(name, version);
+      await this.onModelChanged(name);
+    }
+  }
+
+  /** Production models, each with its version and whether it is loaded. */
+  status(): Array<{ name: string; version: string; loaded: boolean; error?: string }> {
+    return [...this.production].map(([name, version]) => ({
+      name,
+      version,
+      loaded: this.served.has(keyOf(name, version)),
+      ...(this.loadErrors.has(name) ? { error: this.loadErrors.get(name)! } : {}),
+    }));
+  }
+
+  ready(): boolean {
+    return this.status().every((m) => m.loaded);
+  }
+
+  private async ensureLoaded(name: string, version: string): Promise<ServedModel> {
+    const key = keyOf(name, version);
+    const current = this.served.get(key);
+    if (current) {
+      current.retired = false;
+      return current;
+    }
+    let pending = this.loading.get(key);
+    if (!pending) {
+      pending = this.load(name, version).finally(() => this.loading.delete(key));
+      this.loading.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async load(name: string, version: string): Promise<ServedModel> {
+    const meta = await this.store.readMetadata(name, version);
+    if (!meta) throw noVersion(name, version);
+    const bytes = await this.store.readModel(meta);
+    const key = keyOf(name, version);
+    const started = performance.now();
+    await this.pool.load(key, withoutZipMap(bytes));
+    const seconds = (performance.now() - started) / 1000;
+    this.metrics.loadDuration.observe({ model: name, version }, seconds);
+    const served = new ServedModel({
+      key,
+      meta,
+      run: (feeds, fetches) => this.pool.run(key, feeds, fetches),
+      batching: this.batching,
+      metrics: this.metrics,
+      onIdle: (s) => void this.unload(s),
+    });
+    this.served.set(key, served);
+    this.metrics.modelsLoaded.set(this.served.size);
+    this.loadErrors.delete(name);
+    this.log.info({ model: name, version, seconds }, 'model loaded');
+    return served;
+  }
+
+  /** Frees `version` of a model (unless it is `keep`) once nothing runs on it (now, or when its last request finishes). */
+  private retireVersion(name: string, version: string | undefined, keep?: string): void {
+    if (version === undefined || version === keep) return;
+    const served = this.served.get(keyOf(name, version));
+    if (!served) return;
+    served.retired = true;
+    if (!served.busy) void this.unload(served);
+  }
+
+  private async unload(served: ServedModel): Promise<void> {
+    if (this.served.get(served.key) !== served || !served.retired || served.busy) return;
+    this.served.delete(served.key);
+    this.metrics.modelsLoaded.set(this.served.size);
+    await this.pool.unload(served.key);
+  }
+
+  /** Resolves "name" (the production version) or "name@version" (a pinned one). */
+  async resolve(ref: string): Promise<ServedModel> {
+    const at = ref.indexOf('@');
+    const name = at < 0 ? ref : ref.slice(0, at);
+    const pinned = at < 0 ? undefined : ref.slice(at + 1);
+    if (!MODEL_NAME.test(name)) throw noModel(name);
+    if (pinned === undefined) {
+      const version = this.production.get(name);
+      if (!version) {
+        if ((await this.store.listVersions(name)).length > 0)
+          throw new ServiceError('MODEL_NOT_FOUND', `model ${name} has no production version; promote one or pin a version with ${name}@<version>`);
+        throw noModel(name);
+      }
+      const served = this.served.get(keyOf(name, version));
+      if (!served) throw new ServiceError('MODEL_NOT_LOADED', `model ${name}@${version} is not loaded${this.loadErrors.has(name) ? `: ${this.loadErrors.get(name)}` : ' yet'}`);
+      return served;
+    }
+    if (!VERSION_NAME.test(pinned) || !(await this.store.hasVersion(name, pinned))) throw noVersion(name, pinned);
+    return this.ensureLoaded(name, pinned);
+  }
+
+  /** Validates bytes by loading them in onnxruntime, then stores the version. Nothing is written on failure. */
+  async upload(input: UploadInput): Promise<VersionMetadata> {
+    const { name, version } = input;
+    return this.store.withLock(name, async () => {
+      if (await this.store.hasVersion(name, version))
+        throw new ServiceError('VERSION_EXISTS', `model ${name} already has version ${version}; versions are immutable, upload a new version`);
+      const meta = await validateModel(this.pool, input);
+      await this.store.writeVersion(meta, input.bytes);
+      // With the operator in charge, serving follows its routing, not the upload.
+      if (!this.routingFromOperator && (input.promote || !this.production.has(name))) await this.promoteLocked(name, version);
+      return meta;
+    });
+  }
+
+  async promote(name: string, version: string): Promise<HistoryEvent> {
+    return this.store.withLock(name, () => this.promoteLocked(name, version));
+  }
+
+  private async promoteLocked(name: string, version: string): Promise<HistoryEvent> {
+    const target = await this.store.readMetadata(name, version);
+    if (!target) {
+      if ((await this.store.listVersions(name)).length === 0) throw noModel(name);
+      throw noVersion(name, version);
+    }
+    const previous = this.production.get(name);
+    const incoming = await this.ensureLoaded(name, version);
+    const previousMeta = previous ? await this.store.readMetadata(name, previous) : undefined;
+    const event: HistoryEvent = {
+      time: new Date().toISOString(),
+      event: previousMeta && previousMeta.created > target.created ? 'rolled_back' : 'promoted',
+      version,
+      ...(previous ? { previous } : {}),
+    };
+    await this.store.appendHistory(name, event);
+    this.production.set(name, version);
+    incoming.retired = false;
+    this.retireVersion(name, previous, version);
+    await this.onModelChanged(name);
+    return event;
+  }
+
+  async deleteVersion(name: string, version: string): Promise<void> {
+    await this.store.withLock(name, async () => {
+      if (!(await this.store.hasVersion(name, version))) {
+        if ((await this.store.listVersions(name)).length === 0) throw noModel(name);
+        throw noVersion(name, version);
+      }
+      if (this.production.get(name) === version)
+        throw new ServiceError('VERSION_IN_PRODUCTION', `${name}@${version} is the production version; promote another version first`);
+      this.retireVersion(name, version);
+      await this.store.deleteVersion(name, version);
+      await this.onModelChanged(name);
+    });
+  }
+
+  async describe(name: string): Promise<ModelDescription> {
+    const versions = await this.store.listVersions(name);
+    if (versions.length === 0) throw noModel(name);
+    const production = this.production.get(name) ?? null;
+    return {
+      name,
+      production_version: production,
+      versions: versions.map((v) => ({ ...v, production: v.version === production, loaded: this.served.has(keyOf(name, v.version)) })),
+      history: await this.store.history(name),
+    };
+  }
+
+  async listModels(): Promise<ModelDescription[]> {
+    return Promise.all((await this.store.listModels()).map((n) => this.describe(n)));
+  }
+}
