@@ -5,7 +5,7 @@ export ONNXRUNTIME_NODE_INSTALL := skip
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 CACHE := $(CURDIR)/.cache
 
-.PHONY: run test typecheck bench models k8s-bins cluster-local system-packages python-test-deps
+.PHONY: run test typecheck lint format bench models k8s-bins cluster-local system-packages python-test-deps
 
 node_modules/.install-stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -16,6 +16,14 @@ run: node_modules/.install-stamp
 
 typecheck: node_modules/.install-stamp
 	tsc --noEmit -p tsconfig.json
+
+# Biome (format and lint, warnings fail) and knip (unused files, exports and dependencies).
+lint: node_modules/.install-stamp
+	biome check --error-on-warnings .
+	knip --no-progress
+
+format: node_modules/.install-stamp
+	biome check --write .
 
 system-packages:
 	scripts/system-packages.sh
@@ -29,7 +37,7 @@ k8s-bins:
 cluster-local: node_modules/.install-stamp k8s-bins
 	node test/k8s/cluster-local.ts
 
-test: node_modules/.install-stamp system-packages python-test-deps infra-tools k8s-bins typecheck
+test: node_modules/.install-stamp system-packages python-test-deps infra-tools k8s-bins typecheck lint
 	node --test --test-concurrency=1 --test-timeout=600000 'test/**/*.test.ts'
 
 bench: node_modules/.install-stamp

@@ -151,8 +151,17 @@ async function main() {
     await waitReady(`${base}/ready`);
     const probe = new ServiceProbe(base);
     // The same model once more with batching off, for the side-by-side.
-    const qs = new URLSearchParams({ name: 'iris-unbatched', version: '1', features: JSON.stringify(IRIS_FEATURES), metadata: JSON.stringify({ batching: false }) });
-    const upload = await fetch(`${base}/api/v1/models?${qs}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: await readFile(join(ROOT, 'models/iris-logreg.onnx')) });
+    const qs = new URLSearchParams({
+      name: 'iris-unbatched',
+      version: '1',
+      features: JSON.stringify(IRIS_FEATURES),
+      metadata: JSON.stringify({ batching: false }),
+    });
+    const upload = await fetch(`${base}/api/v1/models?${qs}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: await readFile(join(ROOT, 'models/iris-logreg.onnx')),
+    });
     if (upload.status !== 201) throw new Error(`upload failed: ${upload.status} ${await upload.text()}`);
 
     const distinct = (i: number) => ({ features: { ...IRIS, 'sepal length (cm)': 4 + i * 1e-7 } });
@@ -163,7 +172,13 @@ async function main() {
     results.push(await load('uncached, batching on', `${base}/api/v1/predict/iris-logreg`, distinct, 1, probe));
     results.push(await load('uncached, batching off', `${base}/api/v1/predict/iris-unbatched`, distinct, 1, probe));
     results.push(
-      await load('V2 infer (JSON)', `${base}/v2/models/iris-logreg/infer`, (i) => ({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [4 + i * 1e-7, 3.0, 5.1, 1.8] }] }), 1, probe),
+      await load(
+        'V2 infer (JSON)',
+        `${base}/v2/models/iris-logreg/infer`,
+        (i) => ({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [4 + i * 1e-7, 3.0, 5.1, 1.8] }] }),
+        1,
+        probe,
+      ),
     );
     const batch = Array.from({ length: 64 }, (_, r) => ({ ...IRIS, 'petal width (cm)': 0.1 + r / 64 }));
     results.push(await load('batch call (64 rows)', `${base}/api/v1/predict/iris-logreg/batch`, () => ({ instances: batch }), 64, probe));
@@ -171,15 +186,23 @@ async function main() {
     // The specification's cache hit ratio (> 80 %) under a realistic skew: 10,000 distinct feature
     // vectors drawn by Zipf (s = 1.1), so a few are asked often and most rarely.
     const rank = zipf(10_000, 1.1);
-    const wineRows = JSON.parse(await readFile(join(ROOT, 'models/wine-forest.json'), 'utf8')).samples.map((x: { features: Record<string, number> }) => x.features);
+    const wineRows = JSON.parse(await readFile(join(ROOT, 'models/wine-forest.json'), 'utf8')).samples.map(
+      (x: { features: Record<string, number> }) => x.features,
+    );
     const hitsBefore = await probe.metric(/cache_requests_total\{model="wine-forest",result="hit"\} (\d+)/);
     const missesBefore = await probe.metric(/cache_requests_total\{model="wine-forest",result="miss"\} (\d+)/);
     results.push(
-      await load('zipf workload (10k vectors)', `${base}/api/v1/predict/wine-forest`, () => {
-        const r = rank();
-        const row = wineRows[r % wineRows.length]!;
-        return { features: { ...row, proline: row.proline + Math.floor(r / wineRows.length) } };
-      }, 1, probe),
+      await load(
+        'zipf workload (10k vectors)',
+        `${base}/api/v1/predict/wine-forest`,
+        () => {
+          const r = rank();
+          const row = wineRows[r % wineRows.length]!;
+          return { features: { ...row, proline: row.proline + Math.floor(r / wineRows.length) } };
+        },
+        1,
+        probe,
+      ),
     );
     const hits = (await probe.metric(/cache_requests_total\{model="wine-forest",result="hit"\} (\d+)/)) - (Number.isNaN(hitsBefore) ? 0 : hitsBefore);
     const misses = (await probe.metric(/cache_requests_total\{model="wine-forest",result="miss"\} (\d+)/)) - (Number.isNaN(missesBefore) ? 0 : missesBefore);
@@ -196,8 +219,20 @@ async function main() {
     const loadSeconds = await probe.metric(/model_load_duration_seconds_sum\{model="digits-forest-large",version="1"\} (\S+)/);
     const hitCost = 1e6 / results[1]!.requestsPerSecond - 1e6 / ceiling;
 
-    console.log(`\nbench: ${DURATION}s per scenario, ${CONNECTIONS} connections, loopback, one machine (${(await import('node:os')).availableParallelism()} cores)\n`);
-    console.log('scenario'.padEnd(30), 'req/s'.padStart(8), 'rows/s'.padStart(8), 'p50 ms'.padStart(7), 'p99 ms'.padStart(7), 'x bare'.padStart(7), 'loop p99'.padStart(9), 'RSS MiB'.padStart(8), 'errors'.padStart(7));
+    console.log(
+      `\nbench: ${DURATION}s per scenario, ${CONNECTIONS} connections, loopback, one machine (${(await import('node:os')).availableParallelism()} cores)\n`,
+    );
+    console.log(
+      'scenario'.padEnd(30),
+      'req/s'.padStart(8),
+      'rows/s'.padStart(8),
+      'p50 ms'.padStart(7),
+      'p99 ms'.padStart(7),
+      'x bare'.padStart(7),
+      'loop p99'.padStart(9),
+      'RSS MiB'.padStart(8),
+      'errors'.padStart(7),
+    );
     for (const r of results) {
       console.log(
         r.name.padEnd(30),
@@ -218,7 +253,9 @@ async function main() {
       cacheHitRatio: { value: zipfHitRatio, target: figures.targets.cacheHitRatio },
       largestModelLoadSeconds: { value: loadSeconds, target: figures.targets.modelLoadSeconds },
     };
-    console.log(`\ncache hit ratio, zipf workload: ${(zipfHitRatio * 100).toFixed(1)} % over ${hits + misses} lookups (target > ${figures.targets.cacheHitRatio * 100} %)`);
+    console.log(
+      `\ncache hit ratio, zipf workload: ${(zipfHitRatio * 100).toFixed(1)} % over ${hits + misses} lookups (target > ${figures.targets.cacheHitRatio * 100} %)`,
+    );
     console.log(`cost of a cache hit over the bare route: ${hitCost.toFixed(1)} µs per request at saturation`);
     console.log(`RSS across the ${SOAK}s soak: ${(rssStart / 2 ** 20).toFixed(0)} → ${(rssEnd / 2 ** 20).toFixed(0)} MiB`);
     console.log(`largest sample model (digits-forest-large, 4.3 MB) load time: ${loadSeconds.toFixed(3)} s (target < ${figures.targets.modelLoadSeconds} s)`);
@@ -241,8 +278,14 @@ async function main() {
       largestModelLoadSeconds: loadSeconds,
       targets,
     };
-    await writeFile(join(ROOT, 'bench/results/latest.json'), JSON.stringify(out, null, 2) + '\n');
-    await writeFile(join(ROOT, 'bench/results/latest.svg'), barChartSvg('Requests per second, relative to a bare Fastify route (same machine, same run)', results.map((r) => ({ label: r.name, value: r.requestsPerSecond, note: `${r.ratioToBare}×` }))));
+    await writeFile(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(out, null, 2)}\n`);
+    await writeFile(
+      join(ROOT, 'bench/results/latest.svg'),
+      barChartSvg(
+        'Requests per second, relative to a bare Fastify route (same machine, same run)',
+        results.map((r) => ({ label: r.name, value: r.requestsPerSecond, note: `${r.ratioToBare}×` })),
+      ),
+    );
     console.log('\nsaved bench/results/latest.json and bench/results/latest.svg');
   } finally {
     for (const c of children) c.kill('SIGTERM');

@@ -1,16 +1,5 @@
 import { z } from 'zod';
-import {
-  CATEGORIES,
-  GROUP,
-  IMMUTABLE_FIELDS,
-  KIND,
-  ModelVersionSpec,
-  ModelVersionStatus,
-  PLURAL,
-  SHORT_NAMES,
-  SINGULAR,
-  VERSION,
-} from './model-version.ts';
+import { CATEGORIES, GROUP, IMMUTABLE_FIELDS, KIND, ModelVersionSpec, ModelVersionStatus, PLURAL, SHORT_NAMES, SINGULAR, VERSION } from './model-version.ts';
 
 // The CustomResourceDefinition, generated from the zod schemas: a structural OpenAPI v3 schema
 // with descriptions, enums, defaults and CEL rules carrying the schema's own messages, the

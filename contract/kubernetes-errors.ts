@@ -26,7 +26,7 @@ function body(err: unknown): { message?: string; reason?: string } | undefined {
   return b as { message?: string; reason?: string } | undefined;
 }
 
-export function reasonOf(err: unknown): string | undefined {
+function reasonOf(err: unknown): string | undefined {
   return body(err)?.reason;
 }
 

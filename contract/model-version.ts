@@ -15,9 +15,9 @@ export const SHORT_NAMES = ['mv'];
 export const CATEGORIES = ['analytics', 'serving'];
 export const API_VERSION = `${GROUP}/${VERSION}`;
 
-export const STAGES = ['Production', 'Staging', 'Archived'] as const;
+const STAGES = ['Production', 'Staging', 'Archived'] as const;
 export const PHASES = ['Pending', 'Importing', 'Imported', 'Progressing', 'Serving', 'Standby', 'Archived', 'Failed'] as const;
-export const CONDITION_TYPES = ['Imported', 'Serving', 'Ready'] as const;
+const CONDITION_TYPES = ['Imported', 'Serving', 'Ready'] as const;
 
 export type Stage = (typeof STAGES)[number];
 export type Phase = (typeof PHASES)[number];
@@ -32,17 +32,17 @@ function matching(re: RegExp, message: string) {
 }
 
 /** A five-field cron expression or one of the macros Kubernetes CronJobs accept. */
-export const CRON = /^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+( +\S+){4})$/;
+const CRON = /^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+( +\S+){4})$/;
 
 /** A relative path with no empty, "." or ".." segment: it cannot leave the model store. */
 const SEGMENT = String.raw`([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)`;
-export const STORE_PATH = new RegExp(`^${SEGMENT}(/${SEGMENT})*$`);
+const STORE_PATH = new RegExp(`^${SEGMENT}(/${SEGMENT})*$`);
 
-const sha256 = matching(/^[a-f0-9]{64}$/, 'sha256 must be 64 lowercase hexadecimal characters').max(64).describe(
-  'Expected sha256 of the ONNX file, 64 lowercase hex characters; the import fails on a mismatch',
-);
+const sha256 = matching(/^[a-f0-9]{64}$/, 'sha256 must be 64 lowercase hexadecimal characters')
+  .max(64)
+  .describe('Expected sha256 of the ONNX file, 64 lowercase hex characters; the import fails on a mismatch');
 
-export const ModelVersionSource = z
+const ModelVersionSource = z
   .object({
     storePath: matching(STORE_PATH, 'storePath is a relative path inside the model store, without "." or ".." segments, e.g. production/iris/1/model.onnx')
       .min(1)
@@ -66,7 +66,7 @@ export const ModelVersionSource = z
   .refine((s) => sourceKinds(s).length === 1, 'source must name exactly one of storePath, url or configMapRef')
   .describe('Where the ONNX file comes from: exactly one of storePath, url, configMapRef');
 
-export const BackupSpec = z
+const BackupSpec = z
   .object({
     schedule: matching(CRON, 'schedule must be a cron expression of five fields (e.g. "0 2 * * *") or a macro such as @daily')
       .max(100)
@@ -80,19 +80,11 @@ export const BackupSpec = z
 
 export const ModelVersionSpec = z
   .object({
-    model: matching(MODEL_NAME, MODEL_NAME_RULE).max(63).describe(
-      'Model name; versions of one model share it. Immutable',
-    ),
-    version: matching(VERSION_NAME, VERSION_NAME_RULE).max(63).describe(
-      'Version of the model (e.g. "1.0.0"). Immutable',
-    ),
+    model: matching(MODEL_NAME, MODEL_NAME_RULE).max(63).describe('Model name; versions of one model share it. Immutable'),
+    version: matching(VERSION_NAME, VERSION_NAME_RULE).max(63).describe('Version of the model (e.g. "1.0.0"). Immutable'),
     source: ModelVersionSource,
     sha256: sha256.optional(),
-    features: z
-      .array(z.string().min(1).max(256))
-      .max(10_000)
-      .optional()
-      .describe("Ordered input feature names (the columns of the model's input). Immutable"),
+    features: z.array(z.string().min(1).max(256)).max(10_000).optional().describe("Ordered input feature names (the columns of the model's input). Immutable"),
     metadata: z.record(z.string(), z.unknown()).optional().describe('Free-form metadata stored with the version at import'),
     stage: z
       .enum(STAGES)
@@ -125,7 +117,7 @@ export const ModelVersionStatus = z.object({
   phase: z.enum(PHASES).optional().describe('Pending, Importing, Imported, Progressing, Serving, Standby, Archived or Failed'),
   conditions: z.array(Condition).optional().describe('Imported, Serving and Ready (metav1.Condition)'),
   artifact: Artifact.optional().describe('The ONNX file in the model store, once imported'),
-  features: z.array(z.string()).optional().describe('Input feature names the import resolved (spec.features, or the model\'s own)'),
+  features: z.array(z.string()).optional().describe("Input feature names the import resolved (spec.features, or the model's own)"),
   signature: z.record(z.string(), z.unknown()).optional().describe('Input/output signature onnxruntime reported at import'),
   importJob: z.string().optional().describe('Name of the import Job'),
   servingSince: z.string().optional().describe('When this version started serving'),
@@ -138,7 +130,7 @@ export type ModelVersionStatus = z.output<typeof ModelVersionStatus>;
 export type Condition = z.output<typeof Condition>;
 export type Artifact = z.output<typeof Artifact>;
 
-export interface ObjectMeta {
+interface ObjectMeta {
   name: string;
   namespace?: string;
   uid?: string;
@@ -160,6 +152,6 @@ export interface ModelVersion {
 }
 
 /** Exactly one source: the same rule the CRD carries as CEL. */
-export function sourceKinds(source: { storePath?: unknown; url?: unknown; configMapRef?: unknown }): Array<'storePath' | 'url' | 'configMapRef'> {
+function sourceKinds(source: { storePath?: unknown; url?: unknown; configMapRef?: unknown }): Array<'storePath' | 'url' | 'configMapRef'> {
   return (['storePath', 'url', 'configMapRef'] as const).filter((k) => source[k] !== undefined);
 }

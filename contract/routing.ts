@@ -18,7 +18,7 @@ export type Routing = z.output<typeof Routing>;
 
 /** routing.json as stored: stable key order, so equal routing is equal text and equal hash. */
 export function routingText(routing: Routing): string {
-  return JSON.stringify(routing, null, 2) + '\n';
+  return `${JSON.stringify(routing, null, 2)}\n`;
 }
 
 export function routingHash(text: string): string {

@@ -19,9 +19,9 @@ export interface ClusterNeed {
  * kind's pods (etcd, API server, controller manager, scheduler, two CoreDNS, kindnet) and the
  * ingress-nginx controller, as their manifests request them.
  */
-export const KIND_SYSTEM_REQUESTS: Amount = { cpu: 1.05, memoryBytes: 380 * 2 ** 20 };
+const KIND_SYSTEM_REQUESTS: Amount = { cpu: 1.05, memoryBytes: 380 * 2 ** 20 };
 /** The WSL2 kernel, dockerd, containerd and the kubelet: memory no pod request accounts for. */
-export const NODE_MEMORY_HEADROOM_BYTES = 1.5 * 2 ** 30;
+const NODE_MEMORY_HEADROOM_BYTES = 1.5 * 2 ** 30;
 
 const BINARY: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
 const DECIMAL: Record<string, number> = { m: 1e-3, '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12 };
@@ -36,6 +36,7 @@ export function parseQuantity(q: string | number): number {
   return Number(m[1]) * factor;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: synthesized manifests, read field by field
 type Obj = Record<string, any>;
 
 function podRequests(podSpec: Obj): Amount {

@@ -101,7 +101,14 @@ function meminfo(root: string): Record<string, number> {
   return out;
 }
 
-function capacity(title: string, have: number | undefined, need: ClusterNeed, pick: (a: Amount) => number, show: (n: number) => string, setting: (a: Amount) => string): Check {
+function capacity(
+  title: string,
+  have: number | undefined,
+  need: ClusterNeed,
+  pick: (a: Amount) => number,
+  show: (n: number) => string,
+  setting: (a: Amount) => string,
+): Check {
   if (have === undefined) return { title, status: 'fail', detail: 'cannot read it from /proc' };
   const steady = pick(need.steady);
   const rollout = pick(need.rollout);
@@ -156,8 +163,10 @@ function dockerDaemon(root: string): Check {
     status: 'fail',
     detail: 'no /var/run/docker.sock: Docker is not running',
     fix: systemd
-      ? 'sudo systemctl enable --now docker (or turn on Docker Desktop\'s WSL integration for this distribution)'
-      : 'enable systemd in WSL2: add `[boot]` and `systemd=true` to /etc/wsl.conf, ' + RESTART_WSL + '; then `sudo systemctl enable --now docker` (or turn on Docker Desktop\'s WSL integration)',
+      ? "sudo systemctl enable --now docker (or turn on Docker Desktop's WSL integration for this distribution)"
+      : 'enable systemd in WSL2: add `[boot]` and `systemd=true` to /etc/wsl.conf, ' +
+        RESTART_WSL +
+        "; then `sudo systemctl enable --now docker` (or turn on Docker Desktop's WSL integration)",
   };
 }
 
@@ -180,7 +189,7 @@ function hostFolder(name: string, env: NodeJS.ProcessEnv): Check {
   const title = `~/${name}`;
   if (!home) return { title, status: 'warn', detail: 'HOME is not set' };
   if (onWindowsDrive(dir)) {
-    return { title, status: 'fail', detail: `${dir} is on a Windows drive`, fix: 'use a Linux home folder (ext4): kind-config.yaml mounts ${HOME}/' + name };
+    return { title, status: 'fail', detail: `${dir} is on a Windows drive`, fix: `use a Linux home folder (ext4): kind-config.yaml mounts \${HOME}/${name}` };
   }
   let st;
   try {
@@ -231,12 +240,26 @@ export function runDoctor(opts: DoctorOptions = {}): Check[] {
   return [
     kernel(root),
     cgroupV2(root),
-    capacity('CPUs', countCpus(root), need, (a) => a.cpu, cores, (a) => `processors=${wslconfigFigures(a).processors}`),
-    capacity('memory', mem.MemTotal, need, (a) => a.memoryBytes, gib, (a) => `memory=${wslconfigFigures(a).memoryGB}GB`),
+    capacity(
+      'CPUs',
+      countCpus(root),
+      need,
+      (a) => a.cpu,
+      cores,
+      (a) => `processors=${wslconfigFigures(a).processors}`,
+    ),
+    capacity(
+      'memory',
+      mem.MemTotal,
+      need,
+      (a) => a.memoryBytes,
+      gib,
+      (a) => `memory=${wslconfigFigures(a).memoryGB}GB`,
+    ),
     swap(root),
     inotify(root, 'max_user_watches'),
     inotify(root, 'max_user_instances'),
-    command('docker', env, 'install Docker Engine in the distribution (https://docs.docker.com/engine/install/) or turn on Docker Desktop\'s WSL integration'),
+    command('docker', env, "install Docker Engine in the distribution (https://docs.docker.com/engine/install/) or turn on Docker Desktop's WSL integration"),
     dockerDaemon(root),
     command('kind', env, 'install kind: https://kind.sigs.k8s.io/docs/user/quick-start/#installation'),
     command('kubectl', env, 'install kubectl: https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/'),

@@ -6,6 +6,7 @@ import {
   MODELS_PVC,
   NAMESPACE,
   OPERATOR_NAME,
+  PART_OF,
   REDIS_DATA_DIR,
   ROUTING_CONFIGMAP,
   ROUTING_KEY,
@@ -14,7 +15,7 @@ import {
 } from '../contract/names.ts';
 
 // Names only the manifests, their scripts and their tests use. The names users rely on
-// (namespace, Deployments, routing ConfigMap, ...) live in operator/names.ts and are imported.
+// (namespace, Deployments, routing ConfigMap, ...) live in contract/names.ts and are imported.
 
 /** The image every workload runs (`make images` builds and loads it into kind). */
 export const IMAGE_REF = `${IMAGE}:latest`;
@@ -54,9 +55,6 @@ export const CREATE_ONLY_LABEL = 'serving.analytics.dev/create-only';
 /** The kind pod network: the ingress controller's address is in it, so its X-Forwarded-For is believed. */
 export const KIND_POD_CIDR = '10.244.0.0/16';
 
-/** app.kubernetes.io/part-of of every object, the operator's included (operator/reconcilers/ownership.ts). */
-export const PART_OF = SERVICE_NAME;
-
 /** Labels every object carries, and the selector labels of each workload. */
 export function labelsFor(name: string, component: string): Record<string, string> {
   return { [LABELS.name]: name, [LABELS.component]: component, [LABELS.partOf]: PART_OF, [LABELS.managedBy]: 'cdk8s' };
@@ -65,4 +63,17 @@ export function selectorFor(name: string): Record<string, string> {
   return { [LABELS.name]: name };
 }
 
-export { BACKUPS_PVC, IMAGE, LABELS, MODELS_MOUNT_DIR, MODELS_PVC, NAMESPACE, OPERATOR_NAME, REDIS_DATA_DIR, ROUTING_CONFIGMAP, ROUTING_KEY, ROUTING_MOUNT_DIR, SERVICE_NAME };
+export {
+  BACKUPS_PVC,
+  LABELS,
+  MODELS_MOUNT_DIR,
+  MODELS_PVC,
+  NAMESPACE,
+  OPERATOR_NAME,
+  PART_OF,
+  REDIS_DATA_DIR,
+  ROUTING_CONFIGMAP,
+  ROUTING_KEY,
+  ROUTING_MOUNT_DIR,
+  SERVICE_NAME,
+};

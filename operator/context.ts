@@ -1,6 +1,7 @@
 import type { V1ConfigMap, V1CronJob, V1Deployment, V1Job } from '@kubernetes/client-node';
 import type { ModelVersion } from '../contract/model-version.ts';
 import type { OperatorConfig } from './config.ts';
+import type { Controller, Reconcile } from './runtime/controller.ts';
 import type { EventRecorder } from './runtime/events.ts';
 import type { Informer } from './runtime/informer.ts';
 import type { KubeClient } from './runtime/kube-client.ts';
@@ -25,6 +26,13 @@ export interface OperatorContext {
   events: EventRecorder;
   log: Logger;
   metrics: OperatorMetrics;
+}
+
+/** What a controller's setup gets from the manager (kubebuilder's SetupWithManager). */
+export interface ControllerManager {
+  ctx: OperatorContext;
+  /** A controller with its queue; `keys` lists every key it owns, queued at the start of leadership and at each resync. */
+  controller(name: string, workers: number, reconcile: Reconcile, keys: () => Iterable<string>): Controller;
 }
 
 /** Work queue keys: "namespace/name" (a ModelVersion), "namespace/model" (a model's backups). */

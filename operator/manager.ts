@@ -2,27 +2,26 @@ import type { KubeConfig, V1ConfigMap, V1CronJob, V1Deployment, V1Job } from '@k
 import { GROUP, PHASES, PLURAL, VERSION } from '../contract/model-version.ts';
 import type { ModelVersion } from '../contract/model-version.ts';
 import type { OperatorConfig } from './config.ts';
-import { objectKey, type Caches, type OperatorContext } from './context.ts';
-import { Controller, type Reconcile } from './runtime/controller.ts';
-import { backupReconciler } from './controllers/backup.ts';
-import { modelVersionReconciler } from './controllers/model-version.ts';
-import { routingReconciler } from './controllers/routing.ts';
+import type { Caches, ControllerManager, OperatorContext } from './context.ts';
+import { Controller } from './runtime/controller.ts';
+import { setupBackupController } from './controllers/backup.ts';
+import { setupModelVersionController } from './controllers/model-version.ts';
+import { setupRoutingController } from './controllers/routing.ts';
 import { EventRecorder } from './runtime/events.ts';
 import { Informer, type Cached } from './runtime/informer.ts';
 import { KubeClient } from './runtime/kube-client.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import type { Logger } from './runtime/log.ts';
 import { OperatorMetrics } from './runtime/metrics.ts';
-import { FINALIZER, LABELS, LEADER_LEASE, OPERATOR_NAME, ROUTING_CONFIGMAP } from '../contract/names.ts';
+import { FINALIZER, LEADER_LEASE, OPERATOR_NAME, ROUTING_CONFIGMAP } from '../contract/names.ts';
 import { startProbeServer, type ProbeServer } from './runtime/probe-server.ts';
 import { BACKUP_COMPONENT } from './builders/backup-cronjob.ts';
 import { IMPORT_COMPONENT } from './builders/import-job.ts';
 import { managedSelector } from './builders/ownership.ts';
-import { isDeleting, isImported } from './serving-rule.ts';
 import { defaultControllerRateLimiter } from './runtime/workqueue.ts';
 
 // The manager (controller-runtime's): informers for what the controllers read, the three
-// controllers and the informer events that feed their queues, leader election deciding when the
+// controllers (each declares what wakes it, in its own file), leader election deciding when the
 // workers run, a periodic resync, and the probe/metrics server. Informers run on standbys too, so a
 // replica that takes over starts from a warm cache.
 
@@ -34,17 +33,6 @@ export interface OperatorOptions {
   onLeadershipLost?: () => void;
 }
 
-/** What in a ModelVersion changes which version serves its model, or the routing entry. */
-function servingInputsChanged(a: ModelVersion, b: ModelVersion): boolean {
-  return (
-    a.spec.stage !== b.spec.stage ||
-    isImported(a) !== isImported(b) ||
-    isDeleting(a) !== isDeleting(b) ||
-    a.status?.artifact?.sha256 !== b.status?.artifact?.sha256 ||
-    JSON.stringify(a.status?.features) !== JSON.stringify(b.status?.features)
-  );
-}
-
 export class Operator {
   readonly metrics = new OperatorMetrics();
   readonly kube: KubeClient;
@@ -53,6 +41,7 @@ export class Operator {
   readonly routing: Controller;
   readonly backups: Controller;
   private readonly o: OperatorOptions;
+  private readonly keys = new Map<Controller, () => Iterable<string>>();
   private readonly log: Logger;
   private readonly elector?: LeaderElector;
   private probe?: ProbeServer;
@@ -77,27 +66,63 @@ export class Operator {
     const routingField = `metadata.name=${ROUTING_CONFIGMAP}`;
     const deploymentField = `metadata.name=${config.SERVICE_DEPLOYMENT}`;
     const cache: Caches = {
-      modelVersions: informer<ModelVersion>(PLURAL, `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`, () => this.kube.listPlain<ModelVersion>(GROUP, VERSION, PLURAL, ns)),
-      importJobs: informer<V1Job>('jobs', `/apis/batch/v1/namespaces/${ns}/jobs`, () => this.kube.listPlain<V1Job>('batch', 'v1', 'jobs', ns, importSelector), { labelSelector: importSelector }),
-      backupCronJobs: informer<V1CronJob>('cronjobs', `/apis/batch/v1/namespaces/${ns}/cronjobs`, () => this.kube.listPlain<V1CronJob>('batch', 'v1', 'cronjobs', ns, backupSelector), {
-        labelSelector: backupSelector,
+      modelVersions: informer<ModelVersion>(PLURAL, `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`, () =>
+        this.kube.listPlain<ModelVersion>(GROUP, VERSION, PLURAL, ns),
+      ),
+      importJobs: informer<V1Job>('jobs', `/apis/batch/v1/namespaces/${ns}/jobs`, () => this.kube.listPlain<V1Job>('batch', 'v1', 'jobs', ns, importSelector), {
+        labelSelector: importSelector,
       }),
-      routing: informer<V1ConfigMap>('configmaps', `/api/v1/namespaces/${ns}/configmaps`, () => this.kube.core.listNamespacedConfigMap({ namespace: ns, fieldSelector: routingField }), {
-        fieldSelector: routingField,
-      }),
-      deployments: informer<V1Deployment>('deployments', `/apis/apps/v1/namespaces/${ns}/deployments`, () => this.kube.listPlain<V1Deployment>('apps', 'v1', 'deployments', ns, undefined, deploymentField), {
-        fieldSelector: deploymentField,
-      }),
+      backupCronJobs: informer<V1CronJob>(
+        'cronjobs',
+        `/apis/batch/v1/namespaces/${ns}/cronjobs`,
+        () => this.kube.listPlain<V1CronJob>('batch', 'v1', 'cronjobs', ns, backupSelector),
+        {
+          labelSelector: backupSelector,
+        },
+      ),
+      routing: informer<V1ConfigMap>(
+        'configmaps',
+        `/api/v1/namespaces/${ns}/configmaps`,
+        () => this.kube.core.listNamespacedConfigMap({ namespace: ns, fieldSelector: routingField }),
+        {
+          fieldSelector: routingField,
+        },
+      ),
+      deployments: informer<V1Deployment>(
+        'deployments',
+        `/apis/apps/v1/namespaces/${ns}/deployments`,
+        () => this.kube.listPlain<V1Deployment>('apps', 'v1', 'deployments', ns, undefined, deploymentField),
+        {
+          fieldSelector: deploymentField,
+        },
+      ),
     };
-    this.ctx = { config, kube: this.kube, cache, events: new EventRecorder(this.kube, OPERATOR_NAME, config.identity, this.log), log: this.log, metrics: this.metrics };
+    this.ctx = {
+      config,
+      kube: this.kube,
+      cache,
+      events: new EventRecorder(this.kube, OPERATOR_NAME, config.identity, this.log),
+      log: this.log,
+      metrics: this.metrics,
+    };
     const rateLimiter = () =>
-      defaultControllerRateLimiter({ baseMs: config.BACKOFF_BASE_MS, maxMs: config.BACKOFF_MAX_SECONDS * 1000, qps: config.RETRY_QPS, burst: config.RETRY_BURST });
-    const controller = (name: string, workers: number, reconcile: Reconcile) =>
-      new Controller({ name, workers, reconcile, log: this.log, metrics: this.metrics, rateLimiter: rateLimiter() });
-    this.modelVersions = controller('modelversion', config.WORKERS, modelVersionReconciler(this.ctx));
-    this.routing = controller('routing', 1, routingReconciler(this.ctx));
-    this.backups = controller('backup', 2, backupReconciler(this.ctx));
-    this.wire();
+      defaultControllerRateLimiter({
+        baseMs: config.BACKOFF_BASE_MS,
+        maxMs: config.BACKOFF_MAX_SECONDS * 1000,
+        qps: config.RETRY_QPS,
+        burst: config.RETRY_BURST,
+      });
+    const mgr: ControllerManager = {
+      ctx: this.ctx,
+      controller: (name, workers, reconcile, keys) => {
+        const c = new Controller({ name, workers, reconcile, log: this.log, metrics: this.metrics, rateLimiter: rateLimiter() });
+        this.keys.set(c, keys);
+        return c;
+      },
+    };
+    this.routing = setupRoutingController(mgr);
+    this.modelVersions = setupModelVersionController(mgr);
+    this.backups = setupBackupController(mgr);
     this.metrics.countPhases(() => {
       const counts = new Map<string, number>(PHASES.map((p) => [p, 0]));
       for (const mv of cache.modelVersions.list()) {
@@ -126,70 +151,13 @@ export class Operator {
     }
   }
 
-  /** Informer events → work queue keys. */
-  private wire(): void {
-    const { cache } = this.ctx;
-    const mvKey = (mv: ModelVersion) => objectKey(mv.metadata.namespace!, mv.metadata.name);
-    const modelKey = (mv: ModelVersion) => objectKey(mv.metadata.namespace!, mv.spec.model);
-    const sameModel = (mv: ModelVersion) => {
-      for (const o of cache.modelVersions.list(mv.metadata.namespace)) if (o.spec.model === mv.spec.model) this.modelVersions.enqueue(mvKey(o));
-    };
-    // Routing and the Deployment's rollout matter to the serving versions (Progressing, Serving) and
-    // to deleting ones; a version becoming the serving one is enqueued by its own change.
-    const routed = (namespace: string) => {
-      this.routing.enqueue(namespace);
-      for (const o of cache.modelVersions.list(namespace)) {
-        const phase = o.status?.phase;
-        if (phase === 'Progressing' || phase === 'Serving' || isDeleting(o)) this.modelVersions.enqueue(mvKey(o));
-      }
-    };
-    cache.modelVersions.on({
-      add: (mv) => {
-        sameModel(mv);
-        this.backups.enqueue(modelKey(mv));
-        this.routing.enqueue(mv.metadata.namespace!);
-      },
-      update: (mv, old) => {
-        this.modelVersions.enqueue(mvKey(mv));
-        if (!old || servingInputsChanged(old, mv)) {
-          sameModel(mv);
-          this.routing.enqueue(mv.metadata.namespace!);
-        }
-        if (!old || old.metadata.generation !== mv.metadata.generation || isDeleting(old) !== isDeleting(mv)) this.backups.enqueue(modelKey(mv));
-      },
-      delete: (mv) => {
-        sameModel(mv);
-        this.backups.enqueue(modelKey(mv));
-        this.routing.enqueue(mv.metadata.namespace!);
-      },
-    });
-    const owner = (job: V1Job) => {
-      const name = job.metadata?.labels?.[LABELS.modelVersion];
-      if (name && job.metadata?.namespace) this.modelVersions.enqueue(objectKey(job.metadata.namespace, name));
-    };
-    cache.importJobs.on({ add: owner, update: owner, delete: owner });
-    const model = (cj: V1CronJob) => {
-      const m = cj.metadata?.labels?.[LABELS.model];
-      if (m && cj.metadata?.namespace) this.backups.enqueue(objectKey(cj.metadata.namespace, m));
-    };
-    cache.backupCronJobs.on({ add: model, update: model, delete: model });
-    const ns = (o: { metadata?: { namespace?: string } }) => o.metadata?.namespace && routed(o.metadata.namespace);
-    cache.routing.on({ add: ns, update: ns, delete: ns });
-    cache.deployments.on({ add: ns, update: ns, delete: ns });
-  }
-
   private informers(): Informer<object>[] {
     return Object.values(this.ctx.cache) as Informer<object>[];
   }
 
   /** Every key of every controller: at start of leadership and on each resync. */
   private enqueueAll(): void {
-    const namespace = this.o.config.NAMESPACE;
-    this.routing.enqueue(namespace);
-    for (const mv of this.ctx.cache.modelVersions.list(namespace)) {
-      this.modelVersions.enqueue(objectKey(namespace, mv.metadata.name));
-      this.backups.enqueue(objectKey(namespace, mv.spec.model));
-    }
+    for (const [controller, keys] of this.keys) for (const key of keys()) controller.enqueue(key);
   }
 
   private lead(): void {
@@ -209,7 +177,10 @@ export class Operator {
       host: config.METRICS_HOST,
       port: config.METRICS_PORT,
       registry: this.metrics.registry,
-      healthz: [{ name: 'ping', ok: () => true }, { name: 'leader-election', ok: () => !this.lost }],
+      healthz: [
+        { name: 'ping', ok: () => true },
+        { name: 'leader-election', ok: () => !this.lost },
+      ],
       readyz: this.informers().map((i) => ({ name: `informer-${i.resource}`, ok: () => i.hasSynced() })),
     });
     this.log.info('starting', {
@@ -220,7 +191,7 @@ export class Operator {
       finalizer: FINALIZER,
     });
     await Promise.all(this.informers().map((i) => i.start()));
-    if (this.stopping) return; // stopped while the caches were filling
+    if (this.stopping !== undefined) return; // stopped while the caches were filling
     this.log.info('caches synced', { modelVersions: this.ctx.cache.modelVersions.list().length });
     if (this.elector) this.elector.start();
     else this.lead();

@@ -15,6 +15,17 @@ export function condition(mv: ModelVersion, type: string) {
 
 export const isImported = (mv: ModelVersion) => condition(mv, 'Imported')?.status === 'True';
 
+/** What in a ModelVersion changes which version serves its model, or the routing entry. */
+export function servingInputsChanged(a: ModelVersion, b: ModelVersion): boolean {
+  return (
+    a.spec.stage !== b.spec.stage ||
+    isImported(a) !== isImported(b) ||
+    isDeleting(a) !== isDeleting(b) ||
+    a.status?.artifact?.sha256 !== b.status?.artifact?.sha256 ||
+    JSON.stringify(a.status?.features) !== JSON.stringify(b.status?.features)
+  );
+}
+
 /** Older first: creationTimestamp, then name. */
 export function byAge(a: ModelVersion, b: ModelVersion): number {
   const ta = Date.parse(a.metadata.creationTimestamp ?? '') || 0;
@@ -22,7 +33,7 @@ export function byAge(a: ModelVersion, b: ModelVersion): number {
   return ta - tb || (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0);
 }
 
-export function groupByModel(mvs: readonly ModelVersion[]): Map<string, ModelVersion[]> {
+function groupByModel(mvs: readonly ModelVersion[]): Map<string, ModelVersion[]> {
   const out = new Map<string, ModelVersion[]>();
   for (const mv of mvs) {
     const list = out.get(mv.spec.model);
@@ -47,17 +58,12 @@ export function duplicateOf(mv: ModelVersion, sameModel: readonly ModelVersion[]
  * The serving ModelVersion of one model. `imported` says whether a version counts as imported
  * (default: its Imported condition), so a reconcile can ask with the state it is about to write.
  */
-export function servingVersion(
-  sameModel: readonly ModelVersion[],
-  imported: (mv: ModelVersion) => boolean = isImported,
-): ModelVersion | undefined {
-  const candidates = sameModel.filter(
-    (mv) => !isDeleting(mv) && mv.spec.stage === 'Production' && imported(mv) && !duplicateOf(mv, sameModel),
-  );
+export function servingVersion(sameModel: readonly ModelVersion[], imported: (mv: ModelVersion) => boolean = isImported): ModelVersion | undefined {
+  const candidates = sameModel.filter((mv) => !isDeleting(mv) && mv.spec.stage === 'Production' && imported(mv) && !duplicateOf(mv, sameModel));
   return candidates.sort(byAge).at(-1);
 }
 
-export function routeEntry(mv: ModelVersion): RouteEntry {
+function routeEntry(mv: ModelVersion): RouteEntry {
   const sha256 = mv.status?.artifact?.sha256 ?? mv.spec.sha256;
   return {
     version: mv.spec.version,

@@ -28,7 +28,6 @@ import { serviceVersion } from './version.ts';
 // The one factory that builds the service: it makes the parts and composes the plugins. main.ts
 // only reads config and listens; tests call buildApp() and app.inject().
 
-
 export interface ServiceContext {
   config: Config;
   store: ModelStore;
@@ -67,7 +66,11 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     bodyLimit: config.BODY_LIMIT_BYTES,
     requestIdHeader: 'x-request-id',
     // Client IPs (rate limits, logs) come from X-Forwarded-For only when the peer is a trusted proxy.
-    trustProxy: config.TRUSTED_PROXIES ? config.TRUSTED_PROXIES.split(',').map((s) => s.trim()).filter(Boolean) : false,
+    trustProxy: config.TRUSTED_PROXIES
+      ? config.TRUSTED_PROXIES.split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : false,
   });
   app.setValidatorCompiler(validatorCompiler);
   // Responses are documented by the zod schemas; they are written with plain JSON.stringify.
@@ -79,7 +82,13 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const store = new ModelStore(config.MODELS_DIR);
   await store.init();
   const pool = new InferencePool({ size: config.INFERENCE_THREADS ?? usableCores() });
-  const registry = new ModelRegistry({ store, pool, metrics, log: app.log, batching: { maxBatchSize: config.BATCH_MAX_SIZE, maxQueueDelayMs: config.BATCH_MAX_DELAY_MS } });
+  const registry = new ModelRegistry({
+    store,
+    pool,
+    metrics,
+    log: app.log,
+    batching: { maxBatchSize: config.BATCH_MAX_SIZE, maxQueueDelayMs: config.BATCH_MAX_DELAY_MS },
+  });
   const redis = config.REDIS_URL ? createRedis(config.REDIS_URL, config.REDIS_TIMEOUT_MS) : undefined;
   const cache: CacheBackend = redis ? new RedisCache(redis) : new MemoryCache(config.CACHE_MAX_ENTRIES);
   const predictionLog: PredictionLog = redis
@@ -93,7 +102,9 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const predictor = new Predictor({ cache, log: predictionLog, metrics, ttlSeconds: config.CACHE_TTL_SECONDS });
   const kubernetes = config.CONTROL_PLANE === 'kubernetes';
   registry.routingFromOperator = kubernetes;
-  const modelVersions = kubernetes ? (options.modelVersions ?? (await import('./kubernetes/model-versions.ts')).kubernetesModelVersions(config.POD_NAMESPACE)) : undefined;
+  const modelVersions = kubernetes
+    ? (options.modelVersions ?? (await import('./kubernetes/model-versions.ts')).kubernetesModelVersions(config.POD_NAMESPACE))
+    : undefined;
   const ctx: ServiceContext = { config, store, pool, registry, cache, redis, predictor, metrics, serviceVersion, modelVersions };
   app.decorate('ctx', ctx);
 

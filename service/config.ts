@@ -9,28 +9,37 @@ export const configSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080).describe('TCP port to listen on'),
   HOST: z.string().min(1).default('127.0.0.1').describe('Address to listen on (0.0.0.0 in a container)'),
   MODELS_DIR: z.string().min(1).default('./data/models').describe('Root of the model store'),
-  SAMPLE_MODELS_DIR: z
-    .string()
-    .optional()
-    .describe('A folder of sample <name>.onnx + <name>.json files imported at start when the store lacks them'),
+  SAMPLE_MODELS_DIR: z.string().optional().describe('A folder of sample <name>.onnx + <name>.json files imported at start when the store lacks them'),
   REDIS_URL: z.string().url().optional().describe('Redis for the prediction cache; unset: in-memory cache'),
   CACHE_TTL_SECONDS: z.coerce.number().int().min(1).max(86400).default(figures.cacheTtlSeconds),
   CACHE_MAX_ENTRIES: z.coerce.number().int().min(1).default(100_000).describe('In-memory cache bound'),
   REDIS_TIMEOUT_MS: z.coerce.number().int().min(1).max(10_000).default(50).describe('Per-command Redis timeout; past it the cache is skipped'),
   RATE_LIMIT_PREDICT_PER_MINUTE: z.coerce.number().int().min(1).default(60_000).describe('Per client (bearer token, else IP), predictions and feedback'),
   RATE_LIMIT_UPLOAD_PER_MINUTE: z.coerce.number().int().min(1).default(30).describe('Per client, model uploads'),
-  TRUSTED_PROXIES: z
-    .string()
-    .optional()
-    .describe('Comma-separated addresses/CIDRs of proxies (the ingress) whose X-Forwarded-For is believed'),
+  TRUSTED_PROXIES: z.string().optional().describe('Comma-separated addresses/CIDRs of proxies (the ingress) whose X-Forwarded-For is believed'),
   PREDICTION_LOG_TTL_SECONDS: z.coerce.number().int().min(1).default(3600).describe('How long a prediction_id accepts feedback'),
   PREDICTION_LOG_MAX_ENTRIES: z.coerce.number().int().min(1).default(200_000).describe('In-memory bound on remembered predictions'),
   API_TOKEN: z.string().min(16, 'API_TOKEN must be at least 16 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(64 * 1024 * 1024),
+  BODY_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(64 * 1024 * 1024),
   INFERENCE_THREADS: z.coerce.number().int().min(1).max(64).optional().describe('Worker threads; default from the cgroup CPU limit'),
-  BATCH_MAX_SIZE: z.coerce.number().int().min(1).max(100_000).default(64).describe('Dynamic batching: rows per ONNX run at most (1 turns batching off); per model: metadata.batching.max_batch_size'),
-  BATCH_MAX_DELAY_MS: z.coerce.number().min(0).max(1000).default(0).describe('Dynamic batching: how long a request may wait for others (0: requests arriving together); per model: metadata.batching.max_queue_delay_ms'),
+  BATCH_MAX_SIZE: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100_000)
+    .default(64)
+    .describe('Dynamic batching: rows per ONNX run at most (1 turns batching off); per model: metadata.batching.max_batch_size'),
+  BATCH_MAX_DELAY_MS: z.coerce
+    .number()
+    .min(0)
+    .max(1000)
+    .default(0)
+    .describe('Dynamic batching: how long a request may wait for others (0: requests arriving together); per model: metadata.batching.max_queue_delay_ms'),
   BACKUP_DIR: z.string().min(1).optional().describe('Folder for backup archives; when set, the standalone service runs scheduled backups into it'),
   BACKUP_SCHEDULE: z
     .string()
@@ -43,9 +52,17 @@ export const configSchema = z.object({
     })
     .default(figures.backup.schedule)
     .describe('When scheduled backups run: a five-field cron expression, UTC'),
-  BACKUP_RETENTION_DAYS: z.coerce.number().int().min(0).default(figures.backup.retentionDays).describe('Backups of the last N days are kept (the newest always)'),
+  BACKUP_RETENTION_DAYS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(figures.backup.retentionDays)
+    .describe('Backups of the last N days are kept (the newest always)'),
   REDIS_DATA_DIR: z.string().optional().describe('Redis data folder included in backups; "" for none; unset: /data/redis when it exists'),
-  CONTROL_PLANE: z.enum(['standalone', 'kubernetes']).default('standalone').describe('kubernetes: ModelVersion resources and the operator\'s routing decide what serves'),
+  CONTROL_PLANE: z
+    .enum(['standalone', 'kubernetes'])
+    .default('standalone')
+    .describe("kubernetes: ModelVersion resources and the operator's routing decide what serves"),
   ROUTING_FILE: z.string().default('/etc/analytics-api/routing/routing.json').describe('Kubernetes mode: the mounted routing ConfigMap'),
   POD_NAMESPACE: z.string().default('analytics').describe('Kubernetes mode: where ModelVersions are created'),
   DOCS: z.stringbool().default(true).describe('Serve the OpenAPI document and /docs'),

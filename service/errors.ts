@@ -53,6 +53,9 @@ export class ServiceError extends Error {
 export function parseRequest<T extends z.ZodType>(schema: T, value: unknown, where: string): z.output<T> {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
-  const errors = parsed.error.issues.map((i) => ({ field: i.path.join('.') || where, message: `${where}${i.path.length ? '.' + i.path.join('.') : ''}: ${i.message}` }));
+  const errors = parsed.error.issues.map((i) => ({
+    field: i.path.join('.') || where,
+    message: `${where}${i.path.length ? `.${i.path.join('.')}` : ''}: ${i.message}`,
+  }));
   throw new ServiceError('VALIDATION_FAILED', errors.map((e) => e.message).join('; '), errors);
 }

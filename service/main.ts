@@ -1,5 +1,5 @@
 import { buildApp } from './app.ts';
-import { resolveRedisDataDir } from './backup/backup.ts';
+import { resolveRedisDataDir } from './backup/create.ts';
 import { startBackupScheduler } from './backup/scheduler.ts';
 import { loadConfig } from './config.ts';
 import { importSampleModels } from './store/sample-models.ts';

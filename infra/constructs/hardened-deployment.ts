@@ -1,4 +1,4 @@
-import { ApiObject, Duration, JsonPatch, Size } from 'cdk8s';
+import { ApiObject, type Duration, JsonPatch, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import type { Construct } from 'constructs';
 import { labelsFor, selectorFor } from '../names.ts';
@@ -8,7 +8,7 @@ import { labelsFor, selectorFor } from '../names.ts';
 // capability dropped, the runtime's default seccomp profile, and explicit resources.
 
 /** CPU in cores and memory as a Kubernetes quantity ("4Gi", "128Mi"). */
-export interface ResourceAmounts {
+interface ResourceAmounts {
   cpu: number | string;
   memory: string;
 }
@@ -18,17 +18,14 @@ export interface Resources {
 }
 
 /** The specification's figures (service/figures.ts) as Kubernetes resources. */
-export function resourcesFromFigures(r: {
-  requests: { cpu: number; memoryGiB: number };
-  limits: { cpu: number; memoryGiB: number };
-}): Resources {
+export function resourcesFromFigures(r: { requests: { cpu: number; memoryGiB: number }; limits: { cpu: number; memoryGiB: number } }): Resources {
   return {
     requests: { cpu: r.requests.cpu, memory: `${r.requests.memoryGiB}Gi` },
     limits: { cpu: r.limits.cpu, memory: `${r.limits.memoryGiB}Gi` },
   };
 }
 
-export interface Mount {
+interface Mount {
   path: string;
   storage: kplus.IStorage;
   readOnly?: boolean;

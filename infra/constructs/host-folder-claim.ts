@@ -19,7 +19,7 @@ export interface HostFolderClaimProps {
 }
 
 /** A class name no provisioner serves: the claim binds only to its own volume. */
-export const HOST_FOLDER_STORAGE_CLASS = 'analytics-host-folder';
+const HOST_FOLDER_STORAGE_CLASS = 'analytics-host-folder';
 
 export class HostFolderClaim extends Construct {
   readonly claim: kplus.PersistentVolumeClaim;

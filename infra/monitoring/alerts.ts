@@ -5,7 +5,7 @@ import { NAMESPACE, OPERATOR_NAME, SERVICE_NAME } from '../names.ts';
 // (service/figures.ts) become thresholds here, and the tests run every expression through
 // `promtool check rules` and the thresholds through `promtool test rules`.
 
-export interface AlertRule {
+interface AlertRule {
   alert: string;
   expr: string;
   for?: string;
@@ -33,7 +33,7 @@ export const platformTargets = {
 
 /** The scrape job of the service's ServiceMonitor (the Service's name) in its namespace. */
 export const serviceSelector = `job="${SERVICE_NAME}",namespace="${NAMESPACE}"`;
-export const operatorSelector = `job="${OPERATOR_NAME}-metrics",namespace="${NAMESPACE}"`;
+const operatorSelector = `job="${OPERATOR_NAME}-metrics",namespace="${NAMESPACE}"`;
 /** Routes that serve predictions (route templates, as the service labels them). */
 export const PREDICT_ROUTES = '/api/v1/predict/.*|/v2/models/.*/infer';
 

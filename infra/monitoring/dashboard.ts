@@ -6,7 +6,7 @@ import { PREDICT_ROUTES, platformTargets, serviceSelector } from './alerts.ts';
 // picks up by its label. Queries use Grafana's $__rate_interval; the tests run each through
 // promtool with a fixed window.
 
-export interface PanelSpec {
+interface PanelSpec {
   title: string;
   description: string;
   unit: string;
@@ -20,7 +20,7 @@ const s = serviceSelector;
 const w = '$__rate_interval';
 const t = figures.targets;
 
-export const panels: PanelSpec[] = [
+const panels: PanelSpec[] = [
   {
     title: 'Request rate',
     description: 'HTTP requests per second by route template',
@@ -34,13 +34,16 @@ export const panels: PanelSpec[] = [
     queries: [
       { expr: `histogram_quantile(0.5, sum by (le) (rate(http_request_duration_seconds_bucket{${s}}[${w}])))`, legend: 'p50' },
       { expr: `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{${s}}[${w}])))`, legend: 'p99' },
-      { expr: `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{${s},route=~"${PREDICT_ROUTES}"}[${w}])))`, legend: 'p99 predictions' },
+      {
+        expr: `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{${s},route=~"${PREDICT_ROUTES}"}[${w}])))`,
+        legend: 'p99 predictions',
+      },
     ],
     threshold: { value: platformTargets.predictP99Seconds, bad: 'above' },
   },
   {
     title: 'Errors',
-    description: '5xx share of responses, and error responses per second by the service\'s error code',
+    description: "5xx share of responses, and error responses per second by the service's error code",
     unit: 'short',
     queries: [
       { expr: `sum(rate(http_requests_total{${s},status_code=~"5.."}[${w}])) / sum(rate(http_requests_total{${s}}[${w}]))`, legend: '5xx ratio' },
@@ -109,7 +112,8 @@ export const DASHBOARD_UID = 'analytics-api';
 
 /** The dashboard's JSON model: panels two per row, a Prometheus data source variable. */
 export function dashboard(): Record<string, unknown> {
-  const datasource = { type: 'prometheus', uid: '${datasource}' };
+  // Grafana's own variable syntax, not a template literal.
+  const datasource = { type: 'prometheus', uid: '$' + '{datasource}' };
   return {
     uid: DASHBOARD_UID,
     title: 'Analytics API',
@@ -140,8 +144,14 @@ export function dashboard(): Record<string, unknown> {
                   mode: 'absolute',
                   steps:
                     p.threshold.bad === 'above'
-                      ? [{ color: 'green', value: null }, { color: 'red', value: p.threshold.value }]
-                      : [{ color: 'red', value: null }, { color: 'green', value: p.threshold.value }],
+                      ? [
+                          { color: 'green', value: null },
+                          { color: 'red', value: p.threshold.value },
+                        ]
+                      : [
+                          { color: 'red', value: null },
+                          { color: 'green', value: p.threshold.value },
+                        ],
                 },
                 custom: { thresholdsStyle: { mode: 'line' } },
               }

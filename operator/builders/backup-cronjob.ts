@@ -55,12 +55,22 @@ export function backupCronJob(model: string, live: readonly ModelVersion[], name
             spec: {
               ...jobPodBasics,
               initContainers: [
-                container('create', ['backup', 'create', '--model', model, '--dest', BACKUPS_MOUNT_DIR, '--models-dir', MODELS_MOUNT_DIR], [
-                  { name: 'models', mountPath: MODELS_MOUNT_DIR, readOnly: true },
-                  { name: 'backups', mountPath: BACKUPS_MOUNT_DIR },
-                ]),
+                container(
+                  'create',
+                  ['backup', 'create', '--model', model, '--dest', BACKUPS_MOUNT_DIR, '--models-dir', MODELS_MOUNT_DIR],
+                  [
+                    { name: 'models', mountPath: MODELS_MOUNT_DIR, readOnly: true },
+                    { name: 'backups', mountPath: BACKUPS_MOUNT_DIR },
+                  ],
+                ),
               ],
-              containers: [container('prune', ['backup', 'prune', '--model', model, '--dest', BACKUPS_MOUNT_DIR, '--retention-days', String(retentionDays)], [{ name: 'backups', mountPath: BACKUPS_MOUNT_DIR }])],
+              containers: [
+                container(
+                  'prune',
+                  ['backup', 'prune', '--model', model, '--dest', BACKUPS_MOUNT_DIR, '--retention-days', String(retentionDays)],
+                  [{ name: 'backups', mountPath: BACKUPS_MOUNT_DIR }],
+                ),
+              ],
               volumes: [
                 { name: 'models', persistentVolumeClaim: { claimName: config.MODELS_PVC, readOnly: true } },
                 { name: 'backups', persistentVolumeClaim: { claimName: config.BACKUPS_PVC } },

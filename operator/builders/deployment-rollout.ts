@@ -36,7 +36,8 @@ export function rolloutState(deployment: V1Deployment | undefined, name: string,
   const st = deployment.status ?? {};
   if ((st.observedGeneration ?? 0) < generation) return { state: 'progressing', message: `Deployment ${name}: waiting for the rollout to start` };
   const progressing = st.conditions?.find((c) => c.type === 'Progressing');
-  if (progressing?.reason === 'ProgressDeadlineExceeded') return { state: 'progressing', message: `Deployment ${name} exceeded its progress deadline: ${progressing.message ?? ''}` };
+  if (progressing?.reason === 'ProgressDeadlineExceeded')
+    return { state: 'progressing', message: `Deployment ${name} exceeded its progress deadline: ${progressing.message ?? ''}` };
   const want = deployment.spec?.replicas ?? 1;
   const updated = st.updatedReplicas ?? 0;
   const total = st.replicas ?? 0;

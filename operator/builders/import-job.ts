@@ -16,7 +16,7 @@ const SOURCE_DIR = '/import';
 const SOURCE_FILE = 'model.onnx';
 const RESULT_FILE = '/dev/termination-log';
 
-export function importArgs(mv: ModelVersion): string[] {
+function importArgs(mv: ModelVersion): string[] {
   const { spec } = mv;
   const args = ['import', '--model', spec.model, '--version', spec.version, '--models-dir', MODELS_MOUNT_DIR, '--result-file', RESULT_FILE];
   if (spec.source.url) args.push('--url', spec.source.url);
@@ -72,10 +72,7 @@ export function importJob(mv: ModelVersion, config: OperatorConfig) {
   };
 }
 
-export type ImportOutcome =
-  | { state: 'running'; message: string }
-  | { state: 'succeeded'; message: string }
-  | { state: 'failed'; message: string };
+export type ImportOutcome = { state: 'running'; message: string } | { state: 'succeeded'; message: string } | { state: 'failed'; message: string };
 
 /** Where a Job stands, from its conditions (Complete / Failed are final). */
 export function importOutcome(job: V1Job): ImportOutcome {
@@ -86,7 +83,10 @@ export function importOutcome(job: V1Job): ImportOutcome {
     return { state: 'failed', message: `import Job ${job.metadata?.name} failed (${done.reason ?? 'Failed'}${done.message ? `: ${done.message}` : ''})` };
   const active = job.status?.active ?? 0;
   const failed = job.status?.failed ?? 0;
-  return { state: 'running', message: `import Job ${job.metadata?.name} ${active > 0 ? 'running' : 'starting'}${failed > 0 ? ` (${failed} failed attempt${failed === 1 ? '' : 's'})` : ''}` };
+  return {
+    state: 'running',
+    message: `import Job ${job.metadata?.name} ${active > 0 ? 'running' : 'starting'}${failed > 0 ? ` (${failed} failed attempt${failed === 1 ? '' : 's'})` : ''}`,
+  };
 }
 
 /**

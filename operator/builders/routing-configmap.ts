@@ -26,7 +26,10 @@ export function appliedRoutingText(cm: V1ConfigMap | undefined): string | undefi
 }
 
 /** Models whose serving version differs between two routings: "iris 1 → 2", "wine (none) → 3". */
-export function routingChanges(before: { models: Record<string, { version: string }> } | undefined, after: { models: Record<string, { version: string }> }): string[] {
+export function routingChanges(
+  before: { models: Record<string, { version: string }> } | undefined,
+  after: { models: Record<string, { version: string }> },
+): string[] {
   const models = new Set([...Object.keys(before?.models ?? {}), ...Object.keys(after.models)]);
   const changes: string[] = [];
   for (const m of [...models].sort()) {

@@ -2,9 +2,9 @@ import type { V1ConfigMap } from '@kubernetes/client-node';
 import { ModelVersionSpec } from '../../contract/model-version.ts';
 import type { ModelVersion, ModelVersionStatus, Phase } from '../../contract/model-version.ts';
 import { describeError, isNotFound } from '../../contract/kubernetes-errors.ts';
-import { splitKey, type OperatorContext } from '../context.ts';
-import type { Result } from '../runtime/controller.ts';
-import { ROUTING_CONFIGMAP, importJobName } from '../../contract/names.ts';
+import { objectKey, splitKey, type ControllerManager, type OperatorContext } from '../context.ts';
+import type { Controller, Result } from '../runtime/controller.ts';
+import { LABELS, ROUTING_CONFIGMAP, importJobName } from '../../contract/names.ts';
 import { rolloutState, stampedHash } from '../builders/deployment-rollout.ts';
 import { addFinalizer, hasFinalizer, removeFinalizer } from '../builders/finalizer.ts';
 import { importJob, importOutcome, readImportReport } from '../builders/import-job.ts';
@@ -13,7 +13,7 @@ import { desiredStatus, sameStatus } from '../builders/status.ts';
 import type { ConditionState, ObservedState } from '../builders/status.ts';
 import { parseRouting, routingHash } from '../../contract/routing.ts';
 import { modelFilePath } from '../../contract/store-layout.ts';
-import { condition, duplicateOf, isDeleting, isImported, servingVersion } from '../serving-rule.ts';
+import { condition, duplicateOf, isDeleting, isImported, servingInputsChanged, servingVersion } from '../serving-rule.ts';
 
 // The ModelVersion controller (key: namespace/name). For one ModelVersion it
 //   1. keeps the finalizer on it, and on deletion releases it once the routing no longer names it;
@@ -41,8 +41,8 @@ interface ImportState {
   requeueAfterMs?: number;
 }
 
-export function modelVersionReconciler(ctx: OperatorContext) {
-  return async (key: string): Promise<Result | void> => {
+function modelVersionReconciler(ctx: OperatorContext) {
+  return async (key: string): Promise<Result | undefined> => {
     const [namespace, name] = splitKey(key);
     const mv = ctx.cache.modelVersions.get(name, namespace);
     if (!mv) return; // gone: its Job and CronJob ownership go with it (garbage collector)
@@ -111,9 +111,10 @@ async function importState(ctx: OperatorContext, mv: ModelVersion, sameModel: Mo
     return { imported: false, phase: 'Importing', condition: f('Importing', message), message, importJob: jobName };
   }
   const outcome = importOutcome(job);
-  if (outcome.state === 'running') return { imported: false, phase: 'Importing', condition: f('Importing', outcome.message), message: outcome.message, importJob: jobName };
+  if (outcome.state === 'running')
+    return { imported: false, phase: 'Importing', condition: f('Importing', outcome.message), message: outcome.message, importJob: jobName };
   const report = await readImportReport(ctx.kube, namespace, jobName).catch((err: unknown) => {
-    ctx.log.warn('could not read the import result from the Job\'s pods', { job: jobName, error: describeError(err) });
+    ctx.log.warn("could not read the import result from the Job's pods", { job: jobName, error: describeError(err) });
     return undefined;
   });
   if (outcome.state === 'failed') {
@@ -174,9 +175,11 @@ function servingState(ctx: OperatorContext, mv: ModelVersion, sameModel: ModelVe
     ready: ready(phase, ['Serving', 'Standby', 'Imported', 'Archived'].includes(phase) ? 'True' : 'False', message),
   });
 
-  if (spec.stage === 'Archived' && imp.phase !== 'Failed') return done('Archived', f('Archived', 'archived versions do not serve'), imp.imported ? 'archived' : imp.message);
+  if (spec.stage === 'Archived' && imp.phase !== 'Failed')
+    return done('Archived', f('Archived', 'archived versions do not serve'), imp.imported ? 'archived' : imp.message);
   if (!imp.imported) return done(imp.phase ?? 'Pending', f('NotImported', 'not imported yet'), imp.message);
-  if (spec.stage === 'Staging') return done('Imported', f('NotProduction', 'Staging versions do not serve; set stage: Production to serve this one'), 'imported; Staging');
+  if (spec.stage === 'Staging')
+    return done('Imported', f('NotProduction', 'Staging versions do not serve; set stage: Production to serve this one'), 'imported; Staging');
 
   // Production: does this version win, counting it as imported now?
   const serving = servingVersion(sameModel, (o) => (o.metadata.uid === mv.metadata.uid ? true : isImported(o)));
@@ -224,7 +227,12 @@ function recordTransition(ctx: OperatorContext, mv: ModelVersion, next: ModelVer
       ctx.events.record(mv, 'Warning', importedNow?.reason ?? 'Failed', next.message ?? 'failed');
       break;
     case 'Progressing':
-      ctx.events.record(mv, 'Normal', was === 'Standby' ? 'RolledBack' : 'Promoted', `routing ${model} to version ${version}; rolling out Deployment ${deployment}`);
+      ctx.events.record(
+        mv,
+        'Normal',
+        was === 'Standby' ? 'RolledBack' : 'Promoted',
+        `routing ${model} to version ${version}; rolling out Deployment ${deployment}`,
+      );
       break;
     case 'Serving':
       ctx.events.record(mv, 'Normal', 'Serving', `serving ${model}@${version}: Deployment ${deployment} rolled out`);
@@ -239,7 +247,7 @@ function recordTransition(ctx: OperatorContext, mv: ModelVersion, next: ModelVer
 }
 
 /** Step 1 on deletion: release the finalizer once the routing and the Deployment no longer name this version. */
-async function finalize(ctx: OperatorContext, mv: ModelVersion): Promise<Result | void> {
+async function finalize(ctx: OperatorContext, mv: ModelVersion): Promise<Result | undefined> {
   if (!hasFinalizer(mv)) return;
   const namespace = mv.metadata.namespace!;
   const sameModel = ctx.cache.modelVersions.list(namespace).filter((o) => o.spec.model === mv.spec.model);
@@ -252,4 +260,33 @@ async function finalize(ctx: OperatorContext, mv: ModelVersion): Promise<Result 
   await removeFinalizer(ctx.kube, mv);
   ctx.events.record(mv, 'Normal', 'Released', `routing no longer names ${mv.spec.model}@${mv.spec.version}; deletion can proceed`);
   ctx.log.info('finalizer released', { modelVersion: `${namespace}/${mv.metadata.name}` });
+}
+
+/**
+ * What wakes it: a ModelVersion's own changes, and all of its model's versions when one of them
+ * changes what serves; its import Job; the routing ConfigMap and the service Deployment, for the
+ * versions that serve, are on their way to it, or are being deleted.
+ */
+export function setupModelVersionController(mgr: ControllerManager): Controller {
+  const { cache, config } = mgr.ctx;
+  const key = (mv: ModelVersion) => objectKey(mv.metadata.namespace!, mv.metadata.name);
+  const sameModel = (mv: ModelVersion) =>
+    cache.modelVersions
+      .list(mv.metadata.namespace)
+      .filter((o) => o.spec.model === mv.spec.model)
+      .map(key);
+  const routed = (o: { metadata?: { namespace?: string } }) =>
+    cache.modelVersions
+      .list(o.metadata?.namespace)
+      .filter((mv) => mv.status?.phase === 'Progressing' || mv.status?.phase === 'Serving' || isDeleting(mv))
+      .map(key);
+  return mgr
+    .controller('modelversion', config.WORKERS, modelVersionReconciler(mgr.ctx), () => cache.modelVersions.list(config.NAMESPACE).map(key))
+    .watch(cache.modelVersions, (mv, old, event) => (event === 'update' && old && !servingInputsChanged(old, mv) ? key(mv) : sameModel(mv)))
+    .watch(cache.importJobs, (job) => {
+      const owner = job.metadata?.labels?.[LABELS.modelVersion];
+      return owner && job.metadata?.namespace ? objectKey(job.metadata.namespace, owner) : undefined;
+    })
+    .watch(cache.routing, routed)
+    .watch(cache.deployments, routed);
 }

@@ -1,18 +1,18 @@
 import { describeError } from '../../contract/kubernetes-errors.ts';
-import type { OperatorContext } from '../context.ts';
-import type { Result } from '../runtime/controller.ts';
+import type { ControllerManager, OperatorContext } from '../context.ts';
+import type { Controller, Result } from '../runtime/controller.ts';
 import { ROUTING_CONFIGMAP } from '../../contract/names.ts';
 import { rolloutPatch, stampedHash } from '../builders/deployment-rollout.ts';
 import { appliedRoutingText, routingChanges, routingConfigMap } from '../builders/routing-configmap.ts';
 import { parseRouting, routingHash, routingText } from '../../contract/routing.ts';
-import { desiredRouting } from '../serving-rule.ts';
+import { desiredRouting, servingInputsChanged } from '../serving-rule.ts';
 
 // The routing controller (key: the namespace). From every ModelVersion it computes which version
 // serves each model, writes routing.json into the routing ConfigMap, then stamps the routing's hash
 // on the service Deployment's pod template, which rolls it. The ConfigMap first, so new pods read
 // the new routing. A burst of ModelVersion changes collapses into few reconciles (one key).
 
-export function routingReconciler(ctx: OperatorContext) {
+function routingReconciler(ctx: OperatorContext) {
   const log = ctx.log.child('routing');
   let warnedMissing = false;
   // What this process last wrote, and the object's resourceVersion it saw before: while the cache
@@ -22,7 +22,7 @@ export function routingReconciler(ctx: OperatorContext) {
     const w = written.get(key);
     return w !== undefined && w.hash === hash && w.before === resourceVersion;
   };
-  return async (namespace: string): Promise<Result | void> => {
+  return async (namespace: string): Promise<Result | undefined> => {
     const routing = desiredRouting(ctx.cache.modelVersions.list(namespace));
     const text = routingText(routing);
     const hash = routingHash(text);
@@ -55,4 +55,15 @@ export function routingReconciler(ctx: OperatorContext) {
       throw new Error(`could not stamp Deployment ${name} with routing ${hash}: ${describeError(err)}`);
     }
   };
+}
+
+/** What wakes it (key: the namespace): a change to what serves any model, the routing ConfigMap, the service Deployment. */
+export function setupRoutingController(mgr: ControllerManager): Controller {
+  const { cache, config } = mgr.ctx;
+  const namespace = (o: { metadata?: { namespace?: string } }) => o.metadata?.namespace;
+  return mgr
+    .controller('routing', 1, routingReconciler(mgr.ctx), () => [config.NAMESPACE])
+    .watch(cache.modelVersions, (mv, old, event) => (event === 'update' && old && !servingInputsChanged(old, mv) ? undefined : namespace(mv)))
+    .watch(cache.routing, namespace)
+    .watch(cache.deployments, namespace);
 }

@@ -1,25 +1,25 @@
 import { describeError, isConflict } from '../../contract/kubernetes-errors.ts';
+import type { Cached, Informer } from './informer.ts';
 import type { Logger } from './log.ts';
 import type { OperatorMetrics, ReconcileResult } from './metrics.ts';
 import { WorkQueue, defaultControllerRateLimiter } from './workqueue.ts';
 import type { RateLimiter } from './workqueue.ts';
 
-// A controller as controller-runtime runs one: a work queue of keys fed by informer events, a fixed
+// A controller as controller-runtime runs one: a work queue of keys fed by informer events (each
+// controller declares what wakes it with watch(), as kubebuilder's SetupWithManager does), a fixed
 // number of workers, and a reconcile per key. The result decides what happens to the key:
 //   returns nothing      → forget its backoff (success)
 //   { requeueAfterMs }   → look again after that long (forget the backoff)
-//   { requeue: true }    → again after its backoff
-//   throws               → again after its backoff (error); a TerminalError is not retried.
+//   throws               → again after its backoff (error)
 
 export interface Result {
-  requeue?: boolean;
   requeueAfterMs?: number;
 }
 
-export type Reconcile = (key: string) => Promise<Result | void>;
+export type Reconcile = (key: string) => Promise<Result | undefined>;
 
-/** An error retrying cannot fix (the object itself is wrong); logged and counted, not requeued. */
-export class TerminalError extends Error {}
+/** The keys an informer event wakes (none, one or several): a map function with its predicates. */
+export type WatchMap<T> = (obj: T, old: T | undefined, event: 'add' | 'update' | 'delete') => Iterable<string> | string | undefined;
 
 export interface ControllerOptions {
   name: string;
@@ -48,6 +48,20 @@ export class Controller {
 
   enqueue(key: string): void {
     this.queue.add(key);
+  }
+
+  /** Feeds the queue from an informer's events, through `map`. */
+  watch<T extends Cached>(informer: Informer<T>, map: WatchMap<T>): this {
+    const enqueue = (keys: Iterable<string> | string | undefined) => {
+      if (typeof keys === 'string') this.enqueue(keys);
+      else for (const key of keys ?? []) this.enqueue(key);
+    };
+    informer.on({
+      add: (obj) => enqueue(map(obj, undefined, 'add')),
+      update: (obj, old) => enqueue(map(obj, old, 'update')),
+      delete: (obj) => enqueue(map(obj, undefined, 'delete')),
+    });
+    return this;
   }
 
   /** Starts the workers (once); keys queued before are handled now. */
@@ -81,28 +95,19 @@ export class Controller {
         this.queue.forget(key);
         this.queue.addAfter(key, r.requeueAfterMs);
         result = 'requeue_after';
-      } else if (r?.requeue) {
-        this.queue.addRateLimited(key);
-        result = 'requeue';
       } else {
         this.queue.forget(key);
       }
     } catch (err) {
       result = 'error';
       metrics.reconcileErrors.inc({ controller });
-      if (err instanceof TerminalError) {
-        metrics.terminalReconcileErrors.inc({ controller });
-        this.queue.forget(key);
-        this.log.error('reconcile failed; not retrying', { key, error: describeError(err) });
-      } else {
-        this.queue.addRateLimited(key);
-        // A conflict only means the cache was behind: the next try reads the newer object.
-        (isConflict(err) ? this.log.debug : this.log.warn)('reconcile failed; retrying', {
-          key,
-          error: describeError(err),
-          retries: this.queue.numRequeues(key),
-        });
-      }
+      this.queue.addRateLimited(key);
+      // A conflict only means the cache was behind: the next try reads the newer object.
+      (isConflict(err) ? this.log.debug : this.log.warn)('reconcile failed; retrying', {
+        key,
+        error: describeError(err),
+        retries: this.queue.numRequeues(key),
+      });
     } finally {
       this.queue.done(key);
       metrics.activeWorkers.dec({ controller });

@@ -40,9 +40,11 @@ export class EventRecorder {
     const m = target.metadata ?? {};
     if (!m.name || !m.namespace) return;
     this.log.debug('event', { kind: target.kind, name: m.name, type, reason, message });
-    this.pending = this.pending.then(() => this.write(target, type, reason, message)).catch((err: unknown) => {
-      this.log.warn('could not record an event', { reason, object: `${target.kind}/${m.name}`, error: describeError(err) });
-    });
+    this.pending = this.pending
+      .then(() => this.write(target, type, reason, message))
+      .catch((err: unknown) => {
+        this.log.warn('could not record an event', { reason, object: `${target.kind}/${m.name}`, error: describeError(err) });
+      });
   }
 
   /** Resolves when the events recorded so far are written (or failed). */

@@ -64,7 +64,14 @@ export class Informer<T extends Cached> {
       setImmediate(() => this.markSynced());
       return result;
     };
-    this.lw = new ListWatch<KubernetesObject>(opts.path, new Watch(opts.kc), list as () => Promise<KubernetesListObject<KubernetesObject>>, false, opts.labelSelector, opts.fieldSelector);
+    this.lw = new ListWatch<KubernetesObject>(
+      opts.path,
+      new Watch(opts.kc),
+      list as () => Promise<KubernetesListObject<KubernetesObject>>,
+      false,
+      opts.labelSelector,
+      opts.fieldSelector,
+    );
     this.lw.on(ADD, (o) => {
       const obj = o as T;
       this.previous.set(keyOf(obj), obj);

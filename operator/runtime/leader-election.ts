@@ -31,10 +31,14 @@ export interface LeaderElectionOptions {
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
   });
 
 export class LeaderElector {
@@ -142,7 +146,8 @@ export class LeaderElector {
     try {
       this.lease = await kube.coordination.replaceNamespacedLease({ name, namespace, body: lease });
       this.observe(this.lease);
-      if (!mine) this.log.info(holder ? 'took over the lease from a holder that stopped renewing it' : 'took the free lease', { previous: holder || undefined });
+      if (!mine)
+        this.log.info(holder ? 'took over the lease from a holder that stopped renewing it' : 'took the free lease', { previous: holder || undefined });
       return true;
     } catch (err) {
       if (!isConflict(err)) this.log.info('could not update the lease', { error: describeError(err) });

@@ -18,12 +18,14 @@ export function createLogger(
   base: Record<string, unknown> = {},
   write: (line: string) => void = (l) => process.stderr.write(l),
 ): Logger {
-  const at = (lvl: LogLevel) => (msg: string, fields: Record<string, unknown> = {}) => {
-    if (ORDER[lvl] > ORDER[level]) return;
-    const extra: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(fields)) extra[k] = v instanceof Error ? v.message : v;
-    write(JSON.stringify({ level: lvl, ts: new Date().toISOString(), logger: name, msg, ...base, ...extra }) + '\n');
-  };
+  const at =
+    (lvl: LogLevel) =>
+    (msg: string, fields: Record<string, unknown> = {}) => {
+      if (ORDER[lvl] > ORDER[level]) return;
+      const extra: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(fields)) extra[k] = v instanceof Error ? v.message : v;
+      write(`${JSON.stringify({ level: lvl, ts: new Date().toISOString(), logger: name, msg, ...base, ...extra })}\n`);
+    };
   return {
     error: at('error'),
     warn: at('warn'),

@@ -4,10 +4,13 @@ import type { WorkQueue, WorkqueueMetrics } from './workqueue.ts';
 // The operator's metrics under controller-runtime's and client-go's names, so dashboards and alerts
 // written for Go operators (kubebuilder's, KServe's) read these too.
 
-const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 4.5, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60];
+const LATENCY_BUCKETS = [
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 4.5, 5, 6, 7, 8, 9, 10,
+  15, 20, 25, 30, 40, 50, 60,
+];
 const QUEUE_BUCKETS = [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1, 10, 100, 1000];
 
-export type ReconcileResult = 'success' | 'error' | 'requeue' | 'requeue_after';
+export type ReconcileResult = 'success' | 'error' | 'requeue_after';
 
 export class OperatorMetrics {
   readonly registry = new Registry();
@@ -22,13 +25,6 @@ export class OperatorMetrics {
   readonly reconcileErrors = new Counter({
     name: 'controller_runtime_reconcile_errors_total',
     help: 'Total number of reconciliation errors per controller',
-    labelNames: ['controller'] as const,
-    registers: [this.registry],
-  });
-
-  readonly terminalReconcileErrors = new Counter({
-    name: 'controller_runtime_terminal_reconcile_errors_total',
-    help: 'Total number of terminal reconciliation errors per controller (not retried)',
     labelNames: ['controller'] as const,
     registers: [this.registry],
   });
@@ -55,9 +51,24 @@ export class OperatorMetrics {
     registers: [this.registry],
   });
 
-  readonly depth = new Gauge({ name: 'workqueue_depth', help: 'Current depth of workqueue', labelNames: ['name', 'controller'] as const, registers: [this.registry] });
-  readonly adds = new Counter({ name: 'workqueue_adds_total', help: 'Total number of adds handled by workqueue', labelNames: ['name', 'controller'] as const, registers: [this.registry] });
-  readonly retries = new Counter({ name: 'workqueue_retries_total', help: 'Total number of retries handled by workqueue', labelNames: ['name', 'controller'] as const, registers: [this.registry] });
+  readonly depth = new Gauge({
+    name: 'workqueue_depth',
+    help: 'Current depth of workqueue',
+    labelNames: ['name', 'controller'] as const,
+    registers: [this.registry],
+  });
+  readonly adds = new Counter({
+    name: 'workqueue_adds_total',
+    help: 'Total number of adds handled by workqueue',
+    labelNames: ['name', 'controller'] as const,
+    registers: [this.registry],
+  });
+  readonly retries = new Counter({
+    name: 'workqueue_retries_total',
+    help: 'Total number of retries handled by workqueue',
+    labelNames: ['name', 'controller'] as const,
+    registers: [this.registry],
+  });
   readonly queueDuration = new Histogram({
     name: 'workqueue_queue_duration_seconds',
     help: 'How long in seconds an item stays in workqueue before being requested',
@@ -77,7 +88,7 @@ export class OperatorMetrics {
 
   readonly unfinishedWork = new Gauge({
     name: 'workqueue_unfinished_work_seconds',
-    help: 'How many seconds of work has been done that is in progress and hasn\'t been observed by work_duration',
+    help: "How many seconds of work has been done that is in progress and hasn't been observed by work_duration",
     labelNames: ['name', 'controller'] as const,
     registers: [this.registry],
     collect: () => {
@@ -163,7 +174,6 @@ export class OperatorMetrics {
     this.maxConcurrentReconciles.set({ controller }, workers);
     this.activeWorkers.set({ controller }, 0);
     this.reconcileErrors.inc({ controller }, 0);
-    this.terminalReconcileErrors.inc({ controller }, 0);
-    for (const result of ['success', 'error', 'requeue', 'requeue_after'] as const) this.reconcileTotal.inc({ controller, result }, 0);
+    for (const result of ['success', 'error', 'requeue_after'] as const) this.reconcileTotal.inc({ controller, result }, 0);
   }
 }

@@ -20,8 +20,18 @@ export async function startProbeServer(opts: { host: string; port: number; regis
   const report = (checks: Check[], verbose: boolean) => {
     const results = checks.map((c) => ({ name: c.name, ok: safe(c) }));
     const ok = results.every((r) => r.ok);
-    const lines = verbose ? results.map((r) => `[${r.ok ? '+' : '-'}]${r.name} ${r.ok ? 'ok' : 'failed'}`).join('\n') + '\n' : '';
-    return { status: ok ? 200 : 503, body: `${lines}${ok ? 'ok' : `failed: ${results.filter((r) => !r.ok).map((r) => r.name).join(', ')}`}\n` };
+    const lines = verbose ? `${results.map((r) => `[${r.ok ? '+' : '-'}]${r.name} ${r.ok ? 'ok' : 'failed'}`).join('\n')}\n` : '';
+    return {
+      status: ok ? 200 : 503,
+      body: `${lines}${
+        ok
+          ? 'ok'
+          : `failed: ${results
+              .filter((r) => !r.ok)
+              .map((r) => r.name)
+              .join(', ')}`
+      }\n`,
+    };
   };
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://probe');

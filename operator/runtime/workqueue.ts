@@ -217,10 +217,6 @@ export class WorkQueue {
     return this.waiting.size;
   }
 
-  isShuttingDown(): boolean {
-    return this.shutdown;
-  }
-
   /** Seconds of work in progress and not yet done (client-go's unfinished_work_seconds). */
   unfinishedWorkSeconds(): number {
     const now = performance.now();

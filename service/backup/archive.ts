@@ -34,7 +34,8 @@ const READ_CHUNK = 1024 * 1024;
 // Whole store: analytics-backup-<ts>.tar.gz; one model: analytics-backup-<model>-<ts>.tar.gz. The
 // timestamp is always the last part (before an optional counter) and holds an upper-case T and Z,
 // which no model name can, so a name parses one way only.
-const ARCHIVE_NAME = /^analytics-backup-(?:([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)-)?(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(?:\.(\d{3}))?Z(?:-(\d+))?\.tar\.gz$/;
+const ARCHIVE_NAME =
+  /^analytics-backup-(?:([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)-)?(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(?:\.(\d{3}))?Z(?:-(\d+))?\.tar\.gz$/;
 /** Unfinished archives: written under this name, renamed when complete; never listed. */
 export const PARTIAL_NAME = /^\.analytics-backup-.*\.partial$/;
 
@@ -72,7 +73,8 @@ export function parseArchiveName(name: string): { created: Date; counter: number
   if (!m) return undefined;
   const [, model, y, mo, d, h, mi, s, ms, counter] = m;
   const created = new Date(Date.UTC(+y!, +mo! - 1, +d!, +h!, +mi!, +s!, ms ? +ms : 0));
-  if (Number.isNaN(created.getTime()) || archiveName(created, { milliseconds: ms !== undefined, counter: counter ? +counter : 0, model }) !== name) return undefined;
+  if (Number.isNaN(created.getTime()) || archiveName(created, { milliseconds: ms !== undefined, counter: counter ? +counter : 0, model }) !== name)
+    return undefined;
   return { created, counter: counter ? +counter : 0, model };
 }
 
@@ -80,7 +82,7 @@ export function parseArchiveName(name: string): { created: Date; counter: number
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 
-export const ManifestSchema = z
+const ManifestSchema = z
   .object({
     format: z.literal(FORMAT),
     formatVersion: z.union([z.literal(FORMAT_VERSION), z.literal(MODEL_FORMAT_VERSION)]),
@@ -106,7 +108,11 @@ export const ManifestSchema = z
     const models = m.model === undefined ? MODELS_PREFIX : modelPrefix(m.model);
     for (const [i, src] of m.sources.entries())
       if (src.archivePath !== (src.name === 'models' ? models : REDIS_PREFIX))
-        ctx.addIssue({ code: 'custom', path: ['sources', i, 'archivePath'], message: `must be ${src.name === 'models' ? models : REDIS_PREFIX} for the ${src.name} source` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sources', i, 'archivePath'],
+          message: `must be ${src.name === 'models' ? models : REDIS_PREFIX} for the ${src.name} source`,
+        });
   });
 
 export type Manifest = z.infer<typeof ManifestSchema>;
@@ -125,7 +131,10 @@ const TOP_DIRECTORIES = new Set(['models', MODELS_PREFIX, REDIS_PREFIX]);
 export function checkEntry(rawPath: string, type: string): string {
   const show = JSON.stringify(rawPath);
   if (!FILE_TYPES.has(type) && type !== 'Directory')
-    throw new BackupError('UNSAFE', `entry ${show} is a ${type === 'SymbolicLink' ? 'symbolic link' : type === 'Link' ? 'hard link' : type} entry; only files and folders are restored`);
+    throw new BackupError(
+      'UNSAFE',
+      `entry ${show} is a ${type === 'SymbolicLink' ? 'symbolic link' : type === 'Link' ? 'hard link' : type} entry; only files and folders are restored`,
+    );
   if (rawPath.includes('\0') || rawPath.includes('\\')) throw new BackupError('UNSAFE', `entry ${show} has a NUL or backslash in its path`);
   if (rawPath.startsWith('/') || /^[A-Za-z]:/.test(rawPath)) throw new BackupError('UNSAFE', `entry ${show} has an absolute path`);
   const path = type === 'Directory' && rawPath.endsWith('/') ? rawPath.slice(0, -1) : rawPath;
@@ -143,13 +152,16 @@ export function checkEntry(rawPath: string, type: string): string {
  * models/production/<model>/, or redis/ when the archive holds Redis data; the folders above them
  * are allowed. A whole-store archive passes everything checkEntry passed.
  */
-export function checkScope(path: string, type: string, manifest: Pick<Manifest, 'model' | 'sources'>): void {
+function checkScope(path: string, type: string, manifest: Pick<Manifest, 'model' | 'sources'>): void {
   if (manifest.model === undefined || path === MANIFEST_NAME) return;
   const prefix = modelPrefix(manifest.model);
   const redis = manifest.sources.some((s) => s.name === 'redis');
   if (path.startsWith(`${prefix}/`) || (redis && path.startsWith(`${REDIS_PREFIX}/`))) return;
   if (type === 'Directory' && (path === 'models' || path === MODELS_PREFIX || path === prefix || (redis && path === REDIS_PREFIX))) return;
-  throw new BackupError('UNSAFE', `entry ${JSON.stringify(path)} is outside ${prefix}/${redis ? ` and ${REDIS_PREFIX}/` : ''}, in an archive of the model ${manifest.model}`);
+  throw new BackupError(
+    'UNSAFE',
+    `entry ${JSON.stringify(path)} is outside ${prefix}/${redis ? ` and ${REDIS_PREFIX}/` : ''}, in an archive of the model ${manifest.model}`,
+  );
 }
 
 /** With an expected model, the manifest must be a per-model archive of it. */
@@ -181,14 +193,18 @@ function parseManifest(bytes: Buffer): Manifest {
   const parsed = ManifestSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new BackupError('CORRUPT', `${MANIFEST_NAME} is not an ${FORMAT} manifest of format version ${FORMAT_VERSION} or ${MODEL_FORMAT_VERSION}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new BackupError(
+      'CORRUPT',
+      `${MANIFEST_NAME} is not an ${FORMAT} manifest of format version ${FORMAT_VERSION} or ${MODEL_FORMAT_VERSION}: ${issue.path.join('.') || '(root)'}: ${issue.message}`,
+    );
   }
   const manifest = parsed.data;
   const seen = new Set<string>();
   for (const p of [...manifest.directories.map((d) => ({ path: d, type: 'Directory' })), ...manifest.files.map((f) => ({ path: f.path, type: 'File' }))]) {
     const normal = checkEntry(p.path, p.type);
     checkScope(normal, p.type, manifest);
-    if (normal !== p.path || normal === MANIFEST_NAME) throw new BackupError('UNSAFE', `${MANIFEST_NAME} lists the path ${JSON.stringify(p.path)}, which no archive may hold`);
+    if (normal !== p.path || normal === MANIFEST_NAME)
+      throw new BackupError('UNSAFE', `${MANIFEST_NAME} lists the path ${JSON.stringify(p.path)}, which no archive may hold`);
     if (seen.has(normal)) throw new BackupError('CORRUPT', `${MANIFEST_NAME} lists ${JSON.stringify(normal)} twice`);
     seen.add(normal);
   }
@@ -239,7 +255,8 @@ export async function verifyArchive(file: string): Promise<VerifiedArchive> {
     if (failure !== undefined) return void entry.resume();
     try {
       const path = checkEntry(entry.path, entry.type);
-      if (first !== (path === MANIFEST_NAME)) throw new BackupError('CORRUPT', first ? `the first entry is ${JSON.stringify(path)}, not ${MANIFEST_NAME}` : `${MANIFEST_NAME} appears twice`);
+      if (first !== (path === MANIFEST_NAME))
+        throw new BackupError('CORRUPT', first ? `the first entry is ${JSON.stringify(path)}, not ${MANIFEST_NAME}` : `${MANIFEST_NAME} appears twice`);
       if (first) {
         if (entry.size > MAX_MANIFEST_BYTES) throw new BackupError('CORRUPT', `${MANIFEST_NAME} is ${entry.size} bytes, larger than any real manifest`);
         const chunks: Buffer[] = [];
@@ -261,18 +278,21 @@ export async function verifyArchive(file: string): Promise<VerifiedArchive> {
       if (seen.has(path)) throw new BackupError('CORRUPT', `entry ${JSON.stringify(path)} appears twice`);
       seen.add(path);
       if (entry.type === 'Directory') {
-        if (!directories.has(path) && !TOP_DIRECTORIES.has(path)) throw new BackupError('CORRUPT', `folder entry ${JSON.stringify(path)} is not in ${MANIFEST_NAME}`);
+        if (!directories.has(path) && !TOP_DIRECTORIES.has(path))
+          throw new BackupError('CORRUPT', `folder entry ${JSON.stringify(path)} is not in ${MANIFEST_NAME}`);
         return void entry.resume();
       }
       const listed = files.get(path);
       if (!listed) throw new BackupError('CORRUPT', `entry ${JSON.stringify(path)} is not in ${MANIFEST_NAME}`);
-      if (listed.size !== entry.size) throw new BackupError('CHECKSUM', `entry ${JSON.stringify(path)} is ${entry.size} bytes, ${MANIFEST_NAME} says ${listed.size}`);
+      if (listed.size !== entry.size)
+        throw new BackupError('CHECKSUM', `entry ${JSON.stringify(path)} is ${entry.size} bytes, ${MANIFEST_NAME} says ${listed.size}`);
       const hash = createHash('sha256');
       entry.on('data', (c: Buffer) => hash.update(c));
       entry.on('end', () => {
         if (failure !== undefined) return;
         const actual = hash.digest('hex');
-        if (actual !== listed.sha256) fail(new BackupError('CHECKSUM', `checksum mismatch for ${path}: sha256 ${actual}, ${MANIFEST_NAME} says ${listed.sha256}`));
+        if (actual !== listed.sha256)
+          fail(new BackupError('CHECKSUM', `checksum mismatch for ${path}: sha256 ${actual}, ${MANIFEST_NAME} says ${listed.sha256}`));
       });
     } catch (err) {
       entry.resume();
@@ -301,7 +321,8 @@ export async function verifyArchive(file: string): Promise<VerifiedArchive> {
   }
   if (!manifest) throw new BackupError('CORRUPT', `archive ${file} holds no ${MANIFEST_NAME}`);
   for (const path of [...files.keys(), ...directories])
-    if (!seen.has(path)) throw new BackupError('CORRUPT', `archive ${file}: ${JSON.stringify(path)} is in ${MANIFEST_NAME} but not in the archive (truncated?)`);
+    if (!seen.has(path))
+      throw new BackupError('CORRUPT', `archive ${file}: ${JSON.stringify(path)} is in ${MANIFEST_NAME} but not in the archive (truncated?)`);
   return { manifest, archiveBytes };
 }
 

@@ -2,7 +2,10 @@ import { parseArgs } from 'node:util';
 import type { CliCommand, CliIO } from '../cli/cli.ts';
 import { configSchema } from '../config.ts';
 import { figures } from '../../contract/figures.ts';
-import { checkModelName, createBackup, DEFAULT_REDIS_DATA_DIR, listAllBackups, listBackups, pruneBackups, resolveArchive, resolveRedisDataDir, verifyBackup } from './backup.ts';
+import { createBackup, DEFAULT_REDIS_DATA_DIR, resolveRedisDataDir } from './create.ts';
+import { checkModelName, listAllBackups, listBackups, resolveArchive } from './list.ts';
+import { pruneBackups } from './prune.ts';
+import { verifyBackup } from './verify.ts';
 import { BackupError, oneLine } from './errors.ts';
 import { formatBytes } from './format.ts';
 import { restoreBackup } from './restore.ts';
@@ -90,13 +93,15 @@ function settings(values: Values, env: NodeJS.ProcessEnv): Settings {
   const retentionText = values['retention-days'] ?? env.BACKUP_RETENTION_DAYS;
   let retentionDays: number = figures.backup.retentionDays;
   if (retentionText !== undefined && retentionText !== '') {
-    if (!/^\d+$/.test(retentionText.trim())) throw new BackupError('USAGE', `--retention-days (or BACKUP_RETENTION_DAYS) must be a whole number of days, not "${retentionText}"`);
+    if (!/^\d+$/.test(retentionText.trim()))
+      throw new BackupError('USAGE', `--retention-days (or BACKUP_RETENTION_DAYS) must be a whole number of days, not "${retentionText}"`);
     retentionDays = Number(retentionText.trim());
   }
   if (modelsDir === '') throw new BackupError('USAGE', '--models-dir (or MODELS_DIR) is empty');
   const model = values.model;
   if (model !== undefined) checkModelName(model);
-  if (values['include-redis'] && model === undefined) throw new BackupError('USAGE', '--include-redis goes with --model (a whole-store archive holds the Redis data folder whenever one is configured)');
+  if (values['include-redis'] && model === undefined)
+    throw new BackupError('USAGE', '--include-redis goes with --model (a whole-store archive holds the Redis data folder whenever one is configured)');
   return { dest: dest || undefined, modelsDir, redisDir, retentionDays, model };
 }
 
@@ -105,8 +110,12 @@ function needDest(s: Settings): string {
   return s.dest;
 }
 
-const json = (value: unknown) => JSON.stringify(value, null, 2) + '\n';
-const utc = (d: Date | string) => new Date(d).toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, 'Z');
+const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+const utc = (d: Date | string) =>
+  new Date(d)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d{3}Z$/, 'Z');
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 async function run(sub: string, positionals: string[], values: Values, io: CliIO): Promise<number> {
@@ -114,7 +123,14 @@ async function run(sub: string, positionals: string[], values: Values, io: CliIO
   const out = io.stdout;
   switch (sub) {
     case 'create': {
-      const r = await createBackup({ dest: needDest(s), modelsDir: s.modelsDir, redisDir: s.redisDir, model: s.model, includeRedis: values['include-redis'], signal: io.signal });
+      const r = await createBackup({
+        dest: needDest(s),
+        modelsDir: s.modelsDir,
+        redisDir: s.redisDir,
+        model: s.model,
+        includeRedis: values['include-redis'],
+        signal: io.signal,
+      });
       for (const w of r.warnings) io.stderr(`warning: ${w}\n`);
       if (values.json) out(json(r));
       else
@@ -129,7 +145,13 @@ async function run(sub: string, positionals: string[], values: Values, io: CliIO
       const archives = await listBackups(dest, { model: s.model });
       const rows: Array<{ name: string; path: string; created: string; sizeBytes: number; model?: string; verified?: boolean; error?: string }> = [];
       for (const a of archives) {
-        const row: (typeof rows)[number] = { name: a.name, path: a.path, created: a.created.toISOString(), sizeBytes: a.sizeBytes, ...(a.model !== undefined ? { model: a.model } : {}) };
+        const row: (typeof rows)[number] = {
+          name: a.name,
+          path: a.path,
+          created: a.created.toISOString(),
+          sizeBytes: a.sizeBytes,
+          ...(a.model !== undefined ? { model: a.model } : {}),
+        };
         if (values.verify) {
           try {
             await verifyBackup(a.path, { model: s.model });
@@ -147,7 +169,7 @@ async function run(sub: string, positionals: string[], values: Values, io: CliIO
         const lines = rows.map((r) => [utc(r.created), formatBytes(r.sizeBytes), r.name, ...(values.verify ? [r.verified ? 'ok' : `FAILED: ${r.error}`] : [])]);
         const header = ['CREATED (UTC)', 'SIZE', 'NAME', ...(values.verify ? ['VERIFIED'] : [])];
         const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (i < l.length - 1 ? l[i]!.length : 0))));
-        for (const l of [header, ...lines]) out(l.map((c, i) => (i < l.length - 1 ? c.padEnd(widths[i]!) : c)).join('  ') + '\n');
+        for (const l of [header, ...lines]) out(`${l.map((c, i) => (i < l.length - 1 ? c.padEnd(widths[i]!) : c)).join('  ')}\n`);
       }
       if (!values.json && s.model === undefined) {
         const models = [...new Set((await listAllBackups(dest)).flatMap((a) => (a.model !== undefined ? [a.model] : [])))].sort();
@@ -159,7 +181,10 @@ async function run(sub: string, positionals: string[], values: Values, io: CliIO
       const path = await resolveArchive(positionals[0], { dest: s.dest, latest: values.latest, model: s.model });
       const r = await verifyBackup(path, { model: s.model });
       if (values.json) out(json({ ...r, verified: true }));
-      else out(`ok ${r.path}: ${r.model !== undefined ? `model ${r.model}, ` : ''}${r.files} files, ${formatBytes(r.bytes)} of data, created ${utc(r.created)}, every checksum matches\n`);
+      else
+        out(
+          `ok ${r.path}: ${r.model !== undefined ? `model ${r.model}, ` : ''}${r.files} files, ${formatBytes(r.bytes)} of data, created ${utc(r.created)}, every checksum matches\n`,
+        );
       return 0;
     }
     case 'restore': {
@@ -189,7 +214,9 @@ async function run(sub: string, positionals: string[], values: Values, io: CliIO
         );
       else {
         for (const a of r.deleted) out(`${values['dry-run'] ? 'would delete' : 'deleted'} ${a.name}\n`);
-        out(`kept ${r.kept.length} archive${r.kept.length === 1 ? '' : 's'}${s.model !== undefined ? ` of the model ${s.model}` : ''} (retention ${s.retentionDays} days, cutoff ${utc(r.cutoff)}${r.kept[0] ? `, newest ${r.kept[0].name}` : ''})\n`);
+        out(
+          `kept ${r.kept.length} archive${r.kept.length === 1 ? '' : 's'}${s.model !== undefined ? ` of the model ${s.model}` : ''} (retention ${s.retentionDays} days, cutoff ${utc(r.cutoff)}${r.kept[0] ? `, newest ${r.kept[0].name}` : ''})\n`,
+        );
       }
       return 0;
     }
@@ -204,7 +231,7 @@ export const backupCommand: CliCommand = {
     const prefix = `analytics-api backup${sub && !sub.startsWith('-') ? ` ${sub}` : ''}`;
     try {
       if (sub === undefined || sub === '-h' || sub === '--help' || sub === 'help') {
-        (sub === undefined ? io.stderr : io.stdout)(HELP + '\n');
+        (sub === undefined ? io.stderr : io.stdout)(`${HELP}\n`);
         return sub === undefined ? 2 : 0;
       }
       if (!(sub in ALLOWED)) throw new BackupError('USAGE', `unknown subcommand "${sub}"; use create, list, verify, restore or prune`);
@@ -216,7 +243,7 @@ export const backupCommand: CliCommand = {
       }
       const values = parsed.values as Values;
       if (values.help) {
-        io.stdout(HELP + '\n');
+        io.stdout(`${HELP}\n`);
         return 0;
       }
       for (const name of Object.keys(values) as OptionName[])

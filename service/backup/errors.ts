@@ -47,7 +47,11 @@ export function destinationError(err: unknown, dest: string, what = 'the backup 
       return new BackupError('DESTINATION', `${what} ${dest} is on a read-only file system (EROFS)`, { cause: err });
     case 'ENOSPC':
     case 'EDQUOT':
-      return new BackupError('NO_SPACE', `no space left in ${what} ${dest} (${code}); the unfinished archive was removed; free space, prune old archives or pass another --dest`, { cause: err });
+      return new BackupError(
+        'NO_SPACE',
+        `no space left in ${what} ${dest} (${code}); the unfinished archive was removed; free space, prune old archives or pass another --dest`,
+        { cause: err },
+      );
     default:
       return new BackupError('IO', `writing to ${what} ${dest} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
   }

@@ -34,7 +34,7 @@ export interface RestoreOptions {
   signal?: AbortSignal | undefined;
 }
 
-export interface RestoredPart {
+interface RestoredPart {
   name: 'models' | 'redis';
   target: string;
   files: number;
@@ -87,7 +87,8 @@ async function prepare(name: Part['name'], prefix: string, target: string, manif
     try {
       await mkdir(staging, { mode: 0o700 });
     } catch (err) {
-      if (!targetStat || !NO_WRITE.has(errnoCode(err) ?? '')) throw new BackupError('RESTORE', `cannot create a folder beside ${target}: ${(err as Error).message}`, { cause: err });
+      if (!targetStat || !NO_WRITE.has(errnoCode(err) ?? ''))
+        throw new BackupError('RESTORE', `cannot create a folder beside ${target}: ${(err as Error).message}`, { cause: err });
       swap = 'contents';
     }
   }
@@ -126,7 +127,8 @@ async function extractPart(archive: string, part: Part): Promise<void> {
     });
   } catch (err) {
     const code = errnoCode(err);
-    if (code === 'ENOSPC' || code === 'EDQUOT') throw new BackupError('NO_SPACE', `no space left while restoring into ${part.target} (${code}); nothing was changed`, { cause: err });
+    if (code === 'ENOSPC' || code === 'EDQUOT')
+      throw new BackupError('NO_SPACE', `no space left while restoring into ${part.target} (${code}); nothing was changed`, { cause: err });
     throw new BackupError('CORRUPT', `extracting ${part.prefix}/ from ${archive} failed: ${(err as Error).message}; nothing was changed`, { cause: err });
   }
 }
@@ -149,7 +151,8 @@ async function checkStaged(part: Part): Promise<void> {
       const fh = await open(absolute, 'r');
       try {
         if ((await fh.stat()).size !== listed.size) throw new BackupError('CHECKSUM', `extracted ${listed.path} has the wrong size; nothing was changed`);
-        if ((await readExactly(fh, listed.size)) !== listed.sha256) throw new BackupError('CHECKSUM', `checksum mismatch for extracted ${listed.path}; nothing was changed`);
+        if ((await readExactly(fh, listed.size)) !== listed.sha256)
+          throw new BackupError('CHECKSUM', `checksum mismatch for extracted ${listed.path}; nothing was changed`);
         await fh.sync();
       } finally {
         await fh.close();
@@ -253,7 +256,9 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
       try {
         undos.push(await swapIn(part));
       } catch (err) {
-        throw new BackupError('RESTORE', `swapping the restored folder into ${part.target} failed: ${(err as Error).message}; nothing was changed`, { cause: err });
+        throw new BackupError('RESTORE', `swapping the restored folder into ${part.target} failed: ${(err as Error).message}; nothing was changed`, {
+          cause: err,
+        });
       }
     }
   } catch (err) {
@@ -261,7 +266,8 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     for (const part of parts) await rm(part.staging, { recursive: true, force: true }).catch(() => undefined);
     if (err instanceof BackupError) throw err;
     const code = errnoCode(err);
-    if (code === 'ENOSPC' || code === 'EDQUOT') throw new BackupError('NO_SPACE', `no space left while restoring (${code}); nothing was changed`, { cause: err });
+    if (code === 'ENOSPC' || code === 'EDQUOT')
+      throw new BackupError('NO_SPACE', `no space left while restoring (${code}); nothing was changed`, { cause: err });
     throw new BackupError('RESTORE', `restore failed: ${(err as Error).message}; nothing was changed`, { cause: err });
   }
   for (const part of parts) {

@@ -1,12 +1,19 @@
 import { existsSync } from 'node:fs';
 import { figures } from '../../contract/figures.ts';
-import { createBackup, pruneBackups, type BackupLog, type CreateResult } from './backup.ts';
+import { createBackup, type CreateResult } from './create.ts';
+import { pruneBackups } from './prune.ts';
 import { every, parseSchedule } from './schedule.ts';
 import { BackupError, oneLine } from './errors.ts';
 
 // Scheduled backups inside the standalone service (docker compose, `make run`): at each time of
 // a cron expression (UTC), `create` and then, when it succeeded, `prune`. In Kubernetes the
 // operator's CronJobs run the CLI instead.
+
+export interface BackupLog {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
 
 export interface BackupSchedulerOptions {
   /** Five-field cron expression, UTC (default figures.backup.schedule: daily at 02:00). */
@@ -44,12 +51,13 @@ export interface BackupScheduler {
 export function startBackupScheduler(options: BackupSchedulerOptions): BackupScheduler {
   const schedule = parseSchedule(options.schedule ?? figures.backup.schedule);
   const retentionDays = options.retentionDays ?? figures.backup.retentionDays;
-  if (!Number.isInteger(retentionDays) || retentionDays < 0) throw new BackupError('USAGE', `the backup retention must be a whole number of days, not ${retentionDays}`);
+  if (!Number.isInteger(retentionDays) || retentionDays < 0)
+    throw new BackupError('USAGE', `the backup retention must be a whole number of days, not ${retentionDays}`);
   const { log } = options;
   let running: Promise<ScheduledRun> | undefined;
 
   const run = (): Promise<ScheduledRun> => {
-    if (running) return running;
+    if (running !== undefined) return running;
     const startedAt = new Date();
     const t0 = performance.now();
     running = (async (): Promise<ScheduledRun> => {
@@ -60,11 +68,25 @@ export function startBackupScheduler(options: BackupSchedulerOptions): BackupSch
         const pruned = await pruneBackups({ dest: options.dest, retentionDays });
         result = { ok: true, startedAt, durationMs: performance.now() - t0, archive, pruned: pruned.deleted.map((a) => a.name) };
         log.info(
-          { archive: archive.path, files: archive.files, bytes: archive.bytes, sizeBytes: archive.sizeBytes, durationMs: Math.round(result.durationMs), pruned: result.pruned, kept: pruned.kept.length },
+          {
+            archive: archive.path,
+            files: archive.files,
+            bytes: archive.bytes,
+            sizeBytes: archive.sizeBytes,
+            durationMs: Math.round(result.durationMs),
+            pruned: result.pruned,
+            kept: pruned.kept.length,
+          },
           'scheduled backup created',
         );
       } catch (err) {
-        result = { ok: false, startedAt, durationMs: performance.now() - t0, error: oneLine(err), ...(err instanceof BackupError ? { errorCode: err.code } : {}) };
+        result = {
+          ok: false,
+          startedAt,
+          durationMs: performance.now() - t0,
+          error: oneLine(err),
+          ...(err instanceof BackupError ? { errorCode: err.code } : {}),
+        };
         log.error({ error: result.error, code: result.errorCode, dest: options.dest }, 'scheduled backup failed');
       }
       try {
@@ -80,7 +102,7 @@ export function startBackupScheduler(options: BackupSchedulerOptions): BackupSch
   };
 
   const timer = every(schedule, () => {
-    if (running) log.warn({ schedule }, 'scheduled backup skipped: the previous one is still running');
+    if (running !== undefined) log.warn({ schedule }, 'scheduled backup skipped: the previous one is still running');
     else void run();
   });
 
@@ -94,7 +116,7 @@ export function startBackupScheduler(options: BackupSchedulerOptions): BackupSch
     runNow: run,
     async stop() {
       timer.stop();
-      if (running) await running;
+      if (running !== undefined) await running;
     },
   };
 }

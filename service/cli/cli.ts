@@ -19,7 +19,7 @@ export interface CliCommand {
   run(args: string[], io: CliIO): Promise<number>;
 }
 
-export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
+const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
 
 const commands: Record<string, { summary: string; load: () => Promise<CliCommand> }> = {
   backup: {
@@ -31,7 +31,6 @@ const commands: Record<string, { summary: string; load: () => Promise<CliCommand
     load: async () => (await import('./import.ts')).importCommand,
   },
 };
-
 
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));
@@ -45,10 +44,22 @@ function usage(): string {
   ].join('\n');
 }
 
+/** The CLI with its input and output given: the process (runProcess below) or a test. */
 export async function main(argv: string[], io: CliIO): Promise<number> {
+  try {
+    return await dispatch(argv, io);
+  } catch (err) {
+    // One line, like every other error; ANALYTICS_API_DEBUG=1 shows the stack.
+    const detail = io.env.ANALYTICS_API_DEBUG ? ((err as Error)?.stack ?? String(err)) : String((err as Error)?.message ?? err).replace(/\s*\n\s*/g, '; ');
+    io.stderr(`analytics-api: unexpected error: ${detail}\n`);
+    return EXIT.failed;
+  }
+}
+
+async function dispatch(argv: string[], io: CliIO): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
-    (name === undefined ? io.stderr : io.stdout)(usage() + '\n');
+    (name === undefined ? io.stderr : io.stdout)(`${usage()}\n`);
     return name === undefined ? EXIT.usage : EXIT.ok;
   }
   if (name === '--version' || name === '-V') {
@@ -80,11 +91,6 @@ export async function runProcess(argv: string[]): Promise<number> {
       env: process.env,
       signal: controller.signal,
     });
-  } catch (err) {
-    // One line, like every other error; ANALYTICS_API_DEBUG=1 shows the stack.
-    const detail = process.env.ANALYTICS_API_DEBUG ? ((err as Error)?.stack ?? String(err)) : String((err as Error)?.message ?? err).replace(/\s*\n\s*/g, '; ');
-    process.stderr.write(`analytics-api: unexpected error: ${detail}\n`);
-    return EXIT.failed;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -96,7 +96,8 @@ function settings(values: Values, env: NodeJS.ProcessEnv): Settings {
   if (!MODEL_NAME.test(model)) throw usage(`--model "${model}": ${MODEL_NAME_RULE}`);
   if (!VERSION_NAME.test(version)) throw usage(`--version "${version}": ${VERSION_NAME_RULE}`);
   const sources = (['file', 'url', 'store-path'] as const).filter((k) => values[k] !== undefined);
-  if (sources.length !== 1) throw usage(`give exactly one of --file, --url, --store-path (got ${sources.length === 0 ? 'none' : sources.map((s) => `--${s}`).join(', ')})`);
+  if (sources.length !== 1)
+    throw usage(`give exactly one of --file, --url, --store-path (got ${sources.length === 0 ? 'none' : sources.map((s) => `--${s}`).join(', ')})`);
   const kind = sources[0]!;
   const value = values[kind]!;
   if (kind === 'url' && !/^https?:\/\//.test(value)) throw usage(`--url "${value}": only http:// and https:// URLs`);
@@ -109,7 +110,8 @@ function settings(values: Values, env: NodeJS.ProcessEnv): Settings {
     } catch {
       throw usage('--features must be a JSON array of names, e.g. \'["a","b"]\'');
     }
-    if (!Array.isArray(features) || !features.every((x) => typeof x === 'string' && x.length > 0)) throw usage('--features must be a JSON array of non-empty strings');
+    if (!Array.isArray(features) || !features.every((x) => typeof x === 'string' && x.length > 0))
+      throw usage('--features must be a JSON array of non-empty strings');
   }
   let metadata: Record<string, unknown> | undefined;
   if (values.metadata !== undefined) {
@@ -147,7 +149,9 @@ async function download(url: string, s: Settings, signal: AbortSignal): Promise<
   } catch (err) {
     if (signal.aborted) throw new ImportError('interrupted', 130);
     const e = err as Error & { cause?: { code?: string; message?: string } };
-    throw new ImportError(`downloading ${url} failed: ${e.name === 'TimeoutError' ? `no answer within ${s.timeoutMs / 1000} s` : (e.cause?.code ?? e.cause?.message ?? e.message)}`);
+    throw new ImportError(
+      `downloading ${url} failed: ${e.name === 'TimeoutError' ? `no answer within ${s.timeoutMs / 1000} s` : (e.cause?.code ?? e.cause?.message ?? e.message)}`,
+    );
   }
   if (!res.ok) throw new ImportError(`downloading ${url} failed: HTTP ${res.status} ${res.statusText}`);
   const declared = Number(res.headers.get('content-length') ?? NaN);
@@ -167,7 +171,8 @@ function storeFile(modelsDir: string, path: string): string {
   const root = resolve(modelsDir);
   const full = resolve(root, path);
   const rel = relative(root, full);
-  if (isAbsolute(path) || rel === '' || rel.startsWith('..') || isAbsolute(rel)) throw usage(`--store-path "${path}" must be a file inside the model store ${root}`);
+  if (isAbsolute(path) || rel === '' || rel.startsWith('..') || isAbsolute(rel))
+    throw usage(`--store-path "${path}" must be a file inside the model store ${root}`);
   return full;
 }
 
@@ -186,7 +191,7 @@ async function readSource(s: Settings, signal: AbortSignal): Promise<Uint8Array>
   }
 }
 
-function resultOf(meta: VersionMetadata, store: ModelStore, alreadyPresent: boolean): ImportResult {
+function resultOf(meta: VersionMetadata, _store: ModelStore, alreadyPresent: boolean): ImportResult {
   return {
     model: meta.name,
     version: meta.version,
@@ -209,10 +214,14 @@ async function importVersion(s: Settings, signal: AbortSignal): Promise<ImportRe
   const canonical = storeFile(store.root, modelFilePath(s.model, s.version));
   const stored = await store.readMetadata(s.model, s.version);
   const conflict = (meta: VersionMetadata) =>
-    new ImportError(`model ${s.model} already has version ${s.version} with sha256 ${meta.sha256}; this file has ${actual}. Versions are immutable: import it as a new version`);
+    new ImportError(
+      `model ${s.model} already has version ${s.version} with sha256 ${meta.sha256}; this file has ${actual}. Versions are immutable: import it as a new version`,
+    );
   if (stored && stored.sha256 !== actual) throw conflict(stored);
   if (!stored && s.source.kind === 'store-path' && storeFile(store.root, s.source.value) === canonical)
-    throw new ImportError(`${s.source.value} has no metadata.json beside it: it was not written by the service; upload it through the API, or import it with --file or --url`);
+    throw new ImportError(
+      `${s.source.value} has no metadata.json beside it: it was not written by the service; upload it through the API, or import it with --file or --url`,
+    );
 
   // Validated exactly as an upload is: parsed, loaded by onnxruntime in a worker, features mapped.
   const pool = new InferencePool({ size: 1 });
@@ -254,15 +263,8 @@ async function writeResult(path: string | undefined, value: unknown): Promise<vo
   await writeFile(path, text);
 }
 
-const processIO = (): CliIO => ({
-  stdout: (t) => process.stdout.write(t),
-  stderr: (t) => process.stderr.write(t),
-  env: process.env,
-  signal: new AbortController().signal,
-});
-
 /** `analytics-api import …` (argv: the arguments after "import"); resolves to the exit code. */
-export async function runImport(argv: string[], io: CliIO = processIO()): Promise<number> {
+export async function runImport(argv: string[], io: CliIO): Promise<number> {
   let resultFile: string | undefined;
   try {
     let parsed;
@@ -273,7 +275,7 @@ export async function runImport(argv: string[], io: CliIO = processIO()): Promis
     }
     const values = parsed.values as Values;
     if (values.help) {
-      io.stdout(HELP + '\n');
+      io.stdout(`${HELP}\n`);
       return 0;
     }
     resultFile = values['result-file'];
@@ -281,7 +283,7 @@ export async function runImport(argv: string[], io: CliIO = processIO()): Promis
     const started = performance.now();
     const result = await importVersion(s, io.signal);
     await writeResult(resultFile, result);
-    if (values.json) io.stdout(JSON.stringify(result, null, 2) + '\n');
+    if (values.json) io.stdout(`${JSON.stringify(result, null, 2)}\n`);
     else
       io.stdout(
         `${result.alreadyPresent ? 'already stored' : 'imported'} ${result.model}@${result.version}: ${result.path} in ${resolve(s.modelsDir)}, ` +
@@ -298,6 +300,6 @@ export async function runImport(argv: string[], io: CliIO = processIO()): Promis
 }
 
 export const importCommand: CliCommand = {
-  summary: 'validate an ONNX model as the service would and store it as a version (the operator\'s import Jobs)',
+  summary: "validate an ONNX model as the service would and store it as a version (the operator's import Jobs)",
   run: (args, io) => runImport(args, io),
 };

@@ -21,7 +21,9 @@ function denial(request: FastifyRequest, token: string | undefined): ServiceErro
     if (!header?.startsWith('Bearer ')) return new ServiceError('UNAUTHORIZED', 'send Authorization: Bearer <API_TOKEN>');
     const given = Buffer.from(header.slice(7).trim());
     const want = Buffer.from(token);
-    return given.length === want.length && timingSafeEqual(given, want) ? undefined : new ServiceError('UNAUTHORIZED', 'send Authorization: Bearer <API_TOKEN>');
+    return given.length === want.length && timingSafeEqual(given, want)
+      ? undefined
+      : new ServiceError('UNAUTHORIZED', 'send Authorization: Bearer <API_TOKEN>');
   }
   if (LOOPBACK.has(request.socket.remoteAddress ?? '')) return undefined;
   return new ServiceError('FORBIDDEN', 'no API_TOKEN is configured, so model changes are accepted from loopback clients only');

@@ -7,7 +7,7 @@ import type { ServiceMetrics } from '../observability/metrics.ts';
 // The one place errors become HTTP answers: RFC 9457 problem+json with the service's stable code
 // (the Open Inference Protocol routes shape the same outcome as {"error"}, open-inference/rest.ts).
 
-export function problemBody(code: ErrorCode, detail: string, instance: string, details?: ProblemDetail[]) {
+function problemBody(code: ErrorCode, detail: string, instance: string, details?: ProblemDetail[]) {
   const { status, title } = errorCatalog[code];
   return {
     type: `urn:analytics-api:problem:${code.toLowerCase().replaceAll('_', '-')}`,
@@ -25,7 +25,7 @@ function classify(err: FastifyError): { code: ErrorCode; detail: string; details
   if (hasZodFastifySchemaValidationErrors(err)) {
     const details = err.validation.map((v) => {
       const path = v.instancePath.replace(/^\//, '').replaceAll('/', '.');
-      const where = `${err.validationContext ?? 'body'}${path ? '.' + path : ''}`;
+      const where = `${err.validationContext ?? 'body'}${path ? `.${path}` : ''}`;
       return { field: where, message: `${where}: ${v.message}` };
     });
     return { code: 'VALIDATION_FAILED', detail: details.map((d) => d.message).join('; '), details };

@@ -35,8 +35,6 @@ export class DynamicBatcher {
   private readonly run: Run;
   private readonly options: BatchingOptions;
   private readonly groups = new Map<string, Group>();
-  /** Runs made and requests served, for metrics and tests. */
-  readonly stats = { runs: 0, requests: 0, rows: 0 };
 
   constructor(run: Run, options: BatchingOptions) {
     this.run = run;
@@ -46,7 +44,7 @@ export class DynamicBatcher {
   submit(feeds: Feeds, fetches: string[]): Promise<Outputs> {
     const first = Object.values(feeds)[0];
     const rows = first?.dims[0] ?? 0;
-    if (!first || rows >= this.options.maxBatchSize) return this.runCounted(feeds, fetches, 1, rows);
+    if (!first || rows >= this.options.maxBatchSize) return this.run(feeds, fetches);
     const key = groupKey(feeds, fetches);
     return new Promise<Outputs>((resolve, reject) => {
       let group = this.groups.get(key);
@@ -65,13 +63,6 @@ export class DynamicBatcher {
     });
   }
 
-  private runCounted(feeds: Feeds, fetches: string[], requests: number, rows: number): Promise<Outputs> {
-    this.stats.runs++;
-    this.stats.requests += requests;
-    this.stats.rows += rows;
-    return this.run(feeds, fetches);
-  }
-
   private flush(key: string): void {
     const group = this.groups.get(key);
     if (!group) return;
@@ -81,16 +72,19 @@ export class DynamicBatcher {
     const { pending } = group;
     if (pending.length === 1) {
       const p = pending[0]!;
-      this.runCounted(p.feeds, p.fetches, 1, p.rows).then(p.resolve, p.reject);
+      this.run(p.feeds, p.fetches).then(p.resolve, p.reject);
       return;
     }
     const merged: Feeds = {};
     for (const name of Object.keys(pending[0]!.feeds)) merged[name] = stack(pending.map((p) => p.feeds[name]!));
-    this.runCounted(merged, pending[0]!.fetches, pending.length, group.rows).then(
+    this.run(merged, pending[0]!.fetches).then(
       (outputs) => {
-        const parts = unstack(outputs, pending.map((p) => p.rows));
+        const parts = unstack(
+          outputs,
+          pending.map((p) => p.rows),
+        );
         if (!parts) return this.alone(pending);
-        pending.forEach((p, i) => p.resolve(parts[i]!));
+        for (const [i, p] of pending.entries()) p.resolve(parts[i]!);
       },
       () => this.alone(pending),
     );
@@ -98,7 +92,7 @@ export class DynamicBatcher {
 
   /** Each request on its own: after a merged run failed, or gave outputs without a batch dimension. */
   private alone(pending: Pending[]): void {
-    for (const p of pending) this.runCounted(p.feeds, p.fetches, 1, p.rows).then(p.resolve, p.reject);
+    for (const p of pending) this.run(p.feeds, p.fetches).then(p.resolve, p.reject);
   }
 }
 

@@ -13,7 +13,7 @@ export type WorkerRequest =
 
 export type WorkerReply =
   | { id: number; ok: true; signature?: ModelSignature; outputs?: Record<string, PlainTensor> }
-  | { id: number; ok: false; error: string; notLoaded?: boolean };
+  | { id: number; ok: false; error: string };
 
 type Pending = { resolve: (r: WorkerReply) => void; reject: (e: Error) => void };
 
@@ -107,10 +107,6 @@ export class InferencePool {
   async unload(key: string): Promise<void> {
     this.loaded.delete(key);
     await Promise.all(this.slots.map((s) => this.send(s, { op: 'unload', key }).catch(() => undefined)));
-  }
-
-  isLoaded(key: string): boolean {
-    return this.loaded.has(key);
   }
 
   async run(key: string, feeds: Record<string, PlainTensor>, fetches: string[]): Promise<Record<string, PlainTensor>> {

@@ -44,7 +44,7 @@ async function handle(msg: WorkerRequest): Promise<WorkerReply> {
     }
     case 'run': {
       const session = sessions.get(msg.key);
-      if (!session) return { id: msg.id, ok: false, error: `model ${msg.key} is not loaded`, notLoaded: true };
+      if (!session) return { id: msg.id, ok: false, error: `model ${msg.key} is not loaded` };
       const feeds: Record<string, ort.Tensor> = {};
       for (const [name, t] of Object.entries(msg.feeds)) feeds[name] = new ort.Tensor(t.type as never, t.data as never, t.dims);
       const results = await session.run(feeds, msg.fetches);

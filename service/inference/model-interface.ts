@@ -88,7 +88,11 @@ export function describeModel(signature: ModelSignature, facts: GraphFacts, feat
   }
   const seen = new Set<string>();
   const duplicates = new Set(names.filter((n) => seen.size === seen.add(n).size));
-  if (duplicates.size) throw new ServiceError('FEATURES_INVALID', `feature names must be unique; repeated: ${[...duplicates].slice(0, 10).join(', ')}${duplicates.size > 10 ? ` and ${duplicates.size - 10} more` : ''}`);
+  if (duplicates.size)
+    throw new ServiceError(
+      'FEATURES_INVALID',
+      `feature names must be unique; repeated: ${[...duplicates].slice(0, 10).join(', ')}${duplicates.size > 10 ? ` and ${duplicates.size - 10} more` : ''}`,
+    );
 
   const label = signature.outputs.find((o) => LABEL_TYPES.has(String(o.type)));
   const floats = signature.outputs.filter((o) => FLOAT_TYPES.has(String(o.type)));

@@ -23,11 +23,15 @@ export async function validateModel(pool: InferencePool, input: ModelUpload): Pr
   try {
     facts = inspectGraph(input.bytes);
   } catch (err) {
-    if (err instanceof OnnxFormatError) throw new ServiceError('INVALID_MODEL', `model_data is not an ONNX model (${err.message}); send the bytes of a .onnx file`);
+    if (err instanceof OnnxFormatError)
+      throw new ServiceError('INVALID_MODEL', `model_data is not an ONNX model (${err.message}); send the bytes of a .onnx file`);
     throw err;
   }
   if (facts.externalTensors.length > 0)
-    throw new ServiceError('INVALID_MODEL', `the model keeps tensors in external data files (${facts.externalTensors.slice(0, 5).join(', ')}); re-export it with all weights inside the .onnx file`);
+    throw new ServiceError(
+      'INVALID_MODEL',
+      `the model keeps tensors in external data files (${facts.externalTensors.slice(0, 5).join(', ')}); re-export it with all weights inside the .onnx file`,
+    );
   let signature;
   try {
     signature = await pool.inspect(withoutZipMap(input.bytes, facts));

@@ -70,7 +70,7 @@ interface Field {
   at: number;
 }
 
-const EMPTY = new Uint8Array(0);
+const EMPTY: Uint8Array = new Uint8Array(0);
 
 /** The fields of a message, in order; with `only`, just those numbers. */
 function fields(buf: Uint8Array, only?: ReadonlySet<number>): Field[] {
@@ -80,7 +80,9 @@ function fields(buf: Uint8Array, only?: ReadonlySet<number>): Field[] {
     const start = reader.pos;
     const [no, wire] = reader.tag();
     const at = reader.pos - start;
-    const bytes = wire === WireType.LengthDelimited ? reader.bytes() : (reader.skip(wire, no), EMPTY);
+    let bytes = EMPTY;
+    if (wire === WireType.LengthDelimited) bytes = reader.bytes();
+    else reader.skip(wire, no);
     if (only && !only.has(no)) continue;
     out.push({ no, wire, bytes, raw: buf.subarray(start, reader.pos), at });
   }
@@ -127,7 +129,12 @@ const ATTRIBUTE_HEAD = new Set([A_NAME]);
 
 function node(f: Field): NodeInfo {
   const fs = fields(f.bytes, NODE_FIELDS);
-  return { opType: firstString(fs, N_OP_TYPE) ?? '', inputs: child(fs, N_INPUT).map(str), outputs: child(fs, N_OUTPUT).map(str), attributes: child(fs, N_ATTRIBUTE) };
+  return {
+    opType: firstString(fs, N_OP_TYPE) ?? '',
+    inputs: child(fs, N_INPUT).map(str),
+    outputs: child(fs, N_OUTPUT).map(str),
+    attributes: child(fs, N_ATTRIBUTE),
+  };
 }
 
 function attributeNamed(n: NodeInfo, name: string): Field[] | undefined {

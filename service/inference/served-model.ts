@@ -16,8 +16,9 @@ type Outputs = Record<string, PlainTensor>;
 export type Run = (feeds: Feeds, fetches: string[]) => Promise<Outputs>;
 
 /** Batching for a version: the defaults, overridden by its metadata `batching` ({max_batch_size, max_queue_delay_ms} or false). */
-export function batchingFor(meta: VersionMetadata, defaults: BatchingOptions): BatchingOptions | undefined {
-  const dynamic = (shape: Array<number | string> | undefined) => shape !== undefined && shape.length > 0 && (typeof shape[0] === 'string' || (shape[0] as number) < 0);
+function batchingFor(meta: VersionMetadata, defaults: BatchingOptions): BatchingOptions | undefined {
+  const dynamic = (shape: Array<number | string> | undefined) =>
+    shape !== undefined && shape.length > 0 && (typeof shape[0] === 'string' || (shape[0] as number) < 0);
   if (![...meta.signature.inputs, ...meta.signature.outputs].every((v) => dynamic(v.shape) || (v.shape?.length ?? 0) === 0)) return undefined;
   if (!meta.signature.inputs.every((v) => dynamic(v.shape))) return undefined;
   const own = meta.metadata.batching;
@@ -43,7 +44,14 @@ export class ServedModel {
   private readonly observe: { duration: { observe(v: number): void }; success: { inc(n: number): void }; error: { inc(n: number): void } };
   private inflight = 0;
 
-  constructor(options: { key: string; meta: VersionMetadata; run: Run; batching: BatchingOptions; metrics: ServiceMetrics; onIdle: (served: ServedModel) => void }) {
+  constructor(options: {
+    key: string;
+    meta: VersionMetadata;
+    run: Run;
+    batching: BatchingOptions;
+    metrics: ServiceMetrics;
+    onIdle: (served: ServedModel) => void;
+  }) {
     const { key, meta, metrics } = options;
     this.key = key;
     this.meta = meta;
@@ -78,7 +86,11 @@ export class ServedModel {
     const problems: ProblemDetail[] = [];
     const rows = instances.map((f, i) => this.row(f, problems, instances.length > 1 ? `instance ${i}: ` : ''));
     if (problems.length > 0) {
-      throw new ServiceError('FEATURES_INVALID', problems.map((p) => p.message).join('; ') + `. Expected features: ${this.model.features.join(', ')}`, problems);
+      throw new ServiceError(
+        'FEATURES_INVALID',
+        `${problems.map((p) => p.message).join('; ')}. Expected features: ${this.model.features.join(', ')}`,
+        problems,
+      );
     }
     return rows;
   }

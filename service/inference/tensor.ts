@@ -1,6 +1,19 @@
 // The tensors that cross between the event loop and the inference workers: plain typed arrays,
 // so they travel by structured clone (or transfer) without onnxruntime objects.
-export type TensorType = 'float32' | 'float64' | 'int8' | 'uint8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'int64' | 'uint64' | 'bool' | 'string' | 'float16';
+export type TensorType =
+  | 'float32'
+  | 'float64'
+  | 'int8'
+  | 'uint8'
+  | 'int16'
+  | 'uint16'
+  | 'int32'
+  | 'uint32'
+  | 'int64'
+  | 'uint64'
+  | 'bool'
+  | 'string'
+  | 'float16';
 
 export type TensorData =
   | Float32Array

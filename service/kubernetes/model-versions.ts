@@ -37,7 +37,14 @@ const unavailable = (what: string, err: unknown) => new ServiceError('KUBERNETES
  * model, version and sha256 is a no-op (a retried upload); anything else under that name is a 409.
  */
 export async function createModelVersion(kc: KubeConfig, namespace: string, input: NewModelVersion): Promise<void> {
-  const source = input.storePath !== undefined ? { storePath: input.storePath } : input.url !== undefined ? { url: input.url } : input.configMapRef ? { configMapRef: input.configMapRef } : {};
+  const source =
+    input.storePath !== undefined
+      ? { storePath: input.storePath }
+      : input.url !== undefined
+        ? { url: input.url }
+        : input.configMapRef
+          ? { configMapRef: input.configMapRef }
+          : {};
   const parsed = ModelVersionSpec.safeParse({
     model: input.model,
     version: input.version,
@@ -61,7 +68,10 @@ export async function createModelVersion(kc: KubeConfig, namespace: string, inpu
     if (!isAlreadyExists(err)) throw unavailable(`creating ModelVersion ${namespace}/${name}`, err);
     const existing = await getModelVersion(kc, namespace, input.model, input.version);
     if (existing && existing.spec.model === input.model && existing.spec.version === input.version && existing.spec.sha256 === input.sha256) return;
-    throw new ServiceError('VERSION_EXISTS', `ModelVersion ${namespace}/${name} already exists for ${existing?.spec.model}@${existing?.spec.version} with other content; versions are immutable`);
+    throw new ServiceError(
+      'VERSION_EXISTS',
+      `ModelVersion ${namespace}/${name} already exists for ${existing?.spec.model}@${existing?.spec.version} with other content; versions are immutable`,
+    );
   }
 }
 

@@ -35,7 +35,9 @@ export function cgroupReader(root = '/sys/fs/cgroup'): CgroupReader {
         return Number(quota) / Number(period ?? 100000);
       },
       cpuUsageSeconds() {
-        const line = read(join(root, 'cpu.stat'))?.split('\n').find((l) => l.startsWith('usage_usec '));
+        const line = read(join(root, 'cpu.stat'))
+          ?.split('\n')
+          .find((l) => l.startsWith('usage_usec '));
         return line ? Number(line.split(' ')[1]) / 1e6 : undefined;
       },
       memoryLimitBytes() {

@@ -25,7 +25,7 @@ export class ServiceMetrics {
 
   readonly errors = new Counter({
     name: 'http_errors_total',
-    help: 'Error responses by the service\'s error code',
+    help: "Error responses by the service's error code",
     labelNames: ['code'] as const,
     registers: [this.registry],
   });
@@ -116,7 +116,7 @@ export class ServiceMetrics {
 
   readonly absoluteError = new Histogram({
     name: 'model_absolute_error',
-    help: 'Regressor |actual - predicted| from ground-truth feedback, in the target\'s units; sum/count is the mean absolute error',
+    help: "Regressor |actual - predicted| from ground-truth feedback, in the target's units; sum/count is the mean absolute error",
     labelNames: ['model', 'version'] as const,
     buckets: [0.01, 0.1, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000],
     registers: [this.registry],
@@ -176,7 +176,10 @@ export class ServiceMetrics {
   recordCacheLookup(model: string, result: 'hit' | 'miss' | 'error'): void {
     const key = `${model} ${result}`;
     let child = this.cacheChildren.get(key);
-    if (!child) this.cacheChildren.set(key, (child = this.cacheRequests.labels({ model, result })));
+    if (!child) {
+      child = this.cacheRequests.labels({ model, result });
+      this.cacheChildren.set(key, child);
+    }
     child.inc();
     if (result !== 'error') this.recentHits.record(result === 'hit');
   }
@@ -188,7 +191,7 @@ export class ServiceMetrics {
     let last = { at: performance.now(), cpu: this.cpuSeconds(cgroup) };
     new Gauge({
       name: 'container_cpu_limit_cores',
-      help: 'CPU limit of the container (cgroup), or the host\'s cores without one',
+      help: "CPU limit of the container (cgroup), or the host's cores without one",
       registers: [this.registry],
       collect() {
         this.set(cpuLimit());
@@ -196,7 +199,7 @@ export class ServiceMetrics {
     });
     new Gauge({
       name: 'container_memory_limit_bytes',
-      help: 'Memory limit of the container (cgroup), or the host\'s memory without one',
+      help: "Memory limit of the container (cgroup), or the host's memory without one",
       registers: [this.registry],
       collect() {
         this.set(memoryLimit());

@@ -118,13 +118,17 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
     let offset = 0;
     for (const input of req.inputs) {
       const expected = modelInputs.find((i) => i.name === input.name);
-      if (!expected) throw new ServiceError('VALIDATION_FAILED', `unknown input "${input.name}"; the model's inputs are ${modelInputs.map((i) => i.name).join(', ')}`);
+      if (!expected)
+        throw new ServiceError('VALIDATION_FAILED', `unknown input "${input.name}"; the model's inputs are ${modelInputs.map((i) => i.name).join(', ')}`);
       if (feeds[input.name]) throw new ServiceError('VALIDATION_FAILED', `input "${input.name}" is given twice`);
       const size = input.parameters?.binary_data_size;
       let bytes: Uint8Array | undefined;
       if (size !== undefined) {
         if (typeof size !== 'number' || !Number.isInteger(size) || size < 0 || offset + size > binary.length)
-          throw new ServiceError('VALIDATION_FAILED', `input "${input.name}": binary_data_size ${String(size)} runs past the ${binary.length} bytes of binary data`);
+          throw new ServiceError(
+            'VALIDATION_FAILED',
+            `input "${input.name}": binary_data_size ${String(size)} runs past the ${binary.length} bytes of binary data`,
+          );
         bytes = binary.subarray(offset, offset + size);
         offset += size;
       }
@@ -140,7 +144,10 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
       if (!modelOutputs.some((m) => m.name === o.name))
         throw new ServiceError('VALIDATION_FAILED', `unknown output "${o.name}"; the model's outputs are ${modelOutputs.map((m) => m.name).join(', ')}`);
     }
-    const outputs = await served.infer(feeds, requested.map((o) => o.name));
+    const outputs = await served.infer(
+      feeds,
+      requested.map((o) => o.name),
+    );
 
     const binaryDefault = req.parameters?.binary_data_output === true;
     const chunks: Uint8Array[] = [];
@@ -159,7 +166,14 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
     reply.header('inference-header-content-length', json.length).type('application/octet-stream');
     return reply.send(Buffer.concat([json, ...chunks]));
   };
-  app.post('/v2/models/:name/infer', { config: { rateLimitClass: 'predict' }, schema: { tags: ['v2'], summary: 'Inference (JSON, or Triton binary tensor data)' } }, infer);
-  app.post('/v2/models/:name/versions/:version/infer', { config: { rateLimitClass: 'predict' }, schema: { tags: ['v2'], summary: 'Inference on a version' } }, infer);
+  app.post(
+    '/v2/models/:name/infer',
+    { config: { rateLimitClass: 'predict' }, schema: { tags: ['v2'], summary: 'Inference (JSON, or Triton binary tensor data)' } },
+    infer,
+  );
+  app.post(
+    '/v2/models/:name/versions/:version/infer',
+    { config: { rateLimitClass: 'predict' }, schema: { tags: ['v2'], summary: 'Inference on a version' } },
+    infer,
+  );
 };
-

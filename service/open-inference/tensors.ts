@@ -5,7 +5,7 @@ import type { PlainTensor, TensorData, TensorType, ValueSignature } from '../inf
 // JSON data (flat or nested, row-major) and Triton's binary tensor data extension (raw
 // little-endian bytes; BYTES elements each prefixed by a 4-byte length).
 
-export const V2_TO_ORT = {
+const V2_TO_ORT = {
   BOOL: 'bool',
   UINT8: 'uint8',
   UINT16: 'uint16',
@@ -28,7 +28,10 @@ export function v2Datatype(ortType: string | undefined): V2Datatype | undefined 
   return ORT_TO_V2[ortType as TensorType];
 }
 
-const TYPED: Record<Exclude<TensorType, 'string'>, { new (n: number): TensorData; BYTES_PER_ELEMENT: number; new (buf: ArrayBufferLike, offset: number, length: number): TensorData }> = {
+const TYPED: Record<
+  Exclude<TensorType, 'string'>,
+  { new (n: number): TensorData; BYTES_PER_ELEMENT: number; new (buf: ArrayBufferLike, offset: number, length: number): TensorData }
+> = {
   bool: Uint8Array,
   uint8: Uint8Array,
   uint16: Uint16Array,

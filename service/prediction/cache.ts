@@ -32,7 +32,7 @@ export class SingleFlight<T> {
 
   run(key: string, fn: () => Promise<T>): Promise<T> {
     const running = this.inflight.get(key);
-    if (running) return running;
+    if (running !== undefined) return running;
     const p = fn().finally(() => this.inflight.delete(key));
     this.inflight.set(key, p);
     return p;

@@ -68,7 +68,11 @@ export class Predictor {
   /** Ground truth for an earlier prediction: accuracy for classifiers, absolute error for regressors. */
   async feedback(fb: Feedback): Promise<{ model: string; version: string; correct?: boolean; absolute_error?: number }> {
     const record = await this.log.take(fb.prediction_id);
-    if (!record) throw new ServiceError('PREDICTION_NOT_FOUND', `no prediction ${fb.prediction_id} is remembered (unknown, already given feedback, or older than the feedback window)`);
+    if (!record)
+      throw new ServiceError(
+        'PREDICTION_NOT_FOUND',
+        `no prediction ${fb.prediction_id} is remembered (unknown, already given feedback, or older than the feedback window)`,
+      );
     const labels = { model: record.model, version: record.version };
     if (record.task === 'classification') {
       const correct = String(fb.actual) === String(record.predicted);

@@ -42,7 +42,9 @@ export class RedisCache implements CacheBackend {
     return {
       backend: 'redis' as const,
       status: ok ? ('ok' as const) : ('degraded' as const),
-      ...(ok ? {} : { detail: `redis connection ${this.redis.status}${this.lastError ? `: ${this.lastError}` : ''}; predictions are served without the cache` }),
+      ...(ok
+        ? {}
+        : { detail: `redis connection ${this.redis.status}${this.lastError ? `: ${this.lastError}` : ''}; predictions are served without the cache` }),
     };
   }
 

@@ -2,7 +2,16 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ServiceContext } from '../app.ts';
-import { ModelDescription, ModelParams, Problem, UploadModelQuery, UploadModelRequest, VersionDescription, VersionParams, HistoryEventSchema } from './schemas.ts';
+import {
+  ModelDescription,
+  ModelParams,
+  Problem,
+  UploadModelQuery,
+  UploadModelRequest,
+  VersionDescription,
+  VersionParams,
+  HistoryEventSchema,
+} from './schemas.ts';
 import { parseRequest, ServiceError } from '../errors.ts';
 import type { ModelDescription as ModelDescriptionData, UploadInput } from '../serving/model-registry.ts';
 import type { VersionMetadata } from '../store/model-store.ts';
@@ -26,8 +35,17 @@ function uploadFromJson(body: unknown): UploadInput {
   const req = parseRequest(UploadModelRequest, body, 'body');
   const b64 = req.model_data.replace(/\s+/g, '');
   if (b64.length % 4 !== 0 || !BASE64.test(b64))
-    throw new ServiceError('VALIDATION_FAILED', 'model_data must be the model file encoded as standard base64', [{ field: 'model_data', message: 'not valid base64' }]);
-  return { name: req.name, version: req.version, bytes: Buffer.from(b64, 'base64'), metadata: req.metadata, promote: req.promote, ...(req.features ? { features: req.features } : {}) };
+    throw new ServiceError('VALIDATION_FAILED', 'model_data must be the model file encoded as standard base64', [
+      { field: 'model_data', message: 'not valid base64' },
+    ]);
+  return {
+    name: req.name,
+    version: req.version,
+    bytes: Buffer.from(b64, 'base64'),
+    metadata: req.metadata,
+    promote: req.promote,
+    ...(req.features ? { features: req.features } : {}),
+  };
 }
 
 function uploadFromOctets(query: unknown, body: Buffer): UploadInput {
@@ -68,7 +86,8 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
       config: { admin: true, rateLimitClass: 'upload' },
       schema: {
         tags: ['models'],
-        summary: 'Upload a model version (JSON with base64 model_data, or the raw .onnx as application/octet-stream with name, version, features and promote in the query)',
+        summary:
+          'Upload a model version (JSON with base64 model_data, or the raw .onnx as application/octet-stream with name, version, features and promote in the query)',
         body: UploadModelRequest,
         querystring: UploadModelQuery.partial(),
         response: { 201: VersionDescription, ...errors, 413: Problem },
@@ -87,7 +106,10 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
         } catch (err) {
           await ctx.registry.deleteVersion(meta.name, meta.version).catch(() => undefined);
           if (err instanceof ServiceError && err.code !== 'KUBERNETES_UNAVAILABLE') throw err;
-          throw new ServiceError('KUBERNETES_UNAVAILABLE', `the model was valid but its ModelVersion could not be created (${(err as Error).message}); nothing was kept, try again`);
+          throw new ServiceError(
+            'KUBERNETES_UNAVAILABLE',
+            `the model was valid but its ModelVersion could not be created (${(err as Error).message}); nothing was kept, try again`,
+          );
         }
       }
       request.log.info({ model: meta.name, version: meta.version, sizeBytes: meta.sizeBytes, sha256: meta.sha256 }, 'model version uploaded');
@@ -97,14 +119,25 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
     },
   );
 
-  app.get('/api/v1/models', { schema: { tags: ['models'], summary: 'Every model with its versions', response: { 200: z.object({ models: z.array(ModelDescription) }) } } }, async () => {
-    const models = await ctx.registry.listModels();
-    return { models: models.map(publicModel) };
-  });
+  app.get(
+    '/api/v1/models',
+    { schema: { tags: ['models'], summary: 'Every model with its versions', response: { 200: z.object({ models: z.array(ModelDescription) }) } } },
+    async () => {
+      const models = await ctx.registry.listModels();
+      return { models: models.map(publicModel) };
+    },
+  );
 
   app.get(
     '/api/v1/models/:model_id',
-    { schema: { tags: ['models'], summary: 'A model: production version, every version, history', params: ModelParams, response: { 200: ModelDescription, 404: Problem } } },
+    {
+      schema: {
+        tags: ['models'],
+        summary: 'A model: production version, every version, history',
+        params: ModelParams,
+        response: { 200: ModelDescription, 404: Problem },
+      },
+    },
     async (request) => {
       return publicModel(await ctx.registry.describe(request.params.model_id));
     },
@@ -114,7 +147,12 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
     '/api/v1/models/:model_id/versions/:version/promote',
     {
       config: { admin: true },
-      schema: { tags: ['models'], summary: 'Serve this version (rollback: promote an older one)', params: VersionParams, response: { 200: HistoryEventSchema, 202: HistoryEventSchema.extend({ requested: z.boolean() }), ...errors } },
+      schema: {
+        tags: ['models'],
+        summary: 'Serve this version (rollback: promote an older one)',
+        params: VersionParams,
+        response: { 200: HistoryEventSchema, 202: HistoryEventSchema.extend({ requested: z.boolean() }), ...errors },
+      },
     },
     async (request, reply) => {
       const { model_id, version } = request.params;
@@ -134,7 +172,10 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
     },
     async (request, reply) => {
       if (ctx.modelVersions)
-        throw new ServiceError('MANAGED_BY_KUBERNETES', `versions are ModelVersion resources here: kubectl delete mv -l serving.analytics.dev/model=${request.params.model_id} (or archive it)`);
+        throw new ServiceError(
+          'MANAGED_BY_KUBERNETES',
+          `versions are ModelVersion resources here: kubectl delete mv -l serving.analytics.dev/model=${request.params.model_id} (or archive it)`,
+        );
       await ctx.registry.deleteVersion(request.params.model_id, request.params.version);
       reply.code(204).send(null);
     },

@@ -1,7 +1,16 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { ServiceContext } from '../app.ts';
-import { BatchPredictionRequest, BatchPredictionResponse, FeedbackRequest, FeedbackResponse, ModelParams, PredictionRequest, PredictionResponse, Problem } from './schemas.ts';
+import {
+  BatchPredictionRequest,
+  BatchPredictionResponse,
+  FeedbackRequest,
+  FeedbackResponse,
+  ModelParams,
+  PredictionRequest,
+  PredictionResponse,
+  Problem,
+} from './schemas.ts';
 import { ServiceError } from '../errors.ts';
 
 // Predictions: the specification's PredictionRequest → PredictionResponse, and a batch form.

@@ -9,7 +9,7 @@ const featureNames = z
   .array(z.string().min(1).max(256))
   .min(1)
   .max(100_000)
-  .describe('Ordered input feature names: the order of the columns of the model\'s [batch, features] input');
+  .describe("Ordered input feature names: the order of the columns of the model's [batch, features] input");
 
 export const UploadModelRequest = z
   .object({
@@ -42,14 +42,14 @@ export const VersionParams = z.object({ model_id: z.string().min(1).max(200), ve
 
 // Values are checked against the model (onnx-model.ts featureRow), so that one 400 names every
 // missing, unknown, non-numeric or non-finite feature at once.
-export const FeatureValues = z
+const FeatureValues = z
   .record(z.string(), z.custom<number>(() => true).meta({ type: 'number' }))
   .describe('Feature name → value; every feature of the model, nothing else');
 
 export const PredictionRequest = z
   .object({
     features: FeatureValues,
-    model_id: z.string().optional().describe('Optional; when given it must equal the path\'s model id'),
+    model_id: z.string().optional().describe("Optional; when given it must equal the path's model id"),
   })
   .strict();
 
@@ -61,8 +61,8 @@ export const BatchPredictionRequest = z
   .strict();
 
 const PredictionFields = {
-  prediction: z.number().describe('The predicted label when numeric, the class index for string labels, or the regressor\'s value'),
-  confidence: z.number().nullable().describe('The predicted class\'s probability; null for regressors, which have none'),
+  prediction: z.number().describe("The predicted label when numeric, the class index for string labels, or the regressor's value"),
+  confidence: z.number().nullable().describe("The predicted class's probability; null for regressors, which have none"),
   label: z.string().optional().describe('The predicted class label when it is a string'),
   probabilities: z.array(z.number()).optional().describe('Class probabilities in class order'),
 };

@@ -181,7 +181,11 @@ export class ModelRegistry {
         throw noModel(name);
       }
       const served = this.served.get(keyOf(name, version));
-      if (!served) throw new ServiceError('MODEL_NOT_LOADED', `model ${name}@${version} is not loaded${this.loadErrors.has(name) ? `: ${this.loadErrors.get(name)}` : ' yet'}`);
+      if (!served)
+        throw new ServiceError(
+          'MODEL_NOT_LOADED',
+          `model ${name}@${version} is not loaded${this.loadErrors.has(name) ? `: ${this.loadErrors.get(name)}` : ' yet'}`,
+        );
       return served;
     }
     if (!VERSION_NAME.test(pinned) || !(await this.store.hasVersion(name, pinned))) throw noVersion(name, pinned);

@@ -3,10 +3,11 @@ import { open, stat } from 'node:fs/promises';
 // Writes that survive a crash (the model store's and the backups'): data fsynced before it is
 // renamed into place, and the folder fsynced after, so the new name is on disk too.
 
-export const exists = (p: string) => stat(p).then(
-  () => true,
-  () => false,
-);
+export const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 
 export async function writeFileDurably(path: string, data: Uint8Array | string): Promise<void> {
   const fh = await open(path, 'w');

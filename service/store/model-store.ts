@@ -123,7 +123,7 @@ export class ModelStore {
     await mkdir(staging, { recursive: true });
     try {
       await writeFileDurably(join(staging, MODEL_FILE), bytes);
-      await writeFileDurably(join(staging, METADATA_FILE), JSON.stringify(meta, null, 2) + '\n');
+      await writeFileDurably(join(staging, METADATA_FILE), `${JSON.stringify(meta, null, 2)}\n`);
       await syncDir(staging);
       await mkdir(this.modelDir(meta.name), { recursive: true });
       await rename(staging, target);
@@ -150,7 +150,7 @@ export class ModelStore {
     await mkdir(this.modelDir(name), { recursive: true });
     const fh = await open(join(this.modelDir(name), HISTORY_FILE), 'a');
     try {
-      await fh.write(JSON.stringify(event) + '\n');
+      await fh.write(`${JSON.stringify(event)}\n`);
       await fh.sync();
     } finally {
       await fh.close();

@@ -12,7 +12,12 @@ export async function importSampleModels(dir: string, store: ModelStore, registr
   for (const file of files) {
     const name = file.slice(0, -'.onnx'.length);
     if ((await store.listVersions(name)).length > 0) continue;
-    const reference = JSON.parse(await readFile(join(dir, `${name}.json`), 'utf8').catch(() => '{}')) as { features?: string[]; task?: string; dataset?: string; estimator?: string };
+    const reference = JSON.parse(await readFile(join(dir, `${name}.json`), 'utf8').catch(() => '{}')) as {
+      features?: string[];
+      task?: string;
+      dataset?: string;
+      estimator?: string;
+    };
     await registry.upload({
       name,
       version: '1',

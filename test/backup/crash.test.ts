@@ -32,7 +32,11 @@ test('a backup killed part-way leaves no listed archive', { timeout: 120_000 }, 
   child.kill('SIGSTOP');
   t.after(() => void child.kill('SIGKILL'));
   const frozen = await readdir(dest);
-  assert.deepEqual(frozen.filter((n) => n.endsWith('.tar.gz')), [], 'the backup finished before it could be killed');
+  assert.deepEqual(
+    frozen.filter((n) => n.endsWith('.tar.gz')),
+    [],
+    'the backup finished before it could be killed',
+  );
   child.kill('SIGKILL');
   const [, signal] = (await exited) as [number | null, NodeJS.Signals | null];
   assert.equal(signal, 'SIGKILL');

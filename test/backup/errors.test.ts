@@ -23,7 +23,10 @@ test('a missing destination, or one that is a file, fails create with a clear er
   const missing = join(root, 'no-such-folder');
   const r = await runCli(['backup', 'create', '--dest', missing], { MODELS_DIR: store });
   assert.equal(r.code, 1);
-  assert.equal(oneLineOf(r.stderr), `analytics-api backup create: the backup folder ${missing} does not exist; create it or pass another --dest (env BACKUP_DIR)`);
+  assert.equal(
+    oneLineOf(r.stderr),
+    `analytics-api backup create: the backup folder ${missing} does not exist; create it or pass another --dest (env BACKUP_DIR)`,
+  );
   assert.equal(r.stdout, '');
   assert.deepEqual((await readdir(root)).sort(), ['store']);
 
@@ -52,9 +55,12 @@ test('an unwritable destination fails create with a clear error and leaves nothi
   await chmod(dest, 0o555);
   t.after(() => chmod(dest, 0o755).catch(() => undefined));
   const before = await snapshot(root);
-  const r = await runCli(['backup', 'create'], { MODELS_DIR: store, BACKUP_DIR: dest }, asRoot ? { uid: 65534, gid: 65534 } : {});
+  const r = await runCli(['backup', 'create'], { MODELS_DIR: store, BACKUP_DIR: dest }, asRoot ? { uid: 65534, gid: 65534 } : undefined);
   assert.equal(r.code, 1, r.stdout + r.stderr);
-  assert.equal(oneLineOf(r.stderr), `analytics-api backup create: the backup folder ${dest} is not writable (EACCES); fix its permissions or pass another --dest`);
+  assert.equal(
+    oneLineOf(r.stderr),
+    `analytics-api backup create: the backup folder ${dest} is not writable (EACCES); fix its permissions or pass another --dest`,
+  );
   assert.deepEqual(await snapshot(root), before);
 });
 
@@ -134,5 +140,8 @@ test('a full disk (ENOSPC) is reported as such', () => {
   const err = destinationError(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }), '/backups');
   assert.ok(err instanceof BackupError);
   assert.equal(err.code, 'NO_SPACE');
-  assert.equal(err.message, 'no space left in the backup folder /backups (ENOSPC); the unfinished archive was removed; free space, prune old archives or pass another --dest');
+  assert.equal(
+    err.message,
+    'no space left in the backup folder /backups (ENOSPC); the unfinished archive was removed; free space, prune old archives or pass another --dest',
+  );
 });

@@ -8,9 +8,10 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Header, Pack, ReadEntry } from 'tar';
 import { FORMAT, FORMAT_VERSION, MANIFEST_NAME, type Manifest } from '../../service/backup/archive.ts';
+import { cli, type CliResult } from '../helpers/cli.ts';
 
-// Shared by the backup tests: temporary folders, running the real `analytics-api` bin, snapshots
-// of folder trees, and hand-made archives.
+// Shared by the backup tests: temporary folders, running the `analytics-api` CLI, snapshots of
+// folder trees, and hand-made archives.
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 export const BIN = join(ROOT, 'bin', 'analytics-api.js');
@@ -21,13 +22,6 @@ export async function sandbox(t: { after(fn: () => Promise<void>): void }): Prom
   const dir = await mkdtemp(join(tmpdir(), 'analytics-backup-test-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   return dir;
-}
-
-export interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
 }
 
 const OWN_ENV = ['MODELS_DIR', 'BACKUP_DIR', 'REDIS_DATA_DIR', 'BACKUP_RETENTION_DAYS'];
@@ -44,8 +38,9 @@ export function startCli(args: string[], env: Record<string, string> = {}, optio
   return spawn(process.execPath, [BIN, ...args], { env: cliEnv(env), stdio: ['ignore', 'pipe', 'pipe'], ...options });
 }
 
-/** Runs the CLI to the end (killed after 60 s). */
-export async function runCli(args: string[], env: Record<string, string> = {}, options: SpawnOptions = {}): Promise<CliResult> {
+/** Runs the CLI to the end: in this process, or (with spawn options, e.g. another uid) as a child killed after 60 s. */
+export async function runCli(args: string[], env: Record<string, string> = {}, options?: SpawnOptions): Promise<CliResult> {
+  if (!options) return cli(args, cliEnv(env));
   const child = startCli(args, env, { timeout: 60_000, ...options });
   let stdout = '';
   let stderr = '';
@@ -113,13 +108,23 @@ export function manifestFor(files: Array<{ path: string; data: Buffer | string }
 export async function craftArchive(file: string, entries: CraftedEntry[], manifest?: Manifest | string): Promise<void> {
   const pack = new Pack({ gzip: true, preservePaths: true });
   const done = pipeline(pack as unknown as NodeJS.ReadableStream, createWriteStream(file));
-  const all: CraftedEntry[] = manifest === undefined ? entries : [{ path: MANIFEST_NAME, data: typeof manifest === 'string' ? manifest : JSON.stringify(manifest) }, ...entries];
+  const all: CraftedEntry[] =
+    manifest === undefined ? entries : [{ path: MANIFEST_NAME, data: typeof manifest === 'string' ? manifest : JSON.stringify(manifest) }, ...entries];
   for (const e of all) {
     const type = e.type ?? 'File';
     const data = Buffer.from(e.data ?? '');
     const size = type === 'File' ? (e.size ?? data.length) : 0;
     const entry = new ReadEntry(
-      new Header({ path: e.path, type, size, mode: type === 'Directory' ? 0o755 : 0o644, mtime: new Date(), uid: 0, gid: 0, ...(e.linkpath ? { linkpath: e.linkpath } : {}) }),
+      new Header({
+        path: e.path,
+        type,
+        size,
+        mode: type === 'Directory' ? 0o755 : 0o644,
+        mtime: new Date(),
+        uid: 0,
+        gid: 0,
+        ...(e.linkpath ? { linkpath: e.linkpath } : {}),
+      }),
     );
     pack.add(entry);
     const ended = once(entry, 'end');

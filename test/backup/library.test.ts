@@ -3,7 +3,8 @@ import { appendFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promi
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createBackup, verifyBackup } from '../../service/backup/backup.ts';
+import { createBackup } from '../../service/backup/create.ts';
+import { verifyBackup } from '../../service/backup/verify.ts';
 import { BackupError } from '../../service/backup/errors.ts';
 import { restoreBackup } from '../../service/backup/restore.ts';
 import { sandbox, snapshot } from './helpers.ts';
@@ -36,7 +37,13 @@ test('restore by swapping folder contents (mount points) restores the same trees
   await writeFile(join(store, 'production', 'stray'), 'x');
   await writeFile(join(redis, 'dump.rdb'), 'changed');
   const r = await restoreBackup({ archive: archive.path, modelsDir: store, redisDir: redis, swap: 'contents' });
-  assert.deepEqual(r.restored.map((p) => [p.name, p.swap]), [['models', 'contents'], ['redis', 'contents']]);
+  assert.deepEqual(
+    r.restored.map((p) => [p.name, p.swap]),
+    [
+      ['models', 'contents'],
+      ['redis', 'contents'],
+    ],
+  );
   assert.deepEqual(await snapshot(join(store, 'production'), { mtimes: false }), storeBefore);
   assert.deepEqual(await snapshot(redis, { mtimes: false }), redisBefore);
 });
@@ -53,7 +60,10 @@ test('a restore that fails in its second part changes nothing and leaves no temp
     (err: unknown) => err instanceof BackupError && err.code === 'RESTORE' && /exists and is not a folder/.test(err.message),
   );
   assert.deepEqual(await snapshot(root, { mtimes: false }), before);
-  assert.deepEqual((await readdir(store)).filter((n) => n.startsWith('.analytics-')), []);
+  assert.deepEqual(
+    (await readdir(store)).filter((n) => n.startsWith('.analytics-')),
+    [],
+  );
 });
 
 test('a backup taken while a history file grows is consistent', { timeout: 60_000 }, async (t) => {
@@ -63,7 +73,7 @@ test('a backup taken while a history file grows is consistent', { timeout: 60_00
   let appending = true;
   const appender = (async () => {
     let n = 0;
-    while (appending) await appendFile(history, JSON.stringify({ event: 'promoted', n: n++ }) + '\n');
+    while (appending) await appendFile(history, `${JSON.stringify({ event: 'promoted', n: n++ })}\n`);
   })();
   try {
     const archive = await createBackup({ dest, modelsDir: store });
@@ -88,7 +98,8 @@ test('a folder that keeps changing (files replaced by rename) fails after the re
   try {
     await assert.rejects(
       createBackup({ dest, modelsDir: store, redisDir: redis }),
-      (err: unknown) => err instanceof BackupError && err.code === 'SOURCE_CHANGED' && /3 times in a row; run the backup when the store is quieter/.test(err.message),
+      (err: unknown) =>
+        err instanceof BackupError && err.code === 'SOURCE_CHANGED' && /3 times in a row; run the backup when the store is quieter/.test(err.message),
     );
   } finally {
     churning = false;

@@ -4,7 +4,8 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { archiveName, MODEL_FORMAT_VERSION, parseArchiveName, verifyArchive, type Manifest } from '../../service/backup/archive.ts';
-import { createBackup, pruneBackups } from '../../service/backup/backup.ts';
+import { createBackup } from '../../service/backup/create.ts';
+import { pruneBackups } from '../../service/backup/prune.ts';
 import { restoreBackup } from '../../service/backup/restore.ts';
 import { craftArchive, manifestFor, oneLineOf, runCli, sandbox, sha256, snapshot, type CraftedEntry } from './helpers.ts';
 import { answers, start, upload } from './service-helpers.ts';
@@ -47,11 +48,20 @@ test('per-model create → list → restore → prune: only that model changes a
   // A's archive holds A only: no other model, no Redis data.
   const created = await runCli(['backup', 'create', '--model', A, '--json'], env);
   assert.equal(created.code, 0, created.stderr);
-  const result = JSON.parse(created.stdout) as { name: string; path: string; files: number; model: string; sources: Array<{ name: string; archivePath: string }> };
+  const result = JSON.parse(created.stdout) as {
+    name: string;
+    path: string;
+    files: number;
+    model: string;
+    sources: Array<{ name: string; archivePath: string }>;
+  };
   assert.match(result.name, new RegExp(`^analytics-backup-${A}-\\d{8}T\\d{6}(\\.\\d{3})?Z\\.tar\\.gz$`));
   assert.equal(parseArchiveName(result.name)?.model, A);
   assert.equal(result.model, A);
-  assert.deepEqual(result.sources.map((s) => [s.name, s.archivePath]), [['models', `models/production/${A}`]]);
+  assert.deepEqual(
+    result.sources.map((s) => [s.name, s.archivePath]),
+    [['models', `models/production/${A}`]],
+  );
   const { manifest } = await verifyArchive(result.path);
   assert.equal(manifest.model, A);
   assert.equal(manifest.formatVersion, MODEL_FORMAT_VERSION);
@@ -102,7 +112,10 @@ test('per-model create → list → restore → prune: only that model changes a
   for (const name of [B, C]) assert.deepEqual(await snapshot(join(production, name)), others[name], `${name} changed`);
   assert.deepEqual(await snapshot(redis), redisBefore);
   assert.deepEqual((await readdir(production)).sort(), [A, C, B].sort());
-  assert.deepEqual((await readdir(store)).filter((n) => n.startsWith('.analytics-')), []);
+  assert.deepEqual(
+    (await readdir(store)).filter((n) => n.startsWith('.analytics-')),
+    [],
+  );
 
   app = await start(store);
   try {
@@ -165,12 +178,21 @@ test('per-model prune keeps each model its own retention and newest, and never t
   const r = await runCli(['backup', 'prune', '--model', 'm', '--retention-days', '3'], { BACKUP_DIR: dest });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^kept 3 archives of the model m \(retention 3 days, /m);
-  assert.deepEqual(await all(), before.filter((n) => !m.slice(3).includes(n)));
+  assert.deepEqual(
+    await all(),
+    before.filter((n) => !m.slice(3).includes(n)),
+  );
 
   // The newest of a model is kept however old, even with newer archives of other models around.
   const s = await pruneBackups({ dest, retentionDays: 7, model: 'stale' });
-  assert.deepEqual(s.kept.map((a) => a.name), [stale[0]]);
-  assert.deepEqual(s.deleted.map((a) => a.name), [stale[1]]);
+  assert.deepEqual(
+    s.kept.map((a) => a.name),
+    [stale[0]],
+  );
+  assert.deepEqual(
+    s.deleted.map((a) => a.name),
+    [stale[1]],
+  );
   // The whole store's prune sees whole-store archives only.
   const w = await runCli(['backup', 'prune', '--retention-days', '4', '--json'], { BACKUP_DIR: dest });
   assert.equal(w.code, 0, w.stderr);
@@ -187,9 +209,18 @@ test('per-model prune keeps each model its own retention and newest, and never t
     assert.equal(l.code, 0, l.stderr);
     return (JSON.parse(l.stdout) as Array<{ name: string; model?: string }>).map((row) => [row.name, row.model]);
   };
-  assert.deepEqual(await names(), wholeStore.slice(0, 2).map((n) => [n, undefined]));
-  assert.deepEqual(await names('--model', 'm-1'), m1.map((n) => [n, 'm-1']));
-  assert.deepEqual(await names('--model', '20260101'), digits.map((n) => [n, '20260101']));
+  assert.deepEqual(
+    await names(),
+    wholeStore.slice(0, 2).map((n) => [n, undefined]),
+  );
+  assert.deepEqual(
+    await names('--model', 'm-1'),
+    m1.map((n) => [n, 'm-1']),
+  );
+  assert.deepEqual(
+    await names('--model', '20260101'),
+    digits.map((n) => [n, '20260101']),
+  );
 });
 
 test('archive names: a model name and the timestamp never mix', () => {
@@ -222,7 +253,8 @@ test('archive names: a model name and the timestamp never mix', () => {
     'analytics-backup-m-20261326T020000Z.tar.gz',
   ])
     assert.equal(parseArchiveName(name), undefined, name);
-  for (const model of ['a', 'iris-logreg', '0', 'x9-y']) assert.deepEqual(parseArchiveName(archiveName(when, { model, milliseconds: true, counter: 7 })), { created: when, counter: 7, model });
+  for (const model of ['a', 'iris-logreg', '0', 'x9-y'])
+    assert.deepEqual(parseArchiveName(archiveName(when, { model, milliseconds: true, counter: 7 })), { created: when, counter: 7, model });
   assert.throws(() => archiveName(when, { model: 'Not-A-Name' }), /not a model name/);
 });
 
@@ -252,7 +284,11 @@ test('create --model: unknown or invalid models and misused options fail clearly
     [['backup', 'create', '--include-redis'], { ...env, REDIS_DATA_DIR: redis }, /--include-redis goes with --model/],
     [['backup', 'create', '--model', 'm', '--include-redis'], env, /--include-redis needs the Redis data folder/],
     [['backup', 'list', '--include-redis'], env, /--include-redis is not an option of "backup list"/],
-    [['backup', 'create', '--model', 'm', '--dest', join(store, 'production', 'other')], env, /is inside .*production, the model store; choose a folder outside it/],
+    [
+      ['backup', 'create', '--model', 'm', '--dest', join(store, 'production', 'other')],
+      env,
+      /is inside .*production, the model store; choose a folder outside it/,
+    ],
   ];
   for (const [args, e, reason] of usage) {
     const r = await runCli(args, e);
@@ -265,12 +301,24 @@ test('create --model: unknown or invalid models and misused options fail clearly
   // Redis data: left out of a per-model archive unless asked for.
   const plain = await runCli(['backup', 'create', '--model', 'm', '--json'], { ...env, REDIS_DATA_DIR: redis });
   assert.equal(plain.code, 0, plain.stderr);
-  assert.deepEqual((JSON.parse(plain.stdout) as { sources: Array<{ name: string }> }).sources.map((s) => s.name), ['models']);
+  assert.deepEqual(
+    (JSON.parse(plain.stdout) as { sources: Array<{ name: string }> }).sources.map((s) => s.name),
+    ['models'],
+  );
   const withRedis = await runCli(['backup', 'create', '--model', 'm', '--include-redis', '--json'], { ...env, REDIS_DATA_DIR: redis });
   assert.equal(withRedis.code, 0, withRedis.stderr);
   const r = JSON.parse(withRedis.stdout) as { path: string; files: number; sources: Array<{ name: string; archivePath: string }> };
-  assert.deepEqual(r.sources.map((s) => [s.name, s.archivePath]), [['models', 'models/production/m'], ['redis', 'redis']]);
-  assert.deepEqual((await verifyArchive(r.path)).manifest.files.map((f) => f.path), ['models/production/m/1/model.onnx', 'redis/dump.rdb']);
+  assert.deepEqual(
+    r.sources.map((s) => [s.name, s.archivePath]),
+    [
+      ['models', 'models/production/m'],
+      ['redis', 'redis'],
+    ],
+  );
+  assert.deepEqual(
+    (await verifyArchive(r.path)).manifest.files.map((f) => f.path),
+    ['models/production/m/1/model.onnx', 'redis/dump.rdb'],
+  );
 
   // --latest without --model sees no per-model archive, and says where they are.
   const latest = await runCli(['backup', 'verify', '--latest'], env);
@@ -301,20 +349,55 @@ test('a model archive with entries outside its model folder is refused and nothi
 
   const ok = { path: 'models/production/m/1/model.onnx', data: 'model bytes' };
   const modelManifest = (files: Array<{ path: string; data: string }>, extra: Partial<Manifest> = {}) =>
-    manifestFor(files, [], { formatVersion: MODEL_FORMAT_VERSION, model: 'm', sources: [{ name: 'models', path: '/app/models/production/m', archivePath: 'models/production/m' }], ...extra });
+    manifestFor(files, [], {
+      formatVersion: MODEL_FORMAT_VERSION,
+      model: 'm',
+      sources: [{ name: 'models', path: '/app/models/production/m', archivePath: 'models/production/m' }],
+      ...extra,
+    });
   const otherFile = { path: 'models/production/other/1/model.onnx', data: 'overwritten!' };
   const cases: Array<[string, CraftedEntry[], ReturnType<typeof manifestFor> | string, RegExp]> = [
     // Each hostile entry comes after a harmless one, so a restore that extracted as it read would already have written.
-    ['another model', [ok, otherFile], modelManifest([ok]), /entry "models\/production\/other\/1\/model\.onnx" is outside models\/production\/m\/, in an archive of the model m/],
-    ['another model, listed', [ok, otherFile], modelManifest([ok, otherFile]), /entry "models\/production\/other\/1\/model\.onnx" is outside models\/production\/m\//],
-    ['a name that starts like it', [ok, { path: 'models/production/mx/1/a', data: 'x' }], modelManifest([ok]), /"models\/production\/mx\/1\/a" is outside models\/production\/m\//],
+    [
+      'another model',
+      [ok, otherFile],
+      modelManifest([ok]),
+      /entry "models\/production\/other\/1\/model\.onnx" is outside models\/production\/m\/, in an archive of the model m/,
+    ],
+    [
+      'another model, listed',
+      [ok, otherFile],
+      modelManifest([ok, otherFile]),
+      /entry "models\/production\/other\/1\/model\.onnx" is outside models\/production\/m\//,
+    ],
+    [
+      'a name that starts like it',
+      [ok, { path: 'models/production/mx/1/a', data: 'x' }],
+      modelManifest([ok]),
+      /"models\/production\/mx\/1\/a" is outside models\/production\/m\//,
+    ],
     ['another model folder', [ok, { path: 'models/production/other/', type: 'Directory' }], modelManifest([ok]), /"models\/production\/other" is outside/],
     ['the model folder as a file', [ok, { path: 'models/production/m', data: 'x' }], modelManifest([ok]), /"models\/production\/m" is outside/],
-    ['Redis data it does not declare', [ok, { path: 'redis/dump.rdb', data: 'x' }], modelManifest([ok]), /"redis\/dump\.rdb" is outside models\/production\/m\//],
+    [
+      'Redis data it does not declare',
+      [ok, { path: 'redis/dump.rdb', data: 'x' }],
+      modelManifest([ok]),
+      /"redis\/dump\.rdb" is outside models\/production\/m\//,
+    ],
     ['a climb out', [ok, { path: 'models/production/m/../other/1/model.onnx', data: 'x' }], modelManifest([ok]), /climbs out with "\.\."/],
     ['a link to another model', [ok, { path: 'models/production/m/2', type: 'SymbolicLink', linkpath: '../other' }], modelManifest([ok]), /symbolic link/],
-    ['a model without format version 2', [ok], modelManifest([ok], { formatVersion: 1 }), /not an analytics-api-backup manifest of format version 1 or 2: model: a manifest names a model exactly when its format version is 2/],
-    ['a source outside the model', [ok], modelManifest([ok], { sources: [{ name: 'models', path: '/x', archivePath: 'models/production' }] }), /sources\.0\.archivePath: must be models\/production\/m/],
+    [
+      'a model without format version 2',
+      [ok],
+      modelManifest([ok], { formatVersion: 1 }),
+      /not an analytics-api-backup manifest of format version 1 or 2: model: a manifest names a model exactly when its format version is 2/,
+    ],
+    [
+      'a source outside the model',
+      [ok],
+      modelManifest([ok], { sources: [{ name: 'models', path: '/x', archivePath: 'models/production' }] }),
+      /sources\.0\.archivePath: must be models\/production\/m/,
+    ],
     ['a model name that climbs', [ok], modelManifest([ok], { model: '..' }), /model: not a model name/],
   ];
   for (const [what, entries, manifest, reason] of cases) {
@@ -363,7 +446,10 @@ test('library: a per-model restore by swapping folder contents, and a failed one
 
   const r = await restoreBackup({ archive: archive.path, modelsDir: store, swap: 'contents' });
   assert.equal(r.model, 'm');
-  assert.deepEqual(r.restored.map((p) => [p.name, p.target, p.swap]), [['models', join(store, 'production', 'm'), 'contents']]);
+  assert.deepEqual(
+    r.restored.map((p) => [p.name, p.target, p.swap]),
+    [['models', join(store, 'production', 'm'), 'contents']],
+  );
   assert.deepEqual(await snapshot(join(store, 'production', 'm'), { mtimes: false }), mBefore);
   assert.deepEqual(await snapshot(join(store, 'production', 'other')), otherBefore);
 

@@ -45,12 +45,30 @@ test('a corrupted archive fails verify and restore, and the live store is untouc
   await writeFile(notGzip, 'this is not an archive');
   // Valid gzip and tar, but a file's bytes differ from its manifest entry.
   const mismatch = join(root, 'mismatch.tar.gz');
-  await craftArchive(mismatch, [{ path: 'models/production/m/1/model.onnx', data: 'tampered!' }], manifestFor([{ path: 'models/production/m/1/model.onnx', data: 'original!' }]));
+  await craftArchive(
+    mismatch,
+    [{ path: 'models/production/m/1/model.onnx', data: 'tampered!' }],
+    manifestFor([{ path: 'models/production/m/1/model.onnx', data: 'original!' }]),
+  );
   // An entry the manifest does not list, and a manifest entry with no file.
   const extra = join(root, 'extra.tar.gz');
-  await craftArchive(extra, [{ path: 'models/production/m/1/model.onnx', data: 'a' }, { path: 'models/production/m/1/x', data: 'b' }], manifestFor([{ path: 'models/production/m/1/model.onnx', data: 'a' }]));
+  await craftArchive(
+    extra,
+    [
+      { path: 'models/production/m/1/model.onnx', data: 'a' },
+      { path: 'models/production/m/1/x', data: 'b' },
+    ],
+    manifestFor([{ path: 'models/production/m/1/model.onnx', data: 'a' }]),
+  );
   const missing = join(root, 'missing.tar.gz');
-  await craftArchive(missing, [{ path: 'models/production/m/1/model.onnx', data: 'a' }], manifestFor([{ path: 'models/production/m/1/model.onnx', data: 'a' }, { path: 'models/production/m/1/gone', data: 'b' }]));
+  await craftArchive(
+    missing,
+    [{ path: 'models/production/m/1/model.onnx', data: 'a' }],
+    manifestFor([
+      { path: 'models/production/m/1/model.onnx', data: 'a' },
+      { path: 'models/production/m/1/gone', data: 'b' },
+    ]),
+  );
   const noManifest = join(root, 'no-manifest.tar.gz');
   await craftArchive(noManifest, [{ path: 'models/production/m/1/model.onnx', data: 'a' }]);
   const badManifest = join(root, 'bad-manifest.tar.gz');
@@ -83,7 +101,13 @@ test('a corrupted archive fails verify and restore, and the live store is untouc
   const listed = await runCli(['backup', 'list', '--verify', '--json'], env);
   assert.equal(listed.code, 1);
   const rows = JSON.parse(listed.stdout) as Array<{ name: string; verified: boolean }>;
-  assert.deepEqual(rows.map((r) => [r.name, r.verified]), [[(JSON.parse(created.stdout) as { name: string }).name, true], ['analytics-backup-20200101T000000Z.tar.gz', false]]);
+  assert.deepEqual(
+    rows.map((r) => [r.name, r.verified]),
+    [
+      [(JSON.parse(created.stdout) as { name: string }).name, true],
+      ['analytics-backup-20200101T000000Z.tar.gz', false],
+    ],
+  );
 });
 
 test('entries that could write outside the store are refused and nothing is written anywhere', { timeout: 120_000 }, async (t) => {
@@ -156,5 +180,9 @@ test('checkEntry: the layout rules', () => {
     ['redis/fifo', 'FIFO'],
     ['redis/dev', 'BlockDevice'],
   ] as const)
-    assert.throws(() => checkEntry(path, type), (err: unknown) => err instanceof BackupError && err.code === 'UNSAFE', `${type} ${path}`);
+    assert.throws(
+      () => checkEntry(path, type),
+      (err: unknown) => err instanceof BackupError && err.code === 'UNSAFE',
+      `${type} ${path}`,
+    );
 });

@@ -3,7 +3,7 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { archiveName, parseArchiveName } from '../../service/backup/archive.ts';
-import { pruneBackups } from '../../service/backup/backup.ts';
+import { pruneBackups } from '../../service/backup/prune.ts';
 import { figures } from '../../contract/figures.ts';
 import { runCli, sandbox } from './helpers.ts';
 
@@ -23,7 +23,11 @@ async function archivesAged(dest: string, daysAgo: number[], now = Date.now()): 
   return names;
 }
 
-const archivesIn = async (dest: string) => (await readdir(dest)).filter((n) => parseArchiveName(n)).sort().reverse();
+const archivesIn = async (dest: string) =>
+  (await readdir(dest))
+    .filter((n) => parseArchiveName(n))
+    .sort()
+    .reverse();
 
 test(`prune keeps the archives of the last ${figures.backup.retentionDays} days of ten`, { timeout: 60_000 }, async (t) => {
   const dest = await sandbox(t);
@@ -43,11 +47,17 @@ test(`prune keeps the archives of the last ${figures.backup.retentionDays} days 
   assert.match(pruned.stdout, new RegExp(`kept ${keep} archives \\(retention ${keep} days`));
   assert.deepEqual(await archivesIn(dest), names.slice(0, keep));
   assert.ok((await readdir(dest)).includes('README.txt'));
-  assert.ok((await readdir(dest)).some((n) => n.endsWith('.partial')), 'a fresh partial is left alone');
+  assert.ok(
+    (await readdir(dest)).some((n) => n.endsWith('.partial')),
+    'a fresh partial is left alone',
+  );
 
   // list: newest first.
   const listed = await runCli(['backup', 'list', '--json'], { BACKUP_DIR: dest });
-  assert.deepEqual((JSON.parse(listed.stdout) as Array<{ name: string }>).map((r) => r.name), names.slice(0, keep));
+  assert.deepEqual(
+    (JSON.parse(listed.stdout) as Array<{ name: string }>).map((r) => r.name),
+    names.slice(0, keep),
+  );
 
   // A shorter retention from the option (and from the environment).
   const three = await runCli(['backup', 'prune', '--retention-days', '3'], { BACKUP_DIR: dest });
@@ -60,7 +70,10 @@ test(`prune keeps the archives of the last ${figures.backup.retentionDays} days 
 
 test('prune never deletes the newest archive, however old', { timeout: 60_000 }, async (t) => {
   const dest = await sandbox(t);
-  const names = await archivesAged(dest, Array.from({ length: 10 }, (_, i) => figures.backup.retentionDays + 1 + i));
+  const names = await archivesAged(
+    dest,
+    Array.from({ length: 10 }, (_, i) => figures.backup.retentionDays + 1 + i),
+  );
   const r = await runCli(['backup', 'prune', '--json'], { BACKUP_DIR: dest });
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { kept: string[]; deleted: string[] };
@@ -95,7 +108,10 @@ test('prune: the cutoff is exact and archives of the same second are ordered', a
     r.kept.map((a) => a.name),
     [names[1], names[0], names[2]],
   );
-  assert.deepEqual(r.deleted.map((a) => a.name), [names[3]]);
+  assert.deepEqual(
+    r.deleted.map((a) => a.name),
+    [names[3]],
+  );
   assert.equal(parseArchiveName('analytics-backup-20261126T020000Z.tar.gz')?.created.toISOString(), '2026-11-26T02:00:00.000Z');
   assert.equal(parseArchiveName('analytics-backup-20261126T020000.123Z-2.tar.gz')?.counter, 2);
   assert.equal(parseArchiveName('analytics-backup-20261326T020000Z.tar.gz'), undefined);

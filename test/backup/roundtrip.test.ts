@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { FastifyInstance } from 'fastify';
 import { MODELS, runCli, sandbox, snapshot } from './helpers.ts';
 import { answers, sampleModels, start, upload } from './service-helpers.ts';
 
@@ -44,12 +43,17 @@ test('backup create → wipe → restore gives a store that answers exactly as b
   const result = JSON.parse(created.stdout) as { name: string; path: string; files: number; bytes: number; sizeBytes: number; durationMs: number };
   assert.match(result.name, /^analytics-backup-\d{8}T\d{6}(\.\d{3})?Z\.tar\.gz$/);
   assert.equal(result.files, Object.values(storeBefore).filter((v) => v.startsWith('file')).length + 2);
-  t.diagnostic(`sample store: ${names.length} models, ${result.files} files, ${result.bytes} bytes → archive ${result.sizeBytes} bytes in ${Math.round(result.durationMs)} ms`);
+  t.diagnostic(
+    `sample store: ${names.length} models, ${result.files} files, ${result.bytes} bytes → archive ${result.sizeBytes} bytes in ${Math.round(result.durationMs)} ms`,
+  );
 
   const listed = await runCli(['backup', 'list', '--json', '--verify'], env);
   assert.equal(listed.code, 0, listed.stderr);
   const rows = JSON.parse(listed.stdout) as Array<{ name: string; verified: boolean }>;
-  assert.deepEqual(rows.map((r) => [r.name, r.verified]), [[result.name, true]]);
+  assert.deepEqual(
+    rows.map((r) => [r.name, r.verified]),
+    [[result.name, true]],
+  );
 
   const verified = await runCli(['backup', 'verify', '--latest'], env);
   assert.equal(verified.code, 0, verified.stderr);
@@ -67,7 +71,10 @@ test('backup create → wipe → restore gives a store that answers exactly as b
   assert.deepEqual(await snapshot(join(store, 'production'), { mtimes: false }), storeBefore);
   assert.deepEqual(await snapshot(redis, { mtimes: false }), redisBefore);
   // Nothing of the restore is left beside the targets.
-  assert.deepEqual((await readdir(store)).filter((n) => n.startsWith('.analytics-')), []);
+  assert.deepEqual(
+    (await readdir(store)).filter((n) => n.startsWith('.analytics-')),
+    [],
+  );
   assert.deepEqual((await readdir(root)).sort(), ['backups', 'redis', 'store']);
 
   app = await start(store);
@@ -115,6 +122,9 @@ test('restore onto a fresh machine (no store yet) and with the Redis folder left
   const redisBefore = await snapshot(redis);
   const again = await runCli(['backup', 'restore', '--latest', '--json'], { MODELS_DIR: store, BACKUP_DIR: dest, REDIS_DATA_DIR: redis });
   assert.equal(again.code, 0, again.stderr);
-  assert.deepEqual((JSON.parse(again.stdout) as { restored: Array<{ name: string }> }).restored.map((p) => p.name), ['models']);
+  assert.deepEqual(
+    (JSON.parse(again.stdout) as { restored: Array<{ name: string }> }).restored.map((p) => p.name),
+    ['models'],
+  );
   assert.deepEqual(await snapshot(redis), redisBefore);
 });

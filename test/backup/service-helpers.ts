@@ -17,7 +17,10 @@ export interface Reference {
 
 /** The names of the sample models in models/ (each an .onnx with a .json of reference samples). */
 export async function sampleModels(): Promise<string[]> {
-  return (await readdir(MODELS)).filter((f) => f.endsWith('.onnx')).map((f) => f.slice(0, -5)).sort();
+  return (await readdir(MODELS))
+    .filter((f) => f.endsWith('.onnx'))
+    .map((f) => f.slice(0, -5))
+    .sort();
 }
 
 export async function start(modelsDir: string): Promise<FastifyInstance> {
@@ -30,7 +33,14 @@ export async function upload(app: FastifyInstance, name: string, version: string
   const res = await app.inject({
     method: 'POST',
     url: '/api/v1/models',
-    payload: { name, version, model_data: (await readFile(join(MODELS, `${name}.onnx`))).toString('base64'), features: ref.features, metadata: { source: 'backup test' }, promote },
+    payload: {
+      name,
+      version,
+      model_data: (await readFile(join(MODELS, `${name}.onnx`))).toString('base64'),
+      features: ref.features,
+      metadata: { source: 'backup test' },
+      promote,
+    },
   });
   assert.equal(res.statusCode, 201, `upload ${name}@${version}: ${res.body}`);
 }
@@ -42,7 +52,11 @@ export async function answers(app: FastifyInstance, names: string[]): Promise<Re
     const ref = JSON.parse(await readFile(join(MODELS, `${name}.json`), 'utf8')) as Reference;
     const described = await app.inject({ method: 'GET', url: `/api/v1/models/${name}` });
     assert.equal(described.statusCode, 200, described.body);
-    const { versions, production_version, history } = described.json() as { versions: Array<{ version: string; sha256: string }>; production_version: string; history: unknown[] };
+    const { versions, production_version, history } = described.json() as {
+      versions: Array<{ version: string; sha256: string }>;
+      production_version: string;
+      history: unknown[];
+    };
     out[`${name} description`] = { production_version, versions: versions.map((v) => `${v.version}:${v.sha256}`), history };
     for (const [i, sample] of ref.samples.entries()) {
       const res = await app.inject({ method: 'POST', url: `/api/v1/predict/${name}`, payload: { features: sample.features } });

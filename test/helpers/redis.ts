@@ -36,7 +36,20 @@ export async function startRedis(): Promise<RedisServer> {
     port,
     url: `redis://127.0.0.1:${port}`,
     async start() {
-      child = startProcess('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--daemonize', 'no']);
+      child = startProcess('redis-server', [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--protected-mode',
+        'yes',
+        '--daemonize',
+        'no',
+      ]);
       const c = child;
       await waitFor(`redis-server on ${port} (${recentOutput(c)})`, async () => (await ping(port)) || undefined, 10_000);
     },

@@ -83,25 +83,28 @@ describe('infra/dist on a real API server', () => {
 
   test('make deploy: applies everything, creates the token Secret and the routing ConfigMap, waits for the rollouts', { timeout: 240_000 }, async () => {
     // kind's default StorageClass provisions Redis's claim; here a class and a volume stand in.
-    await kubectl(['apply', '-f', '-'], JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'List',
-      items: [
-        {
-          apiVersion: 'storage.k8s.io/v1',
-          kind: 'StorageClass',
-          metadata: { name: 'standard', annotations: { 'storageclass.kubernetes.io/is-default-class': 'true' } },
-          provisioner: 'kubernetes.io/no-provisioner',
-          volumeBindingMode: 'Immediate',
-        },
-        {
-          apiVersion: 'v1',
-          kind: 'PersistentVolume',
-          metadata: { name: 'test-redis-data' },
-          spec: { capacity: { storage: '1Gi' }, accessModes: ['ReadWriteOnce'], storageClassName: 'standard', hostPath: { path: '/tmp/test-redis-data' } },
-        },
-      ],
-    }));
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'List',
+        items: [
+          {
+            apiVersion: 'storage.k8s.io/v1',
+            kind: 'StorageClass',
+            metadata: { name: 'standard', annotations: { 'storageclass.kubernetes.io/is-default-class': 'true' } },
+            provisioner: 'kubernetes.io/no-provisioner',
+            volumeBindingMode: 'Immediate',
+          },
+          {
+            apiVersion: 'v1',
+            kind: 'PersistentVolume',
+            metadata: { name: 'test-redis-data' },
+            spec: { capacity: { storage: '1Gi' }, accessModes: ['ReadWriteOnce'], storageClassName: 'standard', hostPath: { path: '/tmp/test-redis-data' } },
+          },
+        ],
+      }),
+    );
 
     const r = await script('deploy.sh');
     assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -128,7 +131,7 @@ describe('infra/dist on a real API server', () => {
     }
   });
 
-  test('make deploy again: keeps the token and the operator\'s routing (no server-side apply conflict)', { timeout: 240_000 }, async () => {
+  test("make deploy again: keeps the token and the operator's routing (no server-side apply conflict)", { timeout: 240_000 }, async () => {
     const tokenBefore = (await getJson(['-n', 'analytics', 'get', 'secret', TOKEN_SECRET])).data[TOKEN_KEY];
     // The operator takes the routing over with its own field manager.
     const routed = JSON.stringify({ models: { iris: '1' } });
@@ -147,7 +150,11 @@ describe('infra/dist on a real API server', () => {
     const r = await script('undeploy.sh');
     assert.equal(r.code, 0, r.stdout + r.stderr);
     await waitFor('the analytics namespace to be gone', async () => (await cp.kubectl(['get', 'namespace', 'analytics'])).code !== 0, 120_000);
-    for (const args of [['persistentvolume', 'analytics-models'], ['persistentvolume', 'analytics-backups'], ['crd', 'modelversions.serving.analytics.dev']]) {
+    for (const args of [
+      ['persistentvolume', 'analytics-models'],
+      ['persistentvolume', 'analytics-backups'],
+      ['crd', 'modelversions.serving.analytics.dev'],
+    ]) {
       const g = await cp.kubectl(['get', ...args]);
       assert.notEqual(g.code, 0, `${args.join('/')} deleted`);
       assert.match(g.stderr, /NotFound|not found/);

@@ -19,7 +19,7 @@ const env: Record<string, string | undefined> = Object.fromEntries(
 );
 
 describe('compose.yaml', () => {
-  test('the specification\'s service: name, build, resources from figures.ts', () => {
+  test("the specification's service: name, build, resources from figures.ts", () => {
     assert.deepEqual(api.build, { context: '.', dockerfile: 'Dockerfile' });
     const { limits, reservations } = api.deploy.resources;
     // Compose writes cpus as a string and memory with a G suffix (GiB).
@@ -38,7 +38,7 @@ describe('compose.yaml', () => {
     assert.equal(env.CHOKIDAR_USEPOLLING, 'true');
   });
 
-  test('Redis with its data at /data/redis, and the service\'s environment (cache TTL, daily backups kept 7 days)', () => {
+  test("Redis with its data at /data/redis, and the service's environment (cache TTL, daily backups kept 7 days)", () => {
     const redis = compose.services.redis as Obj;
     assert.equal(redis.image, 'redis:7-alpine');
     assert.deepEqual(redis.command, ['redis-server', '--appendonly', 'yes', '--dir', REDIS_DATA_DIR]);
@@ -52,7 +52,10 @@ describe('compose.yaml', () => {
     assert.equal(env.BACKUP_SCHEDULE, figures.backup.schedule);
     assert.equal(env.BACKUP_RETENTION_DAYS, String(figures.backup.retentionDays));
     assert.equal(env.REDIS_DATA_DIR, REDIS_DATA_DIR);
-    assert.ok((api.volumes as Obj[]).some((v) => v.target === env.BACKUP_DIR), 'a volume at BACKUP_DIR');
+    assert.ok(
+      (api.volumes as Obj[]).some((v) => v.target === env.BACKUP_DIR),
+      'a volume at BACKUP_DIR',
+    );
     assert.equal(api.depends_on.redis.condition, 'service_healthy');
   });
 

@@ -50,7 +50,10 @@ function machine(m: Machine = {}): { root: string; env: NodeJS.ProcessEnv; home:
   file('proc/sys/fs/inotify/max_user_watches', `${m.watches ?? 524288}\n`);
   file('proc/sys/fs/inotify/max_user_instances', `${m.instances ?? 8192}\n`);
   const header = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
-  const rows = (m.listening ?? []).map((p, i) => `   ${i}: 00000000:${p.toString(16).toUpperCase().padStart(4, '0')} 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1234 1 0000000000000000 100 0 0 10 0\n`);
+  const rows = (m.listening ?? []).map(
+    (p, i) =>
+      `   ${i}: 00000000:${p.toString(16).toUpperCase().padStart(4, '0')} 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1234 1 0000000000000000 100 0 0 10 0\n`,
+  );
   file('proc/net/tcp', header + rows.join(''));
   file('proc/net/tcp6', header);
   if (m.cgroup2 ?? true) file('sys/fs/cgroup/cgroup.controllers', 'cpuset cpu io memory hugetlb pids rdma misc\n');
@@ -81,13 +84,21 @@ function check(checks: Check[], title: string): Check {
 describe('make doctor (infra/doctor.ts)', () => {
   test('a WSL2 machine set up as docs/wsl2.md says passes every check', () => {
     const checks = doctor();
-    assert.deepEqual(checks.filter((c) => c.status !== 'ok'), []);
+    assert.deepEqual(
+      checks.filter((c) => c.status !== 'ok'),
+      [],
+    );
     assert.match(check(checks, 'WSL2 kernel').detail, /microsoft-standard-WSL2/);
     assert.match(formatReport(checks), /ready for make cluster/);
   });
 
   test('WSL 1 fails with the command that converts it; another Linux only warns', () => {
-    const wsl1 = check(doctor({ version: 'Linux version 4.4.0-19041-Microsoft (Microsoft@Microsoft.com) (gcc version 5.4.0 (GCC) ) #1237-Microsoft Sat Sep 11 14:32:00 PST 2021' }), 'WSL2 kernel');
+    const wsl1 = check(
+      doctor({
+        version: 'Linux version 4.4.0-19041-Microsoft (Microsoft@Microsoft.com) (gcc version 5.4.0 (GCC) ) #1237-Microsoft Sat Sep 11 14:32:00 PST 2021',
+      }),
+      'WSL2 kernel',
+    );
     assert.equal(wsl1.status, 'fail');
     assert.match(wsl1.fix ?? '', /wsl --set-version/);
     const linux = check(doctor({ version: 'Linux version 6.8.0-45-generic (buildd@lcy02-amd64-115) #45-Ubuntu SMP' }), 'WSL2 kernel');
@@ -101,7 +112,7 @@ describe('make doctor (infra/doctor.ts)', () => {
     assert.match(c.fix ?? '', /wsl --shutdown/);
   });
 
-  test('CPUs and memory are measured against the manifests\' requests', () => {
+  test("CPUs and memory are measured against the manifests' requests", () => {
     const steady = wslconfigFigures(need.steady);
     const rollout = wslconfigFigures(need.rollout);
     // The figures come from the service's 2-core / 4 GiB requests, two replicas and a surge pod.
@@ -166,7 +177,7 @@ describe('make doctor (infra/doctor.ts)', () => {
     assert.equal(check(doctor({}, '/home/me/mnt/c'), 'project folder').status, 'ok');
   });
 
-  test('a models folder the pods\' uid cannot write fails with the chown that fixes it', () => {
+  test("a models folder the pods' uid cannot write fails with the chown that fixes it", () => {
     const m = machine();
     mkdirSync(join(m.home, 'analytics-models'), { mode: 0o755 });
     const checks = runDoctor({ root: m.root, env: m.env, projectDir: '/home/me/p', need });

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { accessSync, constants, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +9,7 @@ import { runCommand, type CommandResult } from '../helpers/processes.ts';
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const distDir = join(repoRoot, 'infra/dist');
 
+// biome-ignore lint/suspicious/noExplicitAny: parsed YAML, read field by field
 export type Obj = Record<string, any>;
 
 /** Every YAML document of a file (cdk8s's loader, YAML 1.1 as kubectl reads it). */

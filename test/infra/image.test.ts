@@ -54,15 +54,21 @@ describe('Dockerfile', () => {
     assert.match(pkg.engines.node, />=24/);
   });
 
-  test('production dependencies only, with onnxruntime-node\'s download skipped', () => {
+  test("production dependencies only, with onnxruntime-node's download skipped", () => {
     const deps = ins.filter((i) => i.stage === 0);
     const runIdx = deps.findIndex((i) => i.op === 'RUN' && /\bnpm ci\b/.test(i.args));
     assert.ok(runIdx >= 0, 'npm ci in the first stage');
     assert.match(deps[runIdx].args, /npm ci --omit=dev/);
     const envIdx = deps.findIndex((i) => i.op === 'ENV' && /ONNXRUNTIME_NODE_INSTALL=skip/.test(i.args));
     assert.ok(envIdx >= 0 && envIdx < runIdx, 'ONNXRUNTIME_NODE_INSTALL=skip set before npm ci');
-    assert.ok(deps.some((i) => i.op === 'COPY' && /package-lock\.json/.test(i.args) && /\.npmrc/.test(i.args)), 'the lock file and .npmrc are copied for npm ci');
-    assert.ok(final.some((i) => i.op === 'COPY' && /--from=deps .*node_modules/.test(i.args)), 'node_modules comes from the dependency stage');
+    assert.ok(
+      deps.some((i) => i.op === 'COPY' && /package-lock\.json/.test(i.args) && /\.npmrc/.test(i.args)),
+      'the lock file and .npmrc are copied for npm ci',
+    );
+    assert.ok(
+      final.some((i) => i.op === 'COPY' && /--from=deps .*node_modules/.test(i.args)),
+      'node_modules comes from the dependency stage',
+    );
     assert.ok(!final.some((i) => i.op === 'RUN' && /\bnpm (ci|install)\b/.test(i.args)), 'nothing installed in the runtime stage');
   });
 
@@ -76,11 +82,15 @@ describe('Dockerfile', () => {
   });
 
   test('copies contract/, service/, operator/, bin/, the sample models and package*.json; the entrypoint runs the service, the operator or the CLI', () => {
-    const copies = final.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from')).map((i) => i.args.split(/\s+/).slice(0, -1)).flat();
-    for (const src of ['package.json', 'package-lock.json', 'contract/', 'service/', 'operator/', 'bin/', 'models/']) assert.ok(copies.includes(src), `COPY ${src}`);
+    const copies = final.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from')).flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+    for (const src of ['package.json', 'package-lock.json', 'contract/', 'service/', 'operator/', 'bin/', 'models/'])
+      assert.ok(copies.includes(src), `COPY ${src}`);
     assert.deepEqual(final.find((i) => i.op === 'ENTRYPOINT')?.args, '["docker-entrypoint.sh"]');
     assert.deepEqual(final.find((i) => i.op === 'CMD')?.args, '["node", "service/main.ts"]');
-    assert.ok(final.some((i) => i.op === 'RUN' && /ln -s \/app\/bin\/analytics-api\.js \/usr\/local\/bin\/analytics-api/.test(i.args)), '`analytics-api` on PATH');
+    assert.ok(
+      final.some((i) => i.op === 'RUN' && /ln -s \/app\/bin\/analytics-api\.js \/usr\/local\/bin\/analytics-api/.test(i.args)),
+      '`analytics-api` on PATH',
+    );
     assert.ok(readFileSync(join(repoRoot, 'bin/analytics-api.js'), 'utf8').startsWith('#!/usr/bin/env node'));
   });
 
@@ -98,7 +108,10 @@ describe('Dockerfile', () => {
     assert.equal(lines[0], '*', 'everything is excluded first');
     const allowed = lines.filter((l) => l.startsWith('!')).map((l) => l.slice(1));
     for (const src of ['package.json', 'package-lock.json', '.npmrc', 'contract/', 'service/', 'operator/', 'bin/']) assert.ok(allowed.includes(src), src);
-    assert.ok(allowed.some((a) => a.startsWith('models/') && a.endsWith('.onnx')), 'the sample ONNX files');
+    assert.ok(
+      allowed.some((a) => a.startsWith('models/') && a.endsWith('.onnx')),
+      'the sample ONNX files',
+    );
     for (const never of ['node_modules', '.git', 'data', '.cache', 'test', 'infra']) assert.ok(!allowed.some((a) => a.startsWith(never)), never);
   });
 
@@ -117,7 +130,10 @@ describe('Dockerfile', () => {
       if (seen.has(file)) continue;
       seen.add(file);
       const rel = relative(repoRoot, file);
-      assert.ok(inImage.some((d) => rel.startsWith(d)), `${rel} is in the image`);
+      assert.ok(
+        inImage.some((d) => rel.startsWith(d)),
+        `${rel} is in the image`,
+      );
       for (const m of readFileSync(file, 'utf8').matchAll(importRe)) {
         const spec = m[1] ?? m[2];
         if (spec.startsWith('node:')) continue;
@@ -136,7 +152,9 @@ describe('Dockerfile', () => {
 describe('infra/scripts', () => {
   test('shellcheck finds nothing', { timeout: 60_000 }, async () => {
     const dir = join(repoRoot, 'infra/scripts');
-    const scripts = readdirSync(dir).filter((f) => f.endsWith('.sh')).map((f) => join('infra/scripts', f));
+    const scripts = readdirSync(dir)
+      .filter((f) => f.endsWith('.sh'))
+      .map((f) => join('infra/scripts', f));
     assert.ok(scripts.length >= 6);
     const r = await run(infraTool('shellcheck'), ['-x', ...scripts]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -147,7 +165,10 @@ describe('infra/scripts', () => {
     const targets = ['synth', 'doctor', 'cluster', 'images', 'deploy', 'demo', 'undeploy'];
     const positions = targets.map((t) => mk.search(new RegExp(`^${t}:`, 'm')));
     for (const [i, p] of positions.entries()) assert.ok(p >= 0, `target ${targets[i]}`);
-    assert.deepEqual([...positions].sort((a, b) => a - b), positions);
+    assert.deepEqual(
+      [...positions].sort((a, b) => a - b),
+      positions,
+    );
     for (const t of ['cluster', 'images', 'deploy', 'demo', 'undeploy']) assert.match(mk, new RegExp(`^${t}:\\n\\tinfra/scripts/${t}\\.sh$`, 'm'));
     assert.match(readFileSync(join(repoRoot, 'Makefile'), 'utf8'), /^test: .*\binfra-tools\b/m, 'make test installs the linters first');
   });

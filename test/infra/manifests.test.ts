@@ -34,21 +34,30 @@ describe('infra/dist', () => {
 
   test('applies in order: the namespace and the CRD come first, monitoring in its own folder', () => {
     const files = distFiles();
-    assert.deepEqual(files.filter((f) => !f.includes('/')), ['00-namespace.yaml', '10-redis.yaml', '20-service.yaml', '30-operator.yaml']);
-    assert.deepEqual(files.filter((f) => f.startsWith('monitoring/')), ['monitoring/40-monitoring.yaml']);
+    assert.deepEqual(
+      files.filter((f) => !f.includes('/')),
+      ['00-namespace.yaml', '10-redis.yaml', '20-service.yaml', '30-operator.yaml'],
+    );
+    assert.deepEqual(
+      files.filter((f) => f.startsWith('monitoring/')),
+      ['monitoring/40-monitoring.yaml'],
+    );
     const first = objects.filter((o) => o.file === '00-namespace.yaml').map((o) => `${o.kind}/${o.metadata.name}`);
     assert.deepEqual(first, ['Namespace/analytics', 'CustomResourceDefinition/modelversions.serving.analytics.dev']);
     for (const o of objects.filter((x) => x.file !== '00-namespace.yaml' && !['PersistentVolume'].includes(x.kind))) {
       assert.equal(o.metadata.namespace, 'analytics', `${o.kind}/${o.metadata.name} is in the analytics namespace`);
     }
-    assert.ok(objects.filter((o) => o.kind === 'PersistentVolume').every((o) => o.metadata.namespace === undefined), 'PersistentVolumes are cluster-scoped');
+    assert.ok(
+      objects.filter((o) => o.kind === 'PersistentVolume').every((o) => o.metadata.namespace === undefined),
+      'PersistentVolumes are cluster-scoped',
+    );
   });
 
   test('the CRD is the one contract/crd.ts generates', () => {
     assert.deepEqual(find(objects, 'CustomResourceDefinition', 'modelversions.serving.analytics.dev').spec, modelVersionCrd().spec);
   });
 
-  test('the service requests and limits the specification\'s cores and memory (read back from the YAML)', () => {
+  test("the service requests and limits the specification's cores and memory (read back from the YAML)", () => {
     const { requests, limits } = container('analytics-api').resources;
     assert.equal(parseQuantity(requests.cpu), figures.resources.requests.cpu);
     assert.equal(parseQuantity(limits.cpu), figures.resources.limits.cpu);
@@ -72,7 +81,10 @@ describe('infra/dist', () => {
       assert.deepEqual(c.securityContext.capabilities, { drop: ['ALL'] }, name);
       assert.ok(c.resources.requests && c.resources.limits, `${name} has requests and limits`);
       const tmp = c.volumeMounts.find((m: Obj) => m.mountPath === '/tmp');
-      assert.ok(pod.volumes.some((v: Obj) => v.name === tmp?.name && v.emptyDir), `${name}: /tmp is an emptyDir`);
+      assert.ok(
+        pod.volumes.some((v: Obj) => v.name === tmp?.name && v.emptyDir),
+        `${name}: /tmp is an emptyDir`,
+      );
       assert.deepEqual(deployment(name).spec.selector.matchLabels, { [LABELS.name]: name });
       assert.equal(pod.containers.length, 1);
     }
@@ -120,10 +132,13 @@ describe('infra/dist', () => {
     const routing = find(objects, 'ConfigMap', ROUTING_CONFIGMAP);
     assert.deepEqual(JSON.parse(routing.data[ROUTING_KEY]), { models: {} });
     assert.equal(routing.metadata.labels[CREATE_ONLY_LABEL], 'true');
-    assert.deepEqual(objects.filter((o) => o.metadata.labels?.[CREATE_ONLY_LABEL]).map((o) => o.metadata.name), [ROUTING_CONFIGMAP]);
+    assert.deepEqual(
+      objects.filter((o) => o.metadata.labels?.[CREATE_ONLY_LABEL]).map((o) => o.metadata.name),
+      [ROUTING_CONFIGMAP],
+    );
   });
 
-  test('the models and backups claims bind to Retain volumes on the kind node\'s host folders', () => {
+  test("the models and backups claims bind to Retain volumes on the kind node's host folders", () => {
     for (const name of ['analytics-models', 'analytics-backups']) {
       const pv = find(objects, 'PersistentVolume', name);
       const pvc = find(objects, 'PersistentVolumeClaim', name);
@@ -149,7 +164,7 @@ describe('infra/dist', () => {
     assert.deepEqual(pdb.spec.selector.matchLabels, { [LABELS.name]: 'analytics-api' });
   });
 
-  test('RBAC: the Roles are operator/rbac.ts\'s rules, bound to their ServiceAccounts', () => {
+  test("RBAC: the Roles are operator/rbac.ts's rules, bound to their ServiceAccounts", () => {
     const strip = (rules: Obj[]) => rules.map((r) => ({ ...r }));
     assert.deepEqual(strip(find(objects, 'Role', 'analytics-operator').rules), strip(operatorRules));
     assert.deepEqual(strip(find(objects, 'Role', 'analytics-api').rules), strip(serviceRules));
@@ -194,7 +209,7 @@ describe('infra/dist', () => {
     assert.equal(operator.data.SERVICE_DEPLOYMENT, 'analytics-api');
   });
 
-  test('Redis: append-only file on its claim, and only the service\'s pods may connect', () => {
+  test("Redis: append-only file on its claim, and only the service's pods may connect", () => {
     const c = container('redis');
     assert.equal(c.image, 'redis:7-alpine');
     assert.deepEqual(c.command, ['redis-server', '--appendonly', 'yes', '--dir', '/data/redis']);
@@ -213,18 +228,31 @@ describe('infra/dist', () => {
     assert.equal(deployment('analytics-api').spec.template.metadata.labels[LABELS.name], 'analytics-api');
   });
 
-  test('monitoring: ServiceMonitor on the service\'s http port, PrometheusRule, dashboard ConfigMap for Grafana\'s sidecar', () => {
+  test("monitoring: ServiceMonitor on the service's http port, PrometheusRule, dashboard ConfigMap for Grafana's sidecar", () => {
     const sm = find(objects, 'ServiceMonitor', 'analytics-api');
     assert.equal(sm.apiVersion, 'monitoring.coreos.com/v1');
     assert.deepEqual(sm.spec.selector.matchLabels, { [LABELS.name]: 'analytics-api' });
-    assert.deepEqual(sm.spec.endpoints.map((e: Obj) => [e.port, e.path]), [['http', '/metrics']]);
+    assert.deepEqual(
+      sm.spec.endpoints.map((e: Obj) => [e.port, e.path]),
+      [['http', '/metrics']],
+    );
     const rule = find(objects, 'PrometheusRule', 'analytics-api');
     assert.ok(rule.spec.groups.length > 0);
     const dash = find(objects, 'ConfigMap', 'analytics-api-dashboard');
     assert.equal(dash.metadata.labels.grafana_dashboard, '1');
     const model = JSON.parse(Object.values(dash.data)[0] as string);
     const titles = (model.panels as Obj[]).map((p) => p.title);
-    for (const t of ['Request rate', 'Latency p50 / p99', 'Errors', 'Cache hit ratio', 'Inference latency p99', 'Predictions', 'CPU of limit', 'Memory of limit', 'Model load time']) {
+    for (const t of [
+      'Request rate',
+      'Latency p50 / p99',
+      'Errors',
+      'Cache hit ratio',
+      'Inference latency p99',
+      'Predictions',
+      'CPU of limit',
+      'Memory of limit',
+      'Model load time',
+    ]) {
       assert.ok(titles.includes(t), `panel ${t}`);
     }
   });

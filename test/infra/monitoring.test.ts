@@ -43,7 +43,14 @@ describe('monitoring rules and dashboard (promtool)', () => {
     const count = groups.reduce((n, g) => n + g.rules.length, 0);
     assert.match(r.stdout, new RegExp(`SUCCESS: ${count} rules found`));
     const names = groups.flatMap((g) => g.rules.map((x) => x.alert));
-    for (const a of ['AnalyticsApiCacheHitRatioLow', 'AnalyticsApiMemoryNearLimit', 'AnalyticsApiCpuNearLimit', 'AnalyticsApiModelLoadSlow', 'AnalyticsApiPredictLatencyHigh', 'AnalyticsApiServerErrors']) {
+    for (const a of [
+      'AnalyticsApiCacheHitRatioLow',
+      'AnalyticsApiMemoryNearLimit',
+      'AnalyticsApiCpuNearLimit',
+      'AnalyticsApiModelLoadSlow',
+      'AnalyticsApiPredictLatencyHigh',
+      'AnalyticsApiServerErrors',
+    ]) {
       assert.ok(names.includes(a), a);
     }
   });
@@ -58,7 +65,7 @@ describe('monitoring rules and dashboard (promtool)', () => {
     assert.match(r.stdout, new RegExp(`SUCCESS: ${rules.length} rules found`));
   });
 
-  test('the model-load alert counts loads above a bucket the service\'s histogram really has', () => {
+  test("the model-load alert counts loads above a bucket the service's histogram really has", () => {
     const metrics = new ServiceMetrics();
     const buckets = (metrics.loadDuration as unknown as { upperBounds: number[] }).upperBounds;
     assert.ok(buckets.includes(figures.targets.modelLoadSeconds), `bucket ${figures.targets.modelLoadSeconds} in ${buckets}`);
@@ -103,8 +110,16 @@ describe('monitoring rules and dashboard (promtool)', () => {
           { series: s('container_cpu_usage_ratio', pod), values: `${t.cpuOfLimit + 0.05}x30` },
         ],
         alert_rule_test: [
-          { eval_time: '20m', alertname: 'AnalyticsApiMemoryNearLimit', exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'analytics', pod: 'analytics-api-0' } }] },
-          { eval_time: '20m', alertname: 'AnalyticsApiCpuNearLimit', exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'analytics', pod: 'analytics-api-0' } }] },
+          {
+            eval_time: '20m',
+            alertname: 'AnalyticsApiMemoryNearLimit',
+            exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'analytics', pod: 'analytics-api-0' } }],
+          },
+          {
+            eval_time: '20m',
+            alertname: 'AnalyticsApiCpuNearLimit',
+            exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'analytics', pod: 'analytics-api-0' } }],
+          },
         ],
       },
       {
@@ -126,15 +141,28 @@ describe('monitoring rules and dashboard (promtool)', () => {
           { series: s('model_load_duration_seconds_bucket', `model="wine",version="1",le="${t.modelLoadSeconds}"`), values: '0x10 1x20' },
         ],
         alert_rule_test: [
-          { eval_time: '15m', alertname: 'AnalyticsApiModelLoadSlow', exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'analytics', model: 'iris', version: '2' } }] },
+          {
+            eval_time: '15m',
+            alertname: 'AnalyticsApiModelLoadSlow',
+            exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'analytics', model: 'iris', version: '2' } }],
+          },
         ],
       },
       // Prediction latency: every request between 0.5 s and 1 s (p99 above the target) fires.
       {
         input_series: [
-          { series: s('http_request_duration_seconds_bucket', `method="POST",route="/api/v1/predict/:model_id",status_code="200",le="${platformTargets.predictP99Seconds}"`), values: '0x30' },
+          {
+            series: s(
+              'http_request_duration_seconds_bucket',
+              `method="POST",route="/api/v1/predict/:model_id",status_code="200",le="${platformTargets.predictP99Seconds}"`,
+            ),
+            values: '0x30',
+          },
           { series: s('http_request_duration_seconds_bucket', 'method="POST",route="/api/v1/predict/:model_id",status_code="200",le="1"'), values: '0+600x30' },
-          { series: s('http_request_duration_seconds_bucket', 'method="POST",route="/api/v1/predict/:model_id",status_code="200",le="+Inf"'), values: '0+600x30' },
+          {
+            series: s('http_request_duration_seconds_bucket', 'method="POST",route="/api/v1/predict/:model_id",status_code="200",le="+Inf"'),
+            values: '0+600x30',
+          },
           // A slow route that is not a prediction does not count.
           { series: s('http_request_duration_seconds_bucket', 'method="POST",route="/api/v1/models",status_code="201",le="+Inf"'), values: '0+6000x30' },
         ],
@@ -144,14 +172,20 @@ describe('monitoring rules and dashboard (promtool)', () => {
       {
         input_series: [
           { series: s('http_requests_total', 'method="POST",route="/api/v1/predict/:model_id",status_code="200"'), values: '0+5880x30' },
-          { series: s('http_requests_total', 'method="POST",route="/api/v1/predict/:model_id",status_code="503"'), values: `0+${5880 * (2 * platformTargets.serverErrorRatio) / (1 - 2 * platformTargets.serverErrorRatio)}x30` },
+          {
+            series: s('http_requests_total', 'method="POST",route="/api/v1/predict/:model_id",status_code="503"'),
+            values: `0+${(5880 * (2 * platformTargets.serverErrorRatio)) / (1 - 2 * platformTargets.serverErrorRatio)}x30`,
+          },
         ],
         alert_rule_test: [{ eval_time: '20m', alertname: 'AnalyticsApiServerErrors', exp_alerts: [{ exp_labels: { severity: 'critical' } }] }],
       },
       {
         input_series: [
           { series: s('http_requests_total', 'method="POST",route="/api/v1/predict/:model_id",status_code="200"'), values: '0+5970x30' },
-          { series: s('http_requests_total', 'method="POST",route="/api/v1/predict/:model_id",status_code="500"'), values: `0+${Math.round(6000 * platformTargets.serverErrorRatio / 2)}x30` },
+          {
+            series: s('http_requests_total', 'method="POST",route="/api/v1/predict/:model_id",status_code="500"'),
+            values: `0+${Math.round((6000 * platformTargets.serverErrorRatio) / 2)}x30`,
+          },
         ],
         alert_rule_test: [{ eval_time: '20m', alertname: 'AnalyticsApiServerErrors', exp_alerts: [] }],
       },

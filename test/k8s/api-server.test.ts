@@ -1,13 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import {
-  ApiextensionsV1Api,
-  ApiException,
-  CoreV1Api,
-  CustomObjectsApi,
-  RbacAuthorizationV1Api,
-} from '@kubernetes/client-node';
+import { ApiextensionsV1Api, ApiException, CoreV1Api, CustomObjectsApi, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { startControlPlane, waitFor, type ControlPlane } from './control-plane.ts';
 
 // The API server alone (etcd + kube-apiserver, as envtest runs them): real authentication, real
@@ -94,10 +88,14 @@ describe('kube-apiserver + etcd (no controllers)', () => {
       },
     });
     // The RBAC authorizer reads Roles through an informer: allow a moment for it to see them.
-    const list = await waitFor('the Role to take effect', async () => {
-      const r = await saCore.listNamespacedConfigMap({ namespace }).catch(() => undefined);
-      return r;
-    }, WAIT);
+    const list = await waitFor(
+      'the Role to take effect',
+      async () => {
+        const r = await saCore.listNamespacedConfigMap({ namespace }).catch(() => undefined);
+        return r;
+      },
+      WAIT,
+    );
     assert.ok(list.items.some((c) => c.metadata?.name === 'settings'));
     // Only what the Role grants: secrets stay forbidden, and so does another namespace.
     assert.equal((await statusOf(saCore.listNamespacedSecret({ namespace }))).code, 403);
@@ -174,10 +172,14 @@ describe('kube-apiserver + etcd (no controllers)', () => {
         },
       },
     });
-    await waitFor('the CRD to be Established', async () => {
-      const crd = await ext.readCustomResourceDefinition({ name: 'widgets.test.analytics.dev' });
-      return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
-    }, WAIT);
+    await waitFor(
+      'the CRD to be Established',
+      async () => {
+        const crd = await ext.readCustomResourceDefinition({ name: 'widgets.test.analytics.dev' });
+        return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
+      },
+      WAIT,
+    );
 
     const custom = cp.kubeConfig().makeApiClient(CustomObjectsApi);
     const target = { group: 'test.analytics.dev', version: 'v1', namespace: 'default', plural: 'widgets' };

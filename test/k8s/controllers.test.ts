@@ -39,8 +39,11 @@ describe('control plane with controllers, scheduler and a kwok node', () => {
       process.stderr.write(`# control plane (with controllers) started in ${cp.startupMs} ms ${JSON.stringify(cp.timings)}\n`);
       await core.createNamespace({ body: { metadata: { name: namespace } } });
       // The ServiceAccount controller gives every namespace its "default" ServiceAccount.
-      await waitFor('ServiceAccount default in the new namespace', () =>
-        core.readNamespacedServiceAccount({ name: 'default', namespace }).catch(() => undefined), WAIT);
+      await waitFor(
+        'ServiceAccount default in the new namespace',
+        () => core.readNamespacedServiceAccount({ name: 'default', namespace }).catch(() => undefined),
+        WAIT,
+      );
     },
     { timeout: 900_000 }, // a cold build of the binaries (when not built yet) runs here
   );
@@ -88,10 +91,14 @@ describe('control plane with controllers, scheduler and a kwok node', () => {
         },
       },
     });
-    const d = await waitFor('Deployment web Available with 3 replicas', async () => {
-      const got = await apps.readNamespacedDeployment({ name: 'web', namespace });
-      return available(got, 3) ? got : undefined;
-    }, WAIT);
+    const d = await waitFor(
+      'Deployment web Available with 3 replicas',
+      async () => {
+        const got = await apps.readNamespacedDeployment({ name: 'web', namespace });
+        return available(got, 3) ? got : undefined;
+      },
+      WAIT,
+    );
     assert.equal(d.status?.readyReplicas, 3);
 
     const pods = await core.listNamespacedPod({ namespace, labelSelector: 'app=web' });
@@ -110,10 +117,14 @@ describe('control plane with controllers, scheduler and a kwok node', () => {
     const rollout = await cp.kubectl(['rollout', 'status', '-n', namespace, 'deployment/web', '--timeout=60s'], { timeoutMs: WAIT + 5_000 });
     assert.equal(rollout.code, 0, rollout.stderr);
     assert.match(rollout.stdout, /successfully rolled out/);
-    await waitFor('only the new pods to remain', async () => {
-      const now = await core.listNamespacedPod({ namespace, labelSelector: 'app=web' });
-      return now.items.length === 3 && now.items.every((p) => p.spec?.containers[0]?.image === 'example.invalid/web:2' && p.status?.phase === 'Running');
-    }, WAIT);
+    await waitFor(
+      'only the new pods to remain',
+      async () => {
+        const now = await core.listNamespacedPod({ namespace, labelSelector: 'app=web' });
+        return now.items.length === 3 && now.items.every((p) => p.spec?.containers[0]?.image === 'example.invalid/web:2' && p.status?.phase === 'Running');
+      },
+      WAIT,
+    );
   });
 
   test('a Job runs to Succeeded', { timeout: TEST }, async () => {
@@ -135,10 +146,14 @@ describe('control plane with controllers, scheduler and a kwok node', () => {
         },
       },
     });
-    const job = await waitFor('Job backup Complete', async () => {
-      const j = await batch.readNamespacedJob({ name: 'backup', namespace });
-      return j.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True') ? j : undefined;
-    }, WAIT);
+    const job = await waitFor(
+      'Job backup Complete',
+      async () => {
+        const j = await batch.readNamespacedJob({ name: 'backup', namespace });
+        return j.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True') ? j : undefined;
+      },
+      WAIT,
+    );
     assert.equal(job.status?.succeeded, 2);
     assert.ok(!job.status?.failed);
     assert.ok(job.status?.completionTime);

@@ -29,10 +29,13 @@ describe('ModelVersion CRD', () => {
   let cp: ControlPlane;
   let kc: KubeConfig;
 
-  before(async () => {
-    cp = await startCluster({ controllers: false });
-    kc = cp.kubeConfig();
-  }, { timeout: 900_000 });
+  before(
+    async () => {
+      cp = await startCluster({ controllers: false });
+      kc = cp.kubeConfig();
+    },
+    { timeout: 900_000 },
+  );
 
   after(() => cp?.stop());
 
@@ -51,10 +54,14 @@ describe('ModelVersion CRD', () => {
 
   test('kubectl explain reads well: every spec field is described', { timeout: TEST }, async () => {
     // The OpenAPI the API server publishes for a new CRD takes a moment.
-    const spec = await waitFor('kubectl explain mv.spec', async () => {
-      const r = await cp.kubectl(['explain', 'mv.spec']);
-      return r.code === 0 && r.stdout;
-    }, 60_000);
+    const spec = await waitFor(
+      'kubectl explain mv.spec',
+      async () => {
+        const r = await cp.kubectl(['explain', 'mv.spec']);
+        return r.code === 0 && r.stdout;
+      },
+      60_000,
+    );
     for (const line of [
       /model\t*<string> -required-/,
       /Model name; versions of one model share it\. Immutable/,
@@ -87,17 +94,41 @@ describe('ModelVersion CRD', () => {
 
   test('bad specs are refused with messages a person understands', { timeout: TEST }, async () => {
     const cases: Array<[string, unknown, RegExp[]]> = [
-      ['no source', { model: 'iris', version: '1', source: {} }, [/spec\.source: Invalid value: "object": source must name exactly one of storePath, url or configMapRef/]],
-      ['two sources', { ...valid, source: { url: 'https://x.example/m.onnx', storePath: 'production/iris/1/model.onnx' } }, [/source must name exactly one of storePath, url or configMapRef/]],
-      ['model name', { ...valid, model: 'Iris_Model' }, [/spec\.model: Invalid value: "string": a model name is 1-63 lowercase letters, digits and "-", starting and ending with a letter or digit/]],
+      [
+        'no source',
+        { model: 'iris', version: '1', source: {} },
+        [/spec\.source: Invalid value: "object": source must name exactly one of storePath, url or configMapRef/],
+      ],
+      [
+        'two sources',
+        { ...valid, source: { url: 'https://x.example/m.onnx', storePath: 'production/iris/1/model.onnx' } },
+        [/source must name exactly one of storePath, url or configMapRef/],
+      ],
+      [
+        'model name',
+        { ...valid, model: 'Iris_Model' },
+        [/spec\.model: Invalid value: "string": a model name is 1-63 lowercase letters, digits and "-", starting and ending with a letter or digit/],
+      ],
       ['version', { ...valid, version: 'v1/beta' }, [/spec\.version: .*version is 1-63 lowercase letters, digits, "\." and "-"/]],
       ['sha256', { ...valid, sha256: 'ABC123' }, [/spec\.sha256: .*sha256 must be 64 lowercase hexadecimal characters/]],
       ['url scheme', { ...valid, source: { url: 'ftp://models.example.com/m.onnx' } }, [/spec\.source\.url: .*url must be an http:\/\/ or https:\/\/ URL/]],
-      ['storePath escaping the store', { ...valid, source: { storePath: 'production/../../etc/passwd' } }, [/spec\.source\.storePath: .*storePath is a relative path inside the model store, without "\." or "\.\." segments/]],
+      [
+        'storePath escaping the store',
+        { ...valid, source: { storePath: 'production/../../etc/passwd' } },
+        [/spec\.source\.storePath: .*storePath is a relative path inside the model store, without "\." or "\.\." segments/],
+      ],
       ['absolute storePath', { ...valid, source: { storePath: '/etc/passwd' } }, [/storePath is a relative path/]],
       ['stage', { ...valid, stage: 'Live' }, [/spec\.stage: Unsupported value: "Live": supported values: "Production", "Staging", "Archived"/]],
-      ['schedule', { ...valid, backup: { schedule: 'every day' } }, [/spec\.backup\.schedule: .*schedule must be a cron expression of five fields \(e\.g\. "0 2 \* \* \*"\) or a macro such as @daily/]],
-      ['retention', { ...valid, backup: { retentionDays: 0 } }, [/spec\.backup\.retentionDays: Invalid value: 0: spec\.backup\.retentionDays in body should be greater than or equal to 1/]],
+      [
+        'schedule',
+        { ...valid, backup: { schedule: 'every day' } },
+        [/spec\.backup\.schedule: .*schedule must be a cron expression of five fields \(e\.g\. "0 2 \* \* \*"\) or a macro such as @daily/],
+      ],
+      [
+        'retention',
+        { ...valid, backup: { retentionDays: 0 } },
+        [/spec\.backup\.retentionDays: Invalid value: 0: spec\.backup\.retentionDays in body should be greater than or equal to 1/],
+      ],
       ['missing model', { version: '1', source: valid.source }, [/spec\.model: Required value/]],
       ['configMapRef without key', { ...valid, source: { configMapRef: { name: 'cm' } } }, [/spec\.source\.configMapRef\.key: Required value/]],
       ['a misspelt field (kubectl validates strictly)', { ...valid, sorce: { url: 'https://x.example/m.onnx' } }, [/unknown field "spec\.sorce"/]],
@@ -126,7 +157,13 @@ describe('ModelVersion CRD', () => {
       assert.notEqual(r.code, 0, `${field} changed`);
       assert.match(r.stderr, new RegExp(`spec: Forbidden: spec\\.${field} is immutable once created; apply a new ModelVersion \\(a new version\\) instead`));
     }
-    const ok = await applySpec(cp, 'immutable', { ...valid, sha256: 'a'.repeat(64), features: ['a', 'b'], stage: 'Production', backup: { retentionDays: 30, suspend: true } });
+    const ok = await applySpec(cp, 'immutable', {
+      ...valid,
+      sha256: 'a'.repeat(64),
+      features: ['a', 'b'],
+      stage: 'Production',
+      backup: { retentionDays: 30, suspend: true },
+    });
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal((await getMv(kc, 'immutable'))?.spec.stage, 'Production');
   });
@@ -136,7 +173,10 @@ describe('ModelVersion CRD', () => {
     assert.equal(r.code, 0, r.stderr);
     const [header, ...rows] = r.stdout.trim().split('\n');
     assert.match(header!, /^NAME\s+MODEL\s+VERSION\s+STAGE\s+PHASE\s+AGE$/);
-    assert.ok(rows.some((row) => /^defaults\s+iris\s+1\s+Staging\s+\d+s$/.test(row)), r.stdout);
+    assert.ok(
+      rows.some((row) => /^defaults\s+iris\s+1\s+Staging\s+\d+s$/.test(row)),
+      r.stdout,
+    );
     const wide = await cp.kubectl(['get', 'modelversions', '-n', ns, '-o', 'wide']);
     assert.match(wide.stdout.split('\n')[0]!, /AGE\s+MESSAGE$/);
     for (const category of ['analytics', 'serving']) {
@@ -175,7 +215,15 @@ describe('ModelVersion CRD', () => {
 
   test('model-version-client: the service creates ModelVersions and sets their stage', { timeout: TEST }, async () => {
     assert.equal(modelVersionName('iris', '1.2.0'), 'iris-1-2-0');
-    const input = { model: 'iris', version: '1.2.0', storePath: 'production/iris/1.2.0/model.onnx', sha256: 'c'.repeat(64), features: ['a'], metadata: { by: 'upload' }, stage: 'Staging' as const };
+    const input = {
+      model: 'iris',
+      version: '1.2.0',
+      storePath: 'production/iris/1.2.0/model.onnx',
+      sha256: 'c'.repeat(64),
+      features: ['a'],
+      metadata: { by: 'upload' },
+      stage: 'Staging' as const,
+    };
     await createModelVersion(kc, ns, input);
     await createModelVersion(kc, ns, input); // a retried upload: no error
     const mv = await getModelVersion(kc, ns, 'iris', '1.2.0');
@@ -184,8 +232,14 @@ describe('ModelVersion CRD', () => {
     assert.deepEqual(mv?.spec.metadata, { by: 'upload' });
     const managers = JSON.parse((await cp.kubectl(['get', 'mv', 'iris-1-2-0', '-n', ns, '-o', 'json', '--show-managed-fields'])).stdout).metadata.managedFields;
     assert.ok(managers.some((m: { manager: string }) => m.manager === 'analytics-api'));
-    await assert.rejects(createModelVersion(kc, ns, { ...input, sha256: 'd'.repeat(64) }), (e: ServiceError) => e.code === 'VERSION_EXISTS' && /already exists/.test(e.message));
-    await assert.rejects(createModelVersion(kc, ns, { ...input, version: '2', storePath: undefined }), (e: ServiceError) => e.code === 'VALIDATION_FAILED' && /source must name exactly one/.test(e.message));
+    await assert.rejects(
+      createModelVersion(kc, ns, { ...input, sha256: 'd'.repeat(64) }),
+      (e: ServiceError) => e.code === 'VERSION_EXISTS' && /already exists/.test(e.message),
+    );
+    await assert.rejects(
+      createModelVersion(kc, ns, { ...input, version: '2', storePath: undefined }),
+      (e: ServiceError) => e.code === 'VALIDATION_FAILED' && /source must name exactly one/.test(e.message),
+    );
     await setStage(kc, ns, 'iris', '1.2.0', 'Production');
     assert.equal((await getModelVersion(kc, ns, 'iris', '1.2.0'))?.spec.stage, 'Production');
     await assert.rejects(setStage(kc, ns, 'iris', '9.9.9', 'Production'), (e: ServiceError) => e.code === 'VERSION_NOT_FOUND');

@@ -34,15 +34,23 @@ export async function startCluster(opts: { controllers?: boolean } = {}): Promis
     // once instead of at its next 15 s resync. Pods wait for their claims to be bound.
     const [pvs, pvcs] = [0, 1].map((i) => [MODELS_PVC, BACKUPS_PVC].map((name) => storeVolume(name)[i]!));
     await kubectlApply(cp, ...pvs!);
-    await waitFor('PersistentVolumes available', async () => {
-      const r = await cp.kubectl(['get', 'pv', '-o', 'jsonpath={.items[*].status.phase}']);
-      return r.stdout.trim() === 'Available Available';
-    }, 60_000);
+    await waitFor(
+      'PersistentVolumes available',
+      async () => {
+        const r = await cp.kubectl(['get', 'pv', '-o', 'jsonpath={.items[*].status.phase}']);
+        return r.stdout.trim() === 'Available Available';
+      },
+      60_000,
+    );
     await kubectlApply(cp, ...pvcs!);
-    await waitFor('PersistentVolumeClaims bound', async () => {
-      const r = await cp.kubectl(['get', 'pvc', '-n', ns, '-o', 'jsonpath={.items[*].status.phase}']);
-      return r.stdout.trim() === 'Bound Bound';
-    }, 60_000);
+    await waitFor(
+      'PersistentVolumeClaims bound',
+      async () => {
+        const r = await cp.kubectl(['get', 'pvc', '-n', ns, '-o', 'jsonpath={.items[*].status.phase}']);
+        return r.stdout.trim() === 'Bound Bound';
+      },
+      60_000,
+    );
   }
   return cp;
 }
@@ -104,7 +112,9 @@ export async function kubectlApply(cp: ControlPlane, ...objects: unknown[]): Pro
 
 export async function getMv(kc: KubeConfig, name: string): Promise<ModelVersion | undefined> {
   try {
-    return (await kc.makeApiClient(CustomObjectsApi).getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name })) as ModelVersion;
+    return (await kc
+      .makeApiClient(CustomObjectsApi)
+      .getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name })) as ModelVersion;
   } catch (err) {
     if ((err as { code?: number }).code === 404) return undefined;
     throw err;
@@ -112,17 +122,23 @@ export async function getMv(kc: KubeConfig, name: string): Promise<ModelVersion 
 }
 
 export async function listMvs(kc: KubeConfig): Promise<ModelVersion[]> {
-  const list = (await kc.makeApiClient(CustomObjectsApi).listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns })) as { items: ModelVersion[] };
+  const list = (await kc.makeApiClient(CustomObjectsApi).listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns })) as {
+    items: ModelVersion[];
+  };
   return list.items;
 }
 
 export async function waitForPhase(kc: KubeConfig, name: string, phase: string, timeoutMs = 60_000): Promise<ModelVersion> {
-  return waitFor(`ModelVersion ${name} phase ${phase}`, async () => {
-    const mv = await getMv(kc, name);
-    if (mv?.status?.phase === phase && mv.status.observedGeneration === mv.metadata.generation) return mv;
-    if (mv?.status?.phase && mv.status.phase !== phase) throw new Error(`phase ${mv.status.phase}: ${mv.status.message ?? ''}`);
-    return undefined;
-  }, timeoutMs);
+  return waitFor(
+    `ModelVersion ${name} phase ${phase}`,
+    async () => {
+      const mv = await getMv(kc, name);
+      if (mv?.status?.phase === phase && mv.status.observedGeneration === mv.metadata.generation) return mv;
+      if (mv?.status?.phase && mv.status.phase !== phase) throw new Error(`phase ${mv.status.phase}: ${mv.status.message ?? ''}`);
+      return undefined;
+    },
+    timeoutMs,
+  );
 }
 
 /** The service Deployment, as the manifests make it (rolling update, never below the wanted replicas). */
@@ -194,10 +210,12 @@ export async function startOperator(cp: ControlPlane, identity: string, env: Rec
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code, signal) => {
-    running.delete(child);
-    resolve(code ?? (signal ? -1 : null));
-  }));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code, signal) => {
+      running.delete(child);
+      resolve(code ?? (signal ? -1 : null));
+    }),
+  );
   const get = async (path: string) => {
     const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });
     return { status: res.status, body: await res.text() };
@@ -231,10 +249,14 @@ export async function startOperator(cp: ControlPlane, identity: string, env: Rec
     exited,
   };
   if (waitReady) {
-    await waitFor(`operator ${identity} /readyz`, async () => {
-      if (child.exitCode !== null) throw new Error(`operator exited ${child.exitCode}: ${out.slice(-3000)}`);
-      return (await get('/readyz')).status === 200;
-    }, 60_000);
+    await waitFor(
+      `operator ${identity} /readyz`,
+      async () => {
+        if (child.exitCode !== null) throw new Error(`operator exited ${child.exitCode}: ${out.slice(-3000)}`);
+        return (await get('/readyz')).status === 200;
+      },
+      60_000,
+    );
   }
   return op;
 }

@@ -23,14 +23,17 @@ describe('leader election (two operators, one Lease)', () => {
   const holder = async () => (await lease()).spec?.holderIdentity ?? '';
   const reconciles = (op: OperatorProcess) => op.metric('controller_runtime_reconcile_total');
 
-  before(async () => {
-    cp = await startCluster();
-    kc = cp.kubeConfig();
-    await createServiceDeployment(kc, 1);
-    ops.push(await startOperator(cp, 'op-a', leaseEnv));
-    await waitFor('op-a leads', async () => (await holder()) === 'op-a', 20_000);
-    ops.push(await startOperator(cp, 'op-b', leaseEnv));
-  }, { timeout: 900_000 });
+  before(
+    async () => {
+      cp = await startCluster();
+      kc = cp.kubeConfig();
+      await createServiceDeployment(kc, 1);
+      ops.push(await startOperator(cp, 'op-a', leaseEnv));
+      await waitFor('op-a leads', async () => (await holder()) === 'op-a', 20_000);
+      ops.push(await startOperator(cp, 'op-b', leaseEnv));
+    },
+    { timeout: 900_000 },
+  );
 
   after(async () => {
     for (const op of ops) await op.stop();
@@ -39,7 +42,10 @@ describe('leader election (two operators, one Lease)', () => {
 
   test('only the leader reconciles; the standby is ready, with its cache warm, and idle', { timeout: 120_000 }, async () => {
     const [a, b] = ops as [OperatorProcess, OperatorProcess];
-    await kubectlApply(cp, modelVersion('iris-1', { model: 'iris', version: '1', source: { url: 'https://models.example.com/iris/1.onnx' }, stage: 'Production' }));
+    await kubectlApply(
+      cp,
+      modelVersion('iris-1', { model: 'iris', version: '1', source: { url: 'https://models.example.com/iris/1.onnx' }, stage: 'Production' }),
+    );
     await waitForPhase(kc, 'iris-1', 'Serving', 90_000);
     assert.equal(await holder(), 'op-a');
     assert.equal(await a.metric('leader_election_master_status'), 1);
@@ -65,7 +71,10 @@ describe('leader election (two operators, one Lease)', () => {
     assert.equal((await lease()).spec?.leaseTransitions, transitions + 1);
     assert.equal(await b.metric('leader_election_master_status'), 1);
     // The new leader works: it serves a new version.
-    await kubectlApply(cp, modelVersion('iris-2', { model: 'iris', version: '2', source: { url: 'https://models.example.com/iris/2.onnx' }, stage: 'Production' }));
+    await kubectlApply(
+      cp,
+      modelVersion('iris-2', { model: 'iris', version: '2', source: { url: 'https://models.example.com/iris/2.onnx' }, stage: 'Production' }),
+    );
     await waitForPhase(kc, 'iris-2', 'Serving', 90_000);
     await waitForPhase(kc, 'iris-1', 'Standby', 30_000);
     assert.ok((await reconciles(b)) > 0);

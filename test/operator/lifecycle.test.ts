@@ -53,7 +53,10 @@ describe('ModelVersion lifecycle (controllers + kwok)', () => {
   };
   const routedVersion = async (model: string) => (await routing()).models[model]?.version;
   const cronJob = (model: string): Promise<V1CronJob | undefined> =>
-    kc.makeApiClient(BatchV1Api).readNamespacedCronJob({ name: backupCronJobName(model), namespace: ns }).catch(() => undefined);
+    kc
+      .makeApiClient(BatchV1Api)
+      .readNamespacedCronJob({ name: backupCronJobName(model), namespace: ns })
+      .catch(() => undefined);
   /** The Deployment runs `hash` everywhere: stamped, observed, all replicas updated and available. */
   const rolledOut = async (hash: string) => {
     const d = await getDeployment(kc);
@@ -67,25 +70,30 @@ describe('ModelVersion lifecycle (controllers + kwok)', () => {
     );
   };
   const events = async (name: string) =>
-    (await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${name},involvedObject.kind=ModelVersion` })).items.map((e) => e.reason);
+    (
+      await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${name},involvedObject.kind=ModelVersion` })
+    ).items.map((e) => e.reason);
 
-  before(async () => {
-    cp = await startCluster();
-    kc = cp.kubeConfig();
-    await createServiceDeployment(kc, 2);
-    // The operator as it runs in the cluster: its ServiceAccount's token, the Role from rbac.ts.
-    await grantRole(cp, OPERATOR_NAME, operatorRules);
-    const token = await cp.serviceAccountKubeConfig(ns, OPERATOR_NAME);
-    // Through a TCP proxy, so a test can drop its connections.
-    proxy = await startTcpProxy(Number(new URL(cp.server).port));
-    const kubeconfigPath = await kubeconfigVia(token.path, proxy.port, cp.dir);
-    v1Bytes = await modelFile('iris-logreg');
-    v2Bytes = await modelFile('iris-mlp');
-    const { ms } = await timed(async () => {
-      op = await startOperator({ ...cp, kubeconfigPath }, 'lifecycle');
-    });
-    process.stderr.write(`# control plane ready in ${cp.startupMs} ms, operator ready in ${ms} ms\n`);
-  }, { timeout: 900_000 });
+  before(
+    async () => {
+      cp = await startCluster();
+      kc = cp.kubeConfig();
+      await createServiceDeployment(kc, 2);
+      // The operator as it runs in the cluster: its ServiceAccount's token, the Role from rbac.ts.
+      await grantRole(cp, OPERATOR_NAME, operatorRules);
+      const token = await cp.serviceAccountKubeConfig(ns, OPERATOR_NAME);
+      // Through a TCP proxy, so a test can drop its connections.
+      proxy = await startTcpProxy(Number(new URL(cp.server).port));
+      const kubeconfigPath = await kubeconfigVia(token.path, proxy.port, cp.dir);
+      v1Bytes = await modelFile('iris-logreg');
+      v2Bytes = await modelFile('iris-mlp');
+      const { ms } = await timed(async () => {
+        op = await startOperator({ ...cp, kubeconfigPath }, 'lifecycle');
+      });
+      process.stderr.write(`# control plane ready in ${cp.startupMs} ms, operator ready in ${ms} ms\n`);
+    },
+    { timeout: 900_000 },
+  );
 
   after(async () => {
     if (op) {
@@ -102,7 +110,14 @@ describe('ModelVersion lifecycle (controllers + kwok)', () => {
     await kubectlApply(
       cp,
       modelConfigMap('iris-v1', 'model.onnx', v1Bytes),
-      modelVersion('iris-1', { model: 'iris', version: '1', source: { configMapRef: { name: 'iris-v1', key: 'model.onnx' } }, sha256: sha256(v1Bytes), features, stage: 'Production' }),
+      modelVersion('iris-1', {
+        model: 'iris',
+        version: '1',
+        source: { configMapRef: { name: 'iris-v1', key: 'model.onnx' } },
+        sha256: sha256(v1Bytes),
+        features,
+        stage: 'Production',
+      }),
     );
     const { value: mv, ms } = await timed(() => waitForPhase(kc, 'iris-1', 'Serving', WAIT));
     process.stderr.write(`# iris-1 applied → Serving in ${ms} ms\n`);
@@ -124,8 +139,14 @@ describe('ModelVersion lifecycle (controllers + kwok)', () => {
     assert.deepEqual(container.volumeMounts?.find((m) => m.name === 'models')?.mountPath, '/app/models');
     const volumes = job.spec!.template.spec!.volumes!;
     assert.equal(volumes.find((v) => v.name === 'models')?.persistentVolumeClaim?.claimName, 'analytics-models');
-    assert.deepEqual(volumes.find((v) => v.name === 'source')?.configMap?.items?.map((i) => [i.key, i.path]), [['model.onnx', 'model.onnx']]);
-    assert.deepEqual(job.metadata?.ownerReferences?.map((o) => [o.kind, o.name, o.controller]), [['ModelVersion', 'iris-1', true]]);
+    assert.deepEqual(
+      volumes.find((v) => v.name === 'source')?.configMap?.items?.map((i) => [i.key, i.path]),
+      [['model.onnx', 'model.onnx']],
+    );
+    assert.deepEqual(
+      job.metadata?.ownerReferences?.map((o) => [o.kind, o.name, o.controller]),
+      [['ModelVersion', 'iris-1', true]],
+    );
     // The routing says v1, with what the service needs to load it.
     const r = await routing();
     assert.deepEqual(r.models, { iris: { version: '1', sha256: sha256(v1Bytes), path: 'production/iris/1/model.onnx', features } });
@@ -136,7 +157,8 @@ describe('ModelVersion lifecycle (controllers + kwok)', () => {
     await waitFor('the Deployment rolled out onto the current routing', async () => rolledOut((await routing()).hash), WAIT);
     assert.ok(d.status?.conditions?.some((c) => c.type === 'Available' && c.status === 'True'));
     // Only its annotation is the operator's (server-side apply field manager).
-    const fields = JSON.parse((await cp.kubectl(['get', 'deploy', 'analytics-api', '-n', ns, '-o', 'json', '--show-managed-fields'])).stdout).metadata.managedFields;
+    const fields = JSON.parse((await cp.kubectl(['get', 'deploy', 'analytics-api', '-n', ns, '-o', 'json', '--show-managed-fields'])).stdout).metadata
+      .managedFields;
     const mine = fields.find((f: { manager: string; operation: string }) => f.manager === 'analytics-operator' && f.operation === 'Apply');
     assert.deepEqual(Object.keys(mine.fieldsV1['f:spec']['f:template']['f:metadata']['f:annotations']), [`f:${ROUTING_HASH_ANNOTATION}`]);
     // The backup CronJob of the model.
@@ -144,23 +166,37 @@ describe('ModelVersion lifecycle (controllers + kwok)', () => {
     assert.equal(cj.spec?.schedule, '0 2 * * *');
     assert.equal(cj.spec?.concurrencyPolicy, 'Forbid');
     assert.equal(cj.spec?.suspend, false);
-    assert.deepEqual(cj.metadata?.ownerReferences?.map((o) => o.name), ['iris-1']);
+    assert.deepEqual(
+      cj.metadata?.ownerReferences?.map((o) => o.name),
+      ['iris-1'],
+    );
     const pod = cj.spec!.jobTemplate.spec!.template.spec!;
     assert.deepEqual(pod.initContainers?.[0]?.args, ['backup', 'create', '--model', 'iris', '--dest', '/backups', '--models-dir', '/app/models']);
     assert.deepEqual(pod.containers[0]?.args, ['backup', 'prune', '--model', 'iris', '--dest', '/backups', '--retention-days', '7']);
     assert.deepEqual(pod.volumes?.map((v) => v.persistentVolumeClaim?.claimName).filter(Boolean), ['analytics-models', 'analytics-backups']);
     // Events a person sees in `kubectl describe mv iris-1`.
-    await waitFor('events of iris-1', async () => {
-      const reasons = await events('iris-1');
-      return ['ImportStarted', 'Imported', 'Promoted', 'Serving', 'BackupScheduled'].every((r) => reasons.includes(r));
-    }, 20_000);
+    await waitFor(
+      'events of iris-1',
+      async () => {
+        const reasons = await events('iris-1');
+        return ['ImportStarted', 'Imported', 'Promoted', 'Serving', 'BackupScheduled'].every((r) => reasons.includes(r));
+      },
+      20_000,
+    );
   });
 
   test('v2 Production: the routing moves to v2, v1 stands by, the CronJob is owned by both', { timeout: TEST }, async () => {
     await kubectlApply(
       cp,
       modelConfigMap('iris-v2', 'model.onnx', v2Bytes),
-      modelVersion('iris-2', { model: 'iris', version: '2', source: { configMapRef: { name: 'iris-v2', key: 'model.onnx' } }, sha256: sha256(v2Bytes), stage: 'Production', backup: { retentionDays: 14 } }),
+      modelVersion('iris-2', {
+        model: 'iris',
+        version: '2',
+        source: { configMapRef: { name: 'iris-v2', key: 'model.onnx' } },
+        sha256: sha256(v2Bytes),
+        stage: 'Production',
+        backup: { retentionDays: 14 },
+      }),
     );
     await waitForPhase(kc, 'iris-2', 'Serving', WAIT);
     const v1 = await waitForPhase(kc, 'iris-1', 'Standby', WAIT);
@@ -168,18 +204,25 @@ describe('ModelVersion lifecycle (controllers + kwok)', () => {
     assert.equal(v1.status?.servingSince, undefined);
     assert.equal(await routedVersion('iris'), '2');
     await waitFor('the Deployment rolled out onto the current routing', async () => rolledOut((await routing()).hash), WAIT);
-    await waitFor('CronJob owned by both, retention from the newest', async () => {
-      const cj = await cronJob('iris');
-      const owners = cj?.metadata?.ownerReferences?.map((o) => o.name).sort();
-      return JSON.stringify(owners) === '["iris-1","iris-2"]' && cj?.spec?.jobTemplate.spec?.template.spec?.containers[0]?.args?.at(-1) === '14';
-    }, WAIT);
+    await waitFor(
+      'CronJob owned by both, retention from the newest',
+      async () => {
+        const cj = await cronJob('iris');
+        const owners = cj?.metadata?.ownerReferences?.map((o) => o.name).sort();
+        return JSON.stringify(owners) === '["iris-1","iris-2"]' && cj?.spec?.jobTemplate.spec?.template.spec?.containers[0]?.args?.at(-1) === '14';
+      },
+      WAIT,
+    );
   });
 
   test('a Staging version imports and does not serve; a duplicate version is refused', { timeout: TEST }, async () => {
     await kubectlApply(cp, modelVersion('iris-3-staging', { model: 'iris', version: '3', source: { url: 'https://models.example.com/iris/3.onnx' } }));
     const staged = await waitForPhase(kc, 'iris-3-staging', 'Imported', WAIT);
     assert.equal(staged.status?.conditions?.find((c) => c.type === 'Serving')?.reason, 'NotProduction');
-    await kubectlApply(cp, modelVersion('iris-3-again', { model: 'iris', version: '3', source: { url: 'https://elsewhere.example.com/iris.onnx' }, stage: 'Production' }));
+    await kubectlApply(
+      cp,
+      modelVersion('iris-3-again', { model: 'iris', version: '3', source: { url: 'https://elsewhere.example.com/iris.onnx' }, stage: 'Production' }),
+    );
     const dup = await waitForPhase(kc, 'iris-3-again', 'Failed', WAIT);
     assert.match(dup.status!.message!, /ModelVersion iris-3-staging already declares iris version 3; versions are immutable/);
     assert.equal(await routedVersion('iris'), '2');
@@ -197,12 +240,19 @@ describe('ModelVersion lifecycle (controllers + kwok)', () => {
     assert.ok(v1.status?.servingSince);
     await waitFor('the Deployment rolled out onto the current routing', async () => rolledOut((await routing()).hash), WAIT);
     assert.ok((await events('iris-1')).includes('RolledBack'));
-    await waitFor('CronJob owned by iris-1 alone', async () => JSON.stringify((await cronJob('iris'))?.metadata?.ownerReferences?.map((o) => o.name)) === '["iris-1"]', WAIT);
+    await waitFor(
+      'CronJob owned by iris-1 alone',
+      async () => JSON.stringify((await cronJob('iris'))?.metadata?.ownerReferences?.map((o) => o.name)) === '["iris-1"]',
+      WAIT,
+    );
   });
 
   test('a ConfigMap source that does not exist yet waits (Pending), then imports', { timeout: TEST }, async () => {
     const wine = await modelFile('wine-forest');
-    await kubectlApply(cp, modelVersion('wine-1', { model: 'wine', version: '1', source: { configMapRef: { name: 'wine-v1', key: 'model.onnx' } }, stage: 'Production' }));
+    await kubectlApply(
+      cp,
+      modelVersion('wine-1', { model: 'wine', version: '1', source: { configMapRef: { name: 'wine-v1', key: 'model.onnx' } }, stage: 'Production' }),
+    );
     const pending = await waitForPhase(kc, 'wine-1', 'Pending', WAIT);
     assert.match(pending.status!.message!, /ConfigMap wine-v1 not found; create it with the ONNX file under key model\.onnx/);
     await kubectlApply(cp, modelConfigMap('wine-v1', 'model.onnx', wine));
@@ -248,7 +298,9 @@ describe('ModelVersion lifecycle (controllers + kwok)', () => {
     const arch = await cp.kubectl(['patch', 'mv', 'wine-1', '-n', ns, '--type=merge', '-p', '{"spec":{"stage":"Archived"}}']);
     assert.equal(arch.code, 0, arch.stderr);
     await waitForPhase(kc, 'iris-4', 'Serving', WAIT);
-    process.stderr.write(`# API server down and up in ${Math.round(restarted - t0)} ms; iris-4 applied after it → Serving in ${Math.round(performance.now() - restarted)} ms\n`);
+    process.stderr.write(
+      `# API server down and up in ${Math.round(restarted - t0)} ms; iris-4 applied after it → Serving in ${Math.round(performance.now() - restarted)} ms\n`,
+    );
     await waitForPhase(kc, 'wine-1', 'Archived', WAIT);
     await waitForPhase(kc, 'iris-1', 'Standby', WAIT);
     const r = await routing();
@@ -264,7 +316,7 @@ describe('ModelVersion lifecycle (controllers + kwok)', () => {
     assert.equal(op.child.exitCode, null, 'the operator kept running (it kept its lease)');
   });
 
-  test('metrics and probes answer, with controller-runtime\'s names', { timeout: TEST }, async () => {
+  test("metrics and probes answer, with controller-runtime's names", { timeout: TEST }, async () => {
     assert.deepEqual(await op.get('/healthz'), { status: 200, body: 'ok\n' });
     const ready = await op.get('/readyz?verbose');
     assert.equal(ready.status, 200);
@@ -303,10 +355,14 @@ describe('ModelVersion lifecycle (controllers + kwok)', () => {
     assert.equal(del.code, 0, del.stderr);
     assert.deepEqual((await routing()).models, {});
     await waitFor('CronJobs collected', async () => !(await cronJob('iris')) && !(await cronJob('wine')), WAIT);
-    await waitFor('import Jobs collected', async () => {
-      const jobs = await kc.makeApiClient(BatchV1Api).listNamespacedJob({ namespace: ns, labelSelector: `${LABELS.component}=model-import` });
-      return jobs.items.length === 0;
-    }, WAIT);
+    await waitFor(
+      'import Jobs collected',
+      async () => {
+        const jobs = await kc.makeApiClient(BatchV1Api).listNamespacedJob({ namespace: ns, labelSelector: `${LABELS.component}=model-import` });
+        return jobs.items.length === 0;
+      },
+      WAIT,
+    );
     await waitFor('the Deployment rolled out onto the current routing', async () => rolledOut((await routing()).hash), WAIT);
   });
 });

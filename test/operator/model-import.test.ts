@@ -7,29 +7,16 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ModelStore } from '../../service/store/model-store.ts';
 import type { ImportResult } from '../../contract/import-result.ts';
-import { runImport } from '../../service/cli/import.ts';
-import type { CliIO } from '../../service/cli/cli.ts';
+import { cli } from '../helpers/cli.ts';
 import { freePort } from '../helpers/processes.ts';
 import { modelFeatures, modelFile, sha256 } from './helpers.ts';
 
 // `analytics-api import` for real, without Kubernetes: real ONNX files from models/, validated by
 // onnxruntime through the service's own code, written into a real model store on disk.
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+const run = (args: string[], env: NodeJS.ProcessEnv = {}) => cli(['import', ...args], env);
 
-async function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIO = { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env, signal: new AbortController().signal };
-  const code = await runImport(args, io);
-  return { code, stdout, stderr };
-}
-
-describe('analytics-api import (runImport)', () => {
+describe('analytics-api import', () => {
   let dir: string;
   let models: string;
   let server: Server;
@@ -67,9 +54,22 @@ describe('analytics-api import (runImport)', () => {
     await writeFile(file, iris);
     const resultFile = join(dir, 'result-1.json');
     const r = await run([
-      '--model', 'iris', '--version', '1', '--file', file, '--sha256', sha256(iris),
-      '--features', JSON.stringify(irisFeatures), '--metadata', '{"owner":"data-team"}',
-      '--models-dir', models, '--result-file', resultFile,
+      '--model',
+      'iris',
+      '--version',
+      '1',
+      '--file',
+      file,
+      '--sha256',
+      sha256(iris),
+      '--features',
+      JSON.stringify(irisFeatures),
+      '--metadata',
+      '{"owner":"data-team"}',
+      '--models-dir',
+      models,
+      '--result-file',
+      resultFile,
     ]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^imported iris@1: production\/iris\/1\/model\.onnx/);
@@ -87,7 +87,10 @@ describe('analytics-api import (runImport)', () => {
     assert.deepEqual(meta.metadata, { owner: 'data-team' });
     assert.equal(meta.interface.task, 'classification');
     assert.deepEqual(Buffer.from(await store.readModel(meta)), iris);
-    assert.deepEqual((await store.history('iris')).map((e) => e.event), ['uploaded']);
+    assert.deepEqual(
+      (await store.history('iris')).map((e) => e.event),
+      ['uploaded'],
+    );
   });
 
   test('the same version with the same bytes again is success (idempotent), nothing rewritten', async () => {
@@ -96,7 +99,10 @@ describe('analytics-api import (runImport)', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal((JSON.parse(r.stdout) as ImportResult).alreadyPresent, true);
     assert.equal((await stat(join(models, 'production/iris/1/model.onnx'))).mtimeMs, before.mtimeMs);
-    assert.deepEqual((await new ModelStore(models).history('iris')).map((e) => e.event), ['uploaded']);
+    assert.deepEqual(
+      (await new ModelStore(models).history('iris')).map((e) => e.event),
+      ['uploaded'],
+    );
   });
 
   test('the same version with other bytes fails: versions are immutable', async () => {
@@ -104,14 +110,30 @@ describe('analytics-api import (runImport)', () => {
     await writeFile(other, await modelFile('iris-mlp'));
     const r = await run(['--model', 'iris', '--version', '1', '--file', other, '--models-dir', models]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /^analytics-api import: model iris already has version 1 with sha256 [0-9a-f]{64}; this file has [0-9a-f]{64}\. Versions are immutable/);
+    assert.match(
+      r.stderr,
+      /^analytics-api import: model iris already has version 1 with sha256 [0-9a-f]{64}; this file has [0-9a-f]{64}\. Versions are immutable/,
+    );
     assert.deepEqual(await versionsOf('iris'), ['1']);
   });
 
   test('a sha256 mismatch fails before anything is written, and says both digests', async () => {
     const resultFile = join(dir, 'result-mismatch.json');
     const wrong = 'a'.repeat(64);
-    const r = await run(['--model', 'iris', '--version', '2', '--file', join(dir, 'iris.onnx'), '--sha256', wrong, '--models-dir', models, '--result-file', resultFile]);
+    const r = await run([
+      '--model',
+      'iris',
+      '--version',
+      '2',
+      '--file',
+      join(dir, 'iris.onnx'),
+      '--sha256',
+      wrong,
+      '--models-dir',
+      models,
+      '--result-file',
+      resultFile,
+    ]);
     assert.equal(r.code, 1);
     assert.equal(r.stderr, `analytics-api import: sha256 mismatch: expected ${wrong}, the file has ${sha256(iris)}\n`);
     assert.deepEqual(JSON.parse(await readFile(resultFile, 'utf8')), { error: `sha256 mismatch: expected ${wrong}, the file has ${sha256(iris)}` });
@@ -139,7 +161,19 @@ describe('analytics-api import (runImport)', () => {
     const file = join(dir, 'species.onnx');
     const bytes = await modelFile('iris-species');
     await writeFile(file, bytes);
-    const r = await run(['--model', 'species', '--version', '1', '--file', file, '--features', JSON.stringify(await modelFeatures('iris-species')), '--models-dir', models, '--json']);
+    const r = await run([
+      '--model',
+      'species',
+      '--version',
+      '1',
+      '--file',
+      file,
+      '--features',
+      JSON.stringify(await modelFeatures('iris-species')),
+      '--models-dir',
+      models,
+      '--json',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const meta = await new ModelStore(models).readMetadata('species', '1');
     assert.equal(meta?.interface.task, 'classification');
@@ -172,7 +206,19 @@ describe('analytics-api import (runImport)', () => {
     assert.equal(copy.code, 0, copy.stderr);
     assert.ok((await versionsOf('iris')).includes('4'));
     // In place: the service's upload wrote production/iris/1/ (metadata.json beside the file).
-    const verify = await run(['--model', 'iris', '--version', '1', '--store-path', 'production/iris/1/model.onnx', '--sha256', sha256(iris), '--models-dir', models, '--json']);
+    const verify = await run([
+      '--model',
+      'iris',
+      '--version',
+      '1',
+      '--store-path',
+      'production/iris/1/model.onnx',
+      '--sha256',
+      sha256(iris),
+      '--models-dir',
+      models,
+      '--json',
+    ]);
     assert.equal(verify.code, 0, verify.stderr);
     assert.equal((JSON.parse(verify.stdout) as ImportResult).alreadyPresent, true);
     // A file dropped in by hand, without the service's metadata.

@@ -45,20 +45,23 @@ describe('RBAC rules, by impersonation', () => {
   let asService: KubeConfig;
   let mv: ModelVersion;
 
-  before(async () => {
-    cp = await startCluster({ controllers: false });
-    admin = cp.kubeConfig();
-    asOperator = cp.impersonatedKubeConfig(await grantRole(cp, OPERATOR_NAME, operatorRules));
-    asService = cp.impersonatedKubeConfig(await grantRole(cp, SERVICE_NAME, serviceRules));
-    await createServiceDeployment(admin, 1);
-    await kubectlApply(
-      cp,
-      { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'api-token', namespace: ns }, stringData: { token: 'secret' } },
-      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'model-source', namespace: ns }, data: { 'model.onnx': 'x' } },
-      modelVersion('iris-1', { model: 'iris', version: '1', source: { url: 'https://models.example.com/iris.onnx' }, stage: 'Production' }),
-    );
-    mv = (await getMv(admin, 'iris-1'))!;
-  }, { timeout: 900_000 });
+  before(
+    async () => {
+      cp = await startCluster({ controllers: false });
+      admin = cp.kubeConfig();
+      asOperator = cp.impersonatedKubeConfig(await grantRole(cp, OPERATOR_NAME, operatorRules));
+      asService = cp.impersonatedKubeConfig(await grantRole(cp, SERVICE_NAME, serviceRules));
+      await createServiceDeployment(admin, 1);
+      await kubectlApply(
+        cp,
+        { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'api-token', namespace: ns }, stringData: { token: 'secret' } },
+        { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'model-source', namespace: ns }, data: { 'model.onnx': 'x' } },
+        modelVersion('iris-1', { model: 'iris', version: '1', source: { url: 'https://models.example.com/iris.onnx' }, stage: 'Production' }),
+      );
+      mv = (await getMv(admin, 'iris-1'))!;
+    },
+    { timeout: 900_000 },
+  );
 
   after(() => cp?.stop());
 
@@ -88,8 +91,16 @@ describe('RBAC rules, by impersonation', () => {
     assert.equal(recorded.items[0]?.count, 2);
     let leading = false;
     const elector = new LeaderElector({
-      kube, namespace: ns, name: LEADER_LEASE, identity: 'rbac-test', leaseDurationMs: 5000, renewDeadlineMs: 3000, retryPeriodMs: 200, log: silent,
-      onStartedLeading: () => (leading = true), onStoppedLeading: () => (leading = false),
+      kube,
+      namespace: ns,
+      name: LEADER_LEASE,
+      identity: 'rbac-test',
+      leaseDurationMs: 5000,
+      renewDeadlineMs: 3000,
+      retryPeriodMs: 200,
+      log: silent,
+      onStartedLeading: () => (leading = true),
+      onStoppedLeading: () => (leading = false),
     });
     elector.start();
     await waitFor('leading', async () => leading, 10_000);
@@ -102,15 +113,26 @@ describe('RBAC rules, by impersonation', () => {
   });
 
   test('the whole operator starts as its ServiceAccount: every informer lists and watches', { timeout: TEST }, async () => {
-    const operator = new Operator({ config: loadOperatorConfig({ NAMESPACE: ns, METRICS_PORT: '0', METRICS_HOST: '127.0.0.1', IDENTITY: 'rbac-operator' }), kc: asOperator, log: silent });
+    const operator = new Operator({
+      config: loadOperatorConfig({ NAMESPACE: ns, METRICS_PORT: '0', METRICS_HOST: '127.0.0.1', IDENTITY: 'rbac-operator' }),
+      kc: asOperator,
+      log: silent,
+    });
     try {
       await operator.start();
       await waitFor('leadership', async () => operator.isLeader(), 20_000);
       const res = await fetch(`http://127.0.0.1:${operator.probePort}/readyz?verbose`);
       assert.equal(res.status, 200, await res.text());
       // It reconciled: the ModelVersion got its finalizer back and a status, the Job exists.
-      await waitFor('a reconciled ModelVersion', async () => (await getMv(admin, 'iris-1'))?.status?.phase === 'Importing' && (await getMv(admin, 'iris-1'))?.metadata.finalizers?.includes(FINALIZER));
-      assert.equal(await operator.metrics.reconcileErrors.get().then((m) => m.values.reduce((a, v) => a + v.value, 0)), 0, 'no reconcile failed for want of a permission');
+      await waitFor(
+        'a reconciled ModelVersion',
+        async () => (await getMv(admin, 'iris-1'))?.status?.phase === 'Importing' && (await getMv(admin, 'iris-1'))?.metadata.finalizers?.includes(FINALIZER),
+      );
+      assert.equal(
+        await operator.metrics.reconcileErrors.get().then((m) => m.values.reduce((a, v) => a + v.value, 0)),
+        0,
+        'no reconcile failed for want of a permission',
+      );
     } finally {
       await operator.stop();
     }
@@ -126,33 +148,86 @@ describe('RBAC rules, by impersonation', () => {
       ['read a Secret', () => core.readNamespacedSecret({ name: 'api-token', namespace: ns })],
       ['list Secrets', () => core.listNamespacedSecret({ namespace: ns })],
       ['delete the Deployment', () => apps.deleteNamespacedDeployment({ name: SERVICE_NAME, namespace: ns })],
-      ['create a Deployment', () => apps.createNamespacedDeployment({ namespace: ns, body: { metadata: { name: 'x' }, spec: { selector: { matchLabels: { a: 'b' } }, template: { metadata: { labels: { a: 'b' } }, spec: { containers: [{ name: 'x', image: 'x' }] } } } } })],
+      [
+        'create a Deployment',
+        () =>
+          apps.createNamespacedDeployment({
+            namespace: ns,
+            body: {
+              metadata: { name: 'x' },
+              spec: {
+                selector: { matchLabels: { a: 'b' } },
+                template: { metadata: { labels: { a: 'b' } }, spec: { containers: [{ name: 'x', image: 'x' }] } },
+              },
+            },
+          }),
+      ],
       ['delete a ModelVersion', () => custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name: 'iris-1' })],
-      ['create a ModelVersion', () => custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, body: { apiVersion: API_VERSION, kind: KIND, metadata: { name: 'x' }, spec: { model: 'x', version: '1', source: { url: 'https://x.example/m' } } } })],
-      ['write another ConfigMap', () => kube.apply({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'model-source', namespace: ns }, data: { 'model.onnx': 'changed' } })],
+      [
+        'create a ModelVersion',
+        () =>
+          custom.createNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: PLURAL,
+            namespace: ns,
+            body: { apiVersion: API_VERSION, kind: KIND, metadata: { name: 'x' }, spec: { model: 'x', version: '1', source: { url: 'https://x.example/m' } } },
+          }),
+      ],
+      [
+        'write another ConfigMap',
+        () => kube.apply({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'model-source', namespace: ns }, data: { 'model.onnx': 'changed' } }),
+      ],
       ['delete a ConfigMap', () => core.deleteNamespacedConfigMap({ name: ROUTING_CONFIGMAP, namespace: ns })],
       ['delete a Job', () => batch.deleteCollectionNamespacedJob({ namespace: ns })],
       ['delete a Pod', () => core.deleteCollectionNamespacedPod({ namespace: ns })],
-      ['take another Lease', () => asOperator.makeApiClient(CoordinationV1Api).createNamespacedLease({ namespace: ns, body: { metadata: { name: 'kube-scheduler' }, spec: {} } }).then(() =>
-        asOperator.makeApiClient(CoordinationV1Api).replaceNamespacedLease({ name: 'kube-scheduler', namespace: ns, body: { metadata: { name: 'kube-scheduler' }, spec: { holderIdentity: 'x' } } }),
-      )],
+      [
+        'take another Lease',
+        () =>
+          asOperator
+            .makeApiClient(CoordinationV1Api)
+            .createNamespacedLease({ namespace: ns, body: { metadata: { name: 'kube-scheduler' }, spec: {} } })
+            .then(() =>
+              asOperator.makeApiClient(CoordinationV1Api).replaceNamespacedLease({
+                name: 'kube-scheduler',
+                namespace: ns,
+                body: { metadata: { name: 'kube-scheduler' }, spec: { holderIdentity: 'x' } },
+              }),
+            ),
+      ],
       ['anything in another namespace', () => core.listNamespacedConfigMap({ namespace: 'default' })],
     ];
     for (const [what, call] of denied) assert.equal(await status(call()), 403, `the operator may not ${what}`);
   });
 
   test('the service creates ModelVersions and sets their stage, and nothing more', { timeout: TEST }, async () => {
-    await createModelVersion(asService, ns, { model: 'wine', version: '1.0.0', storePath: 'production/wine/1.0.0/model.onnx', sha256: 'e'.repeat(64), stage: 'Staging' });
+    await createModelVersion(asService, ns, {
+      model: 'wine',
+      version: '1.0.0',
+      storePath: 'production/wine/1.0.0/model.onnx',
+      sha256: 'e'.repeat(64),
+      stage: 'Staging',
+    });
     await setStage(asService, ns, 'wine', '1.0.0', 'Production');
     assert.equal((await getMv(admin, 'wine-1-0-0'))?.spec.stage, 'Production');
     const custom = asService.makeApiClient(CustomObjectsApi);
     await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns });
     const denied: Array<[string, () => Promise<unknown>]> = [
-      ['delete a ModelVersion', () => custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name: 'wine-1-0-0' })],
+      [
+        'delete a ModelVersion',
+        () => custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name: 'wine-1-0-0' }),
+      ],
       ['update a status', () => new KubeClient(asService).applyModelVersionStatus(ns, 'wine-1-0-0', { phase: 'Serving' })],
       ['read a Secret', () => asService.makeApiClient(CoreV1Api).readNamespacedSecret({ name: 'api-token', namespace: ns })],
       ['write the routing', () => new KubeClient(asService).apply(routingConfigMap(ns, '{"models":{}}\n'))],
-      ['create a Job', () => asService.makeApiClient(BatchV1Api).createNamespacedJob({ namespace: ns, body: { metadata: { name: 'x' }, spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'x', image: 'x' }] } } } } })],
+      [
+        'create a Job',
+        () =>
+          asService.makeApiClient(BatchV1Api).createNamespacedJob({
+            namespace: ns,
+            body: { metadata: { name: 'x' }, spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'x', image: 'x' }] } } } },
+          }),
+      ],
       ['patch the Deployment', () => new KubeClient(asService).apply(rolloutPatch(ns, SERVICE_NAME, 'x'))],
     ];
     for (const [what, call] of denied) assert.equal(await status(call()), 403, `the service may not ${what}`);

@@ -27,12 +27,15 @@ describe(`${TOTAL} ModelVersions`, () => {
   let kc: KubeConfig;
   let op: OperatorProcess;
 
-  before(async () => {
-    cp = await startCluster();
-    kc = cp.kubeConfig();
-    await createServiceDeployment(kc, 1);
-    op = await startOperator(cp, 'scale-a');
-  }, { timeout: 900_000 });
+  before(
+    async () => {
+      cp = await startCluster();
+      kc = cp.kubeConfig();
+      await createServiceDeployment(kc, 1);
+      op = await startOperator(cp, 'scale-a');
+    },
+    { timeout: 900_000 },
+  );
 
   after(async () => {
     await op?.stop();
@@ -66,7 +69,14 @@ describe(`${TOTAL} ModelVersions`, () => {
     );
     const created = performance.now();
     let last: string | true = '';
-    await waitFor(`${TOTAL} ModelVersions converged`, async () => (last = await converged()) === true || undefined, CONVERGE_MS).catch((err: Error) => {
+    await waitFor(
+      `${TOTAL} ModelVersions converged`,
+      async () => {
+        last = await converged();
+        return last === true || undefined;
+      },
+      CONVERGE_MS,
+    ).catch((err: Error) => {
       throw new Error(`${err.message}; last: ${last}`);
     });
     const cm = await kc.makeApiClient(CoreV1Api).readNamespacedConfigMap({ name: ROUTING_CONFIGMAP, namespace: ns });
@@ -74,10 +84,19 @@ describe(`${TOTAL} ModelVersions`, () => {
     const routing = JSON.parse(text) as Routing;
     assert.equal(Object.keys(routing.models).length, MODELS);
     for (let i = 0; i < MODELS; i++) assert.equal(routing.models[modelName(i)]?.version, String(VERSIONS));
-    await waitFor('the Deployment rolled out onto the final routing', async () => {
-      const d = await getDeployment(kc);
-      return d.spec?.template?.metadata?.annotations?.[ROUTING_HASH_ANNOTATION] === routingHash(text) && d.status?.updatedReplicas === 1 && d.status?.availableReplicas === 1 && d.status.replicas === 1;
-    }, 60_000);
+    await waitFor(
+      'the Deployment rolled out onto the final routing',
+      async () => {
+        const d = await getDeployment(kc);
+        return (
+          d.spec?.template?.metadata?.annotations?.[ROUTING_HASH_ANNOTATION] === routingHash(text) &&
+          d.status?.updatedReplicas === 1 &&
+          d.status?.availableReplicas === 1 &&
+          d.status.replicas === 1
+        );
+      },
+      60_000,
+    );
     const done = performance.now();
     const jobs = await kc.makeApiClient(BatchV1Api).listNamespacedJob({ namespace: ns, labelSelector: `${LABELS.component}=model-import` });
     assert.equal(jobs.items.length, TOTAL);
@@ -87,13 +106,16 @@ describe(`${TOTAL} ModelVersions`, () => {
     const seconds = (ms: number) => (ms / 1000).toFixed(1);
     // Where the time goes: the Jobs (kube-controller-manager's job controller, the scheduler, kwok).
     const times = (xs: Array<Date | string | undefined>) => xs.map((x) => new Date(x ?? 0).getTime());
-    const jobSpan = Math.max(...times(jobs.items.map((j) => j.status?.completionTime))) - Math.min(...times(jobs.items.map((j) => j.metadata?.creationTimestamp)));
+    const jobSpan =
+      Math.max(...times(jobs.items.map((j) => j.status?.completionTime))) - Math.min(...times(jobs.items.map((j) => j.metadata?.creationTimestamp)));
     process.stderr.write(
       `# ${TOTAL} ModelVersions: created in ${seconds(created - t0)} s, all converged (${TOTAL} Jobs complete, ${MODELS} routed, Deployment rolled out) ${seconds(done - t0)} s after the first create; ` +
         `first Job created → last Job complete: ${seconds(jobSpan)} s\n`,
     );
     const errors = await op.metric('controller_runtime_reconcile_errors_total');
-    process.stderr.write(`# reconciles: ${await op.metric('controller_runtime_reconcile_total')} (${errors} errors, ${await op.metric('workqueue_retries_total')} retries)\n`);
+    process.stderr.write(
+      `# reconciles: ${await op.metric('controller_runtime_reconcile_total')} (${errors} errors, ${await op.metric('workqueue_retries_total')} retries)\n`,
+    );
   });
 
   test('kubectl get mv shows the printer columns', { timeout: 60_000 }, async () => {
@@ -107,7 +129,10 @@ describe(`${TOTAL} ModelVersions`, () => {
       ['m00-4', /^m00-4\s+m00\s+4\s+Production\s+Standby\s+\d+[sm]/],
       ['m00-1', /^m00-1\s+m00\s+1\s+Staging\s+Imported\s+\d+[sm]/],
     ] as const)
-      assert.ok(lines.some((l) => row.test(l)), `${name} row in:\n${lines.slice(0, 8).join('\n')}`);
+      assert.ok(
+        lines.some((l) => row.test(l)),
+        `${name} row in:\n${lines.slice(0, 8).join('\n')}`,
+      );
   });
 
   test('an operator restart converges again with no duplicate objects and no writes', { timeout: 180_000 }, async () => {
@@ -115,7 +140,9 @@ describe(`${TOTAL} ModelVersions`, () => {
       const mvs = await listMvs(kc);
       const batch = kc.makeApiClient(BatchV1Api);
       const jobs = (await batch.listNamespacedJob({ namespace: ns })).items.map((j) => `${j.metadata?.name}/${j.metadata?.uid}`).sort();
-      const cronJobs = (await batch.listNamespacedCronJob({ namespace: ns })).items.map((c) => `${c.metadata?.name}/${c.metadata?.uid}/${c.metadata?.resourceVersion}`).sort();
+      const cronJobs = (await batch.listNamespacedCronJob({ namespace: ns })).items
+        .map((c) => `${c.metadata?.name}/${c.metadata?.uid}/${c.metadata?.resourceVersion}`)
+        .sort();
       const versions = Object.fromEntries(mvs.map((mv: ModelVersion) => [mv.metadata.name, mv.metadata.resourceVersion]));
       const deployment = (await getDeployment(kc)).metadata?.resourceVersion;
       return { jobs, cronJobs, versions, deployment };
@@ -124,11 +151,15 @@ describe(`${TOTAL} ModelVersions`, () => {
     assert.equal(await op.stop(), 0, 'a clean stop');
     op = await startOperator(cp, 'scale-b');
     // The new process reconciles every object once (it enqueues everything when it leads).
-    await waitFor('every ModelVersion reconciled by the new operator', async () => {
-      const reconciled = await op.metric('controller_runtime_reconcile_total', { controller: 'modelversion' });
-      const depth = await op.metric('workqueue_depth');
-      return reconciled >= TOTAL && depth === 0;
-    }, 120_000);
+    await waitFor(
+      'every ModelVersion reconciled by the new operator',
+      async () => {
+        const reconciled = await op.metric('controller_runtime_reconcile_total', { controller: 'modelversion' });
+        const depth = await op.metric('workqueue_depth');
+        return reconciled >= TOTAL && depth === 0;
+      },
+      120_000,
+    );
     await new Promise((r) => setTimeout(r, 2000)); // anything it would write has been written by now
     const after = await snapshot();
     assert.equal(after.jobs.length, TOTAL);

@@ -9,7 +9,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function counting(): WorkqueueMetrics & { counts: { adds: number; retries: number; depth: number } } {
   const counts = { adds: 0, retries: 0, depth: 0 };
-  return { counts, adds: () => counts.adds++, retries: () => counts.retries++, depth: (n) => (counts.depth = n), queueLatency: () => {}, workDuration: () => {} };
+  return {
+    counts,
+    adds: () => counts.adds++,
+    retries: () => counts.retries++,
+    depth: (n) => (counts.depth = n),
+    queueLatency: () => {},
+    workDuration: () => {},
+  };
 }
 
 describe('WorkQueue', () => {

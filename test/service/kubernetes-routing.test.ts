@@ -24,7 +24,8 @@ test('the service serves what the routing file names and follows its changes', a
   await uploadSample(seed.app, 'iris-mlp', '2', {}, 'iris');
   await seed.app.close();
 
-  const route = (version: string) => writeFile(routingFile, JSON.stringify({ models: { iris: { version, path: `production/iris/${version}/model.onnx`, features: [] } } }));
+  const route = (version: string) =>
+    writeFile(routingFile, JSON.stringify({ models: { iris: { version, path: `production/iris/${version}/model.onnx`, features: [] } } }));
   await route('1');
   const svc = await startService({ MODELS_DIR: seed.modelsDir, CONTROL_PLANE: 'kubernetes', ROUTING_FILE: routingFile }, { modelVersions: unreachable });
   try {

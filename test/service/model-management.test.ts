@@ -44,19 +44,35 @@ describe('model upload', () => {
     const ref = await reference('iris-mlp');
     const qs = new URLSearchParams({ name: 'iris', version: '2.0.0', promote: 'false' });
     for (const f of ref.features) qs.append('features', f);
-    const res = await svc.app.inject({ method: 'POST', url: `/api/v1/models?${qs}`, headers: { 'content-type': 'application/octet-stream' }, payload: await modelBytes('iris-mlp') });
+    const res = await svc.app.inject({
+      method: 'POST',
+      url: `/api/v1/models?${qs}`,
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: await modelBytes('iris-mlp'),
+    });
     assert.equal(res.statusCode, 201, res.body);
     assert.equal(res.json().production, false);
     const model = (await svc.app.inject({ url: '/api/v1/models/iris' })).json();
     assert.equal(model.production_version, '1.0.0');
-    assert.deepEqual(model.versions.map((v: { version: string }) => v.version), ['1.0.0', '2.0.0']);
-    assert.deepEqual(model.history.map((e: { event: string }) => e.event), ['uploaded', 'promoted', 'uploaded']);
+    assert.deepEqual(
+      model.versions.map((v: { version: string }) => v.version),
+      ['1.0.0', '2.0.0'],
+    );
+    assert.deepEqual(
+      model.history.map((e: { event: string }) => e.event),
+      ['uploaded', 'promoted', 'uploaded'],
+    );
   });
 
   test('features can also be one JSON array in the query', async () => {
     const ref = await reference('wine-forest');
     const qs = new URLSearchParams({ name: 'wine', version: '1', features: JSON.stringify(ref.features) });
-    const res = await svc.app.inject({ method: 'POST', url: `/api/v1/models?${qs}`, headers: { 'content-type': 'application/octet-stream' }, payload: await modelBytes('wine-forest') });
+    const res = await svc.app.inject({
+      method: 'POST',
+      url: `/api/v1/models?${qs}`,
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: await modelBytes('wine-forest'),
+    });
     assert.equal(res.statusCode, 201, res.body);
     assert.ok(res.json().features.includes('od280/od315_of_diluted_wines'));
   });
@@ -72,7 +88,11 @@ describe('model upload', () => {
   test('bytes that are not a model: 400 naming the problem, nothing written', async () => {
     const before = await storeFiles(svc.modelsDir);
     for (const payload of [Buffer.from('definitely not onnx'), Buffer.alloc(64, 0xff), (await modelBytes('iris-logreg')).subarray(0, 400)]) {
-      const res = await svc.app.inject({ method: 'POST', url: '/api/v1/models', payload: { name: 'broken', version: '1', model_data: payload.toString('base64') } });
+      const res = await svc.app.inject({
+        method: 'POST',
+        url: '/api/v1/models',
+        payload: { name: 'broken', version: '1', model_data: payload.toString('base64') },
+      });
       assert.equal(res.statusCode, 400, res.body);
       assert.equal(res.json().code, 'INVALID_MODEL');
       assert.match(res.json().detail, /onnx/i);
@@ -96,9 +116,21 @@ describe('model upload', () => {
     const dup = await uploadSample(svc.app, 'iris-logreg', '9', { features: ['a', 'a', 'b', 'c'] }, 'iris');
     assert.equal(dup.statusCode, 400);
     assert.match(dup.json().detail, /unique/);
-    const perFeature = await uploadSample(svc.app, 'iris-per-feature', '1', { features: ['x', 'sepal width (cm)', 'petal length (cm)', 'petal width (cm)'] }, 'irisf');
+    const perFeature = await uploadSample(
+      svc.app,
+      'iris-per-feature',
+      '1',
+      { features: ['x', 'sepal width (cm)', 'petal length (cm)', 'petal width (cm)'] },
+      'irisf',
+    );
     assert.equal(perFeature.statusCode, 400);
-    assert.deepEqual(perFeature.json().errors.map((e: { field: string }) => e.field).sort(), ['sepal length (cm)', 'x']);
+    assert.deepEqual(
+      perFeature
+        .json()
+        .errors.map((e: { field: string }) => e.field)
+        .sort(),
+      ['sepal length (cm)', 'x'],
+    );
     assert.deepEqual(await storeFiles(svc.modelsDir), before);
   });
 
@@ -114,7 +146,11 @@ describe('model upload', () => {
   });
 
   test('a model with external data references is refused', async () => {
-    const res = await svc.app.inject({ method: 'POST', url: '/api/v1/models', payload: { name: 'external', version: '1', model_data: externalDataModel().toString('base64') } });
+    const res = await svc.app.inject({
+      method: 'POST',
+      url: '/api/v1/models',
+      payload: { name: 'external', version: '1', model_data: externalDataModel().toString('base64') },
+    });
     assert.equal(res.statusCode, 400, res.body);
     assert.match(res.json().detail, /external data/);
     assert.match(res.json().detail, /weights/);
@@ -168,7 +204,10 @@ describe('promote, rollback, delete, pinned versions', () => {
     assert.equal(other.statusCode, 204);
     assert.equal((await predict('iris@2')).statusCode, 404);
     const model = (await svc.app.inject({ url: '/api/v1/models/iris' })).json();
-    assert.deepEqual(model.versions.map((v: { version: string }) => v.version), ['1']);
+    assert.deepEqual(
+      model.versions.map((v: { version: string }) => v.version),
+      ['1'],
+    );
     assert.equal(model.history.at(-1).event, 'deleted');
     assert.equal((await svc.app.inject({ method: 'DELETE', url: '/api/v1/models/iris/versions/2' })).statusCode, 404);
     assert.equal((await svc.app.inject({ method: 'POST', url: '/api/v1/models/nope/versions/1/promote' })).statusCode, 404);
@@ -201,7 +240,10 @@ describe('prediction requests', () => {
     const payload = `{"features": ${JSON.stringify({ ...missing, colour: 1 }).slice(0, -1)}, "sepal length (cm)": 1e999}}`;
     const res = await svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris', headers: { 'content-type': 'application/json' }, payload });
     assert.equal(res.statusCode, 400, res.body);
-    const fields = res.json().errors.map((e: { field: string }) => e.field).sort();
+    const fields = res
+      .json()
+      .errors.map((e: { field: string }) => e.field)
+      .sort();
     assert.deepEqual(fields, ['colour', 'petal width (cm)', 'sepal length (cm)']);
     assert.match(res.json().detail, /Expected features: sepal length \(cm\)/);
   });
@@ -211,7 +253,12 @@ describe('prediction requests', () => {
     assert.equal(str.statusCode, 400);
     assert.equal(str.json().code, 'FEATURES_INVALID');
     assert.match(str.json().detail, /"sepal length \(cm\)" must be a finite number/);
-    const json = await svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris', headers: { 'content-type': 'application/json' }, payload: '{"features": {' });
+    const json = await svc.app.inject({
+      method: 'POST',
+      url: '/api/v1/predict/iris',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"features": {',
+    });
     assert.equal(json.statusCode, 400);
     const mismatch = await svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris', payload: { features: IRIS, model_id: 'wine' } });
     assert.equal(mismatch.statusCode, 400);
@@ -249,7 +296,11 @@ describe('authorization', () => {
       const none = await uploadSample(svc.app, 'iris-logreg', '1', {}, 'iris');
       assert.equal(none.statusCode, 401);
       assert.equal(none.json().code, 'UNAUTHORIZED');
-      const wrong = await svc.app.inject({ method: 'POST', url: '/api/v1/models/iris/versions/1/promote', headers: { authorization: 'Bearer wrong-token-wrong-token' } });
+      const wrong = await svc.app.inject({
+        method: 'POST',
+        url: '/api/v1/models/iris/versions/1/promote',
+        headers: { authorization: 'Bearer wrong-token-wrong-token' },
+      });
       assert.equal(wrong.statusCode, 401);
       const ref = await reference('iris-logreg');
       const ok = await svc.app.inject({
@@ -269,7 +320,12 @@ describe('authorization', () => {
   test('with no token configured, writes are accepted from loopback only', async () => {
     const svc = await startService();
     try {
-      const remote = await svc.app.inject({ method: 'POST', url: '/api/v1/models', remoteAddress: '10.1.2.3', payload: { name: 'x', version: '1', model_data: 'AAAA' } });
+      const remote = await svc.app.inject({
+        method: 'POST',
+        url: '/api/v1/models',
+        remoteAddress: '10.1.2.3',
+        payload: { name: 'x', version: '1', model_data: 'AAAA' },
+      });
       assert.equal(remote.statusCode, 403);
       assert.match(remote.json().detail, /loopback/);
     } finally {
@@ -288,7 +344,11 @@ describe('health, readiness, metrics, docs', () => {
       assert.deepEqual(health.models, [{ name: 'diabetes-forest', version: '1', loaded: true }]);
       assert.deepEqual(health.cache, { backend: 'memory', status: 'ok' });
       assert.equal((await svc.app.inject({ url: '/ready' })).statusCode, 200);
-      await svc.app.inject({ method: 'POST', url: '/api/v1/predict/diabetes-forest', payload: { features: (await reference('diabetes-forest')).samples[0]!.features } });
+      await svc.app.inject({
+        method: 'POST',
+        url: '/api/v1/predict/diabetes-forest',
+        payload: { features: (await reference('diabetes-forest')).samples[0]!.features },
+      });
       const metrics = (await svc.app.inject({ url: '/metrics' })).body;
       assert.match(metrics, /http_request_duration_seconds_bucket\{.*route="\/api\/v1\/predict\/:model_id"/);
       assert.match(metrics, /model_inference_duration_seconds_count\{model="diabetes-forest",version="1"\} 1/);

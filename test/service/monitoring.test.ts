@@ -20,7 +20,8 @@ describe('feedback: accuracy and absolute error per model version', () => {
   });
   after(() => svc.close());
 
-  const predict = async (model: string, features: Record<string, number>) => (await svc.app.inject({ method: 'POST', url: `/api/v1/predict/${model}`, payload: { features } })).json();
+  const predict = async (model: string, features: Record<string, number>) =>
+    (await svc.app.inject({ method: 'POST', url: `/api/v1/predict/${model}`, payload: { features } })).json();
   const feedback = (prediction_id: string, actual: unknown) => svc.app.inject({ method: 'POST', url: '/api/v1/feedback', payload: { prediction_id, actual } });
 
   test('classifier feedback sets the accuracy gauge', async () => {
@@ -60,9 +61,11 @@ describe('feedback: accuracy and absolute error per model version', () => {
     try {
       await uploadSample(small.app, 'iris-logreg', '1', {}, 'iris');
       const ids = [];
-      for (let i = 0; i < 5; i++) ids.push((await small.app.inject({ method: 'POST', url: '/api/v1/predict/iris', payload: { features: IRIS } })).json().prediction_id);
+      for (let i = 0; i < 5; i++)
+        ids.push((await small.app.inject({ method: 'POST', url: '/api/v1/predict/iris', payload: { features: IRIS } })).json().prediction_id);
       const codes = [];
-      for (const id of ids) codes.push((await small.app.inject({ method: 'POST', url: '/api/v1/feedback', payload: { prediction_id: id, actual: 2 } })).statusCode);
+      for (const id of ids)
+        codes.push((await small.app.inject({ method: 'POST', url: '/api/v1/feedback', payload: { prediction_id: id, actual: 2 } })).statusCode);
       assert.deepEqual(codes, [404, 404, 200, 200, 200]);
     } finally {
       await small.close();
@@ -70,7 +73,7 @@ describe('feedback: accuracy and absolute error per model version', () => {
   });
 });
 
-describe('resource use against the cgroup\'s own limits', () => {
+describe("resource use against the cgroup's own limits", () => {
   let root: string;
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'fake-cgroup-'));
@@ -131,7 +134,11 @@ describe('a real Prometheus scrapes the service', () => {
       // 20 distinct feature vectors, each asked 5 times: 20 misses, 80 hits.
       for (let round = 0; round < 5; round++) {
         for (let i = 0; i < 20; i++) {
-          const res = await fetch(`http://${target}/api/v1/predict/iris`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ features: { ...IRIS, 'sepal length (cm)': 4 + i / 10 } }) });
+          const res = await fetch(`http://${target}/api/v1/predict/iris`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ features: { ...IRIS, 'sepal length (cm)': 4 + i / 10 } }),
+          });
           assert.equal(res.status, 200);
         }
       }
@@ -140,15 +147,27 @@ describe('a real Prometheus scrapes the service', () => {
       assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
 
       const port = await freePort();
-      await writeFile(join(dir, 'prometheus.yml'), `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: analytics-api\n    static_configs:\n      - targets: ['${target}']\n`);
-      prometheus = startProcess('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`]);
+      await writeFile(
+        join(dir, 'prometheus.yml'),
+        `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: analytics-api\n    static_configs:\n      - targets: ['${target}']\n`,
+      );
+      prometheus = startProcess('prometheus', [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+      ]);
       const p = prometheus;
       const query = async (q: string) => {
         const res = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(q)}`);
         const body = (await res.json()) as { data: { result: Array<{ value: [number, string] }> } };
         return body.data.result[0] ? Number(body.data.result[0].value[1]) : undefined;
       };
-      const ratio = await waitFor(`a scrape (${recentOutput(p).slice(-500)})`, () => query('sum(cache_requests_total{result="hit"}) / sum(cache_requests_total)'), 30_000, 500);
+      const ratio = await waitFor(
+        `a scrape (${recentOutput(p).slice(-500)})`,
+        () => query('sum(cache_requests_total{result="hit"}) / sum(cache_requests_total)'),
+        30_000,
+        500,
+      );
       assert.equal(ratio, 0.8);
       assert.equal(await query('cache_hit_ratio'), 0.8);
       assert.equal(await query('sum(http_requests_total{route="/api/v1/predict/:model_id",status_code="200"})'), 100);

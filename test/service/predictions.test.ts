@@ -42,10 +42,10 @@ describe('predictions match onnxruntime and scikit-learn', () => {
         }
         const probs = sample.onnxruntime.probabilities!;
         assert.equal(body.probabilities.length, probs.length);
-        body.probabilities.forEach((p: number, i: number) => assert.ok(closeTo(p, probs[i]!, 1e-5, 1e-7), `p[${i}] ${p} vs ${probs[i]}`));
+        for (const [i, p] of (body.probabilities as number[]).entries()) assert.ok(closeTo(p, probs[i]!, 1e-5, 1e-7), `p[${i}] ${p} vs ${probs[i]}`);
         const index = ref.classes!.indexOf(label);
         assert.ok(closeTo(body.confidence, probs[index]!, 1e-5), 'confidence is the predicted class probability');
-        sample.sklearn.probabilities!.forEach((p, i) => assert.ok(closeTo(body.probabilities[i], p, 1e-3, 1e-4)));
+        for (const [i, p] of sample.sklearn.probabilities!.entries()) assert.ok(closeTo(body.probabilities[i], p, 1e-3, 1e-4));
       }
 
       // The batch route: every row in one run, the same answers.
@@ -55,7 +55,12 @@ describe('predictions match onnxruntime and scikit-learn', () => {
       assert.equal(rows.length, ref.samples.length);
       assert.equal(batch.json().prediction_ids.length, ref.samples.length);
       ref.samples.forEach((s, i) => {
-        const expected = ref.task === 'regression' ? s.onnxruntime.value! : typeof s.onnxruntime.label === 'string' ? ref.classes!.indexOf(s.onnxruntime.label) : s.onnxruntime.label!;
+        const expected =
+          ref.task === 'regression'
+            ? s.onnxruntime.value!
+            : typeof s.onnxruntime.label === 'string'
+              ? ref.classes!.indexOf(s.onnxruntime.label)
+              : s.onnxruntime.label!;
         assert.ok(closeTo(rows[i].prediction, expected as number, 1e-5), `row ${i}`);
       });
     });

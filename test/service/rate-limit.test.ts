@@ -9,7 +9,8 @@ test('per-route limits per client: 429 with retry-after and x-ratelimit headers'
   const svc = await startService({ RATE_LIMIT_PREDICT_PER_MINUTE: '5', RATE_LIMIT_UPLOAD_PER_MINUTE: '2' });
   try {
     assert.equal((await uploadSample(svc.app, 'iris-logreg', '1', {}, 'iris')).statusCode, 201);
-    const predict = (headers: Record<string, string> = {}) => svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris', headers, payload: { features: IRIS } });
+    const predict = (headers: Record<string, string> = {}) =>
+      svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris', headers, payload: { features: IRIS } });
     const statuses = [];
     for (let i = 0; i < 6; i++) statuses.push((await predict()).statusCode);
     assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429]);
@@ -39,7 +40,8 @@ test('client IPs come from X-Forwarded-For only behind a trusted proxy', async (
     const svc = await startService({ RATE_LIMIT_PREDICT_PER_MINUTE: '1', ...(trusted ? { TRUSTED_PROXIES: '127.0.0.1/8' } : {}) });
     try {
       await uploadSample(svc.app, 'iris-logreg', '1', {}, 'iris');
-      const from = (ip: string) => svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris', headers: { 'x-forwarded-for': ip }, payload: { features: IRIS } });
+      const from = (ip: string) =>
+        svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris', headers: { 'x-forwarded-for': ip }, payload: { features: IRIS } });
       assert.equal((await from('203.0.113.1')).statusCode, 200);
       // Behind the trusted ingress, another client is another budget; otherwise the header is ignored.
       assert.equal((await from('203.0.113.2')).statusCode, trusted ? 200 : 429);

@@ -27,8 +27,16 @@ test('the README examples work against the service as make run starts it', async
   });
   try {
     await waitFor('the service', async () => (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200, 60_000, 200);
-    const script = block.replaceAll('127.0.0.1:8080', `127.0.0.1:${port}`).replaceAll('data/models', join(data, 'models')).replaceAll('data/backups', join(data, 'backups'));
-    const { stdout } = await run('bash', ['-e', '-c', script], { cwd: ROOT, timeout: 120_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, PATH: `${join(ROOT, 'node_modules/.bin')}:${process.env.PATH}` } });
+    const script = block
+      .replaceAll('127.0.0.1:8080', `127.0.0.1:${port}`)
+      .replaceAll('data/models', join(data, 'models'))
+      .replaceAll('data/backups', join(data, 'backups'));
+    const { stdout } = await run('bash', ['-e', '-c', script], {
+      cwd: ROOT,
+      timeout: 120_000,
+      maxBuffer: 16 * 1024 * 1024,
+      env: { ...process.env, PATH: `${join(ROOT, 'node_modules/.bin')}:${process.env.PATH}` },
+    });
     assert.doesNotMatch(stdout, /"status":5\d\d/, 'no command met a server error');
     assert.match(stdout, /"model_id":"iris-logreg"/);
     assert.match(stdout, /"label":"virginica"/);
@@ -42,12 +50,15 @@ test('the README examples work against the service as make run starts it', async
 });
 
 test('a bad environment stops the service with a message naming each variable', async () => {
-  assert.throws(() => loadConfig({ PORT: 'eighty', CACHE_TTL_SECONDS: '0', API_TOKEN: 'short' }), (err: Error) => {
-    assert.match(err.message, /PORT/);
-    assert.match(err.message, /CACHE_TTL_SECONDS/);
-    assert.match(err.message, /API_TOKEN must be at least 16 characters/);
-    return true;
-  });
+  assert.throws(
+    () => loadConfig({ PORT: 'eighty', CACHE_TTL_SECONDS: '0', API_TOKEN: 'short' }),
+    (err: Error) => {
+      assert.match(err.message, /PORT/);
+      assert.match(err.message, /CACHE_TTL_SECONDS/);
+      assert.match(err.message, /API_TOKEN must be at least 16 characters/);
+      return true;
+    },
+  );
   const { stderr, code } = await run(process.execPath, ['service/main.ts'], { cwd: ROOT, env: { ...process.env, REDIS_URL: 'not a url' } }).then(
     () => ({ stderr: '', code: 0 }),
     (err: { stderr: string; code: number }) => err,

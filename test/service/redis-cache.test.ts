@@ -50,7 +50,7 @@ describe('Redis prediction cache', () => {
     assert.equal((await client.keys('pred:iris:2:*')).length, 1);
   });
 
-  test('promote purges the model\'s keys', async () => {
+  test("promote purges the model's keys", async () => {
     await predict(features(3));
     assert.ok((await client.keys('pred:iris:*')).length > 0);
     const res = await svc.app.inject({ method: 'POST', url: '/api/v1/models/iris/versions/2/promote' });
@@ -98,7 +98,11 @@ test('fail-open: Redis killed during steady load, zero failed requests, cache ba
       let i = 0;
       while (!stop) {
         const started = performance.now();
-        const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ features: features((c * 7 + i++) % 30) }) });
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ features: features((c * 7 + i++) % 30) }),
+        });
         await res.arrayBuffer();
         slowest.ms = Math.max(slowest.ms, performance.now() - started);
         if (res.status === 200) ok++;

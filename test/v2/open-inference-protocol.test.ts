@@ -14,6 +14,7 @@ const MODELS_UNDER_TEST = ['iris-logreg', 'iris-species', 'wine-forest', 'diabet
 
 describe('Open Inference Protocol (V2) with tritonclient', () => {
   let svc: TestService;
+  // biome-ignore lint/suspicious/noExplicitAny: the Python client's JSON report
   let report: any;
   before(async () => {
     svc = await startService();
@@ -64,7 +65,8 @@ describe('Open Inference Protocol (V2) with tritonclient', () => {
           const probName = entry.metadata.outputs.find((o: { datatype: string }) => o.datatype === 'FP32').name;
           const label = outputs[labelName][i];
           assert.equal(Array.isArray(label) ? label[0] : label, s.onnxruntime.label, `${mode} label row ${i}`);
-          (outputs[probName][i] as number[]).forEach((p, c) => assert.ok(closeTo(p, s.onnxruntime.probabilities![c]!, 1e-5, 1e-7), `${mode} p row ${i}`));
+          for (const [c, p] of (outputs[probName][i] as number[]).entries())
+            assert.ok(closeTo(p, s.onnxruntime.probabilities![c]!, 1e-5, 1e-7), `${mode} p row ${i}`);
         });
       }
     });
@@ -88,7 +90,8 @@ describe('V2 errors and batching', () => {
   });
   after(() => svc.close());
 
-  const infer = (body: unknown, url = '/v2/models/iris-logreg/infer') => svc.app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+  const infer = (body: unknown, url = '/v2/models/iris-logreg/infer') =>
+    svc.app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload: JSON.stringify(body) });
   const row = [5.9, 3.0, 5.1, 1.8];
 
   test('JSON infer with nested data, errors as {"error"}', async () => {
@@ -119,17 +122,25 @@ describe('V2 errors and batching', () => {
     const features = (x: number) => ({ 'sepal length (cm)': x, 'sepal width (cm)': 3.0, 'petal length (cm)': 5.1, 'petal width (cm)': 1.8 });
     const xs = Array.from({ length: 24 }, (_, i) => 4 + i * 0.2);
     const alone: number[][] = [];
-    for (const x of xs) alone.push((await svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris-logreg@1', payload: { features: features(x + 0.001) } })).json().probabilities);
+    for (const x of xs)
+      alone.push(
+        (await svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris-logreg@1', payload: { features: features(x + 0.001) } })).json().probabilities,
+      );
     const before = await runsAndRequests(svc);
     const together = await Promise.all(
       xs.map((x, i) =>
         i % 2 === 0
-          ? svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris-logreg@1', payload: { features: features(x + 0.001) } }).then((r) => r.json().probabilities)
-          : infer({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [x + 0.001, 3.0, 5.1, 1.8] }], outputs: [{ name: 'probabilities' }] }).then((r) => r.json().outputs[0].data),
+          ? svc.app
+              .inject({ method: 'POST', url: '/api/v1/predict/iris-logreg@1', payload: { features: features(x + 0.001) } })
+              .then((r) => r.json().probabilities)
+          : infer({
+              inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [x + 0.001, 3.0, 5.1, 1.8] }],
+              outputs: [{ name: 'probabilities' }],
+            }).then((r) => r.json().outputs[0].data),
       ),
     );
     const afterCounts = await runsAndRequests(svc);
-    together.forEach((p: number[], i) => p.forEach((v, c) => assert.ok(closeTo(v, alone[i][c], 1e-6, 1e-7), `request ${i}`)));
+    for (const [i, p] of (together as number[][]).entries()) for (const [c, v] of p.entries()) assert.ok(closeTo(v, alone[i][c], 1e-6, 1e-7), `request ${i}`);
     const runs = afterCounts.runs - before.runs;
     assert.ok(runs < xs.length, `${xs.length} requests took ${runs} ONNX runs`);
   });

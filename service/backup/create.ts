@@ -1,9 +1,9 @@
-import { createRequire } from 'node:module';
-import { hostname } from 'node:os';
-import { lstat, link, open, readdir, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { existsSync, type Stats } from 'node:fs';
+import { link, lstat, open, readdir, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { basename, isAbsolute, join, relative, resolve } from 'node:path';
-import { figures } from '../../contract/figures.ts';
+import { exists, syncDir } from '../store/durable-fs.ts';
+import { serviceVersion } from '../version.ts';
 import {
   ArchiveWriter,
   checkEntry,
@@ -13,13 +13,10 @@ import {
   MANIFEST_NAME,
   MODEL_FORMAT_VERSION,
   MODELS_PREFIX,
-  PARTIAL_NAME,
   REDIS_PREFIX,
   archiveName,
-  checkArchiveModel,
   isModelName,
   modelPrefix,
-  parseArchiveName,
   partialName,
   readExactly,
   verifyArchive,
@@ -27,12 +24,10 @@ import {
   type VerifiedArchive,
 } from './archive.ts';
 import { BackupError, destinationError, errnoCode } from './errors.ts';
-import { exists, syncDir } from '../store/durable-fs.ts';
+import { checkModelName, removeStalePartials } from './list.ts';
 
-// Creating, listing, verifying and pruning archives (restore is in restore.ts). The CLI
-// (command.ts) and the in-service scheduler (scheduler.ts) both call these.
-
-const toolVersion = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+// `backup create`: the model store (and the Redis data folder) as one verified tar.gz, written as
+// a .partial file and linked into place under its final name only once it is whole.
 
 /** The Redis data folder of the specification, used when it exists and nothing else is configured. */
 export const DEFAULT_REDIS_DATA_DIR = '/data/redis';
@@ -44,112 +39,8 @@ export function resolveRedisDataDir(setting: string | undefined): string | undef
   if (setting !== undefined) return setting || undefined;
   return existsSync(DEFAULT_REDIS_DATA_DIR) ? DEFAULT_REDIS_DATA_DIR : undefined;
 }
-/** Unfinished archives older than this are someone's crash, and `create`/`prune` remove them. */
-export const STALE_PARTIAL_MS = 60 * 60 * 1000;
 /** A file that changes while it is archived restarts the backup, at most this many times in all. */
 const ATTEMPTS = 3;
-const DAY_MS = 24 * 60 * 60 * 1000;
-
-export interface BackupLog {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
-// ---- archives in the destination ------------------------------------------------------------
-
-export interface ArchiveInfo {
-  name: string;
-  path: string;
-  /** The UTC time in the name: when the backup started. */
-  created: Date;
-  sizeBytes: number;
-  /** The model of a per-model archive (from its name); absent for a whole-store archive. */
-  model?: string;
-}
-
-/** Which archives a command considers: one model's, or (no model) the whole-store ones. */
-export interface ArchiveScope {
-  /** A model name: only that model's archives. Absent: only whole-store archives. */
-  model?: string | undefined;
-}
-
-/** Throws a USAGE error unless `model` is a valid model name. */
-export function checkModelName(model: string): void {
-  if (!isModelName(model))
-    throw new BackupError('USAGE', `--model "${model}": a model name is 1-63 lowercase letters, digits and "-", starting and ending with a letter or digit`);
-}
-
-const describeScope = (scope: ArchiveScope) => (scope.model === undefined ? 'whole-store archives' : `archives of the model ${scope.model}`);
-
-async function readDestination(dest: string): Promise<string[]> {
-  try {
-    return await readdir(dest);
-  } catch (err) {
-    const code = errnoCode(err);
-    if (code === 'ENOENT') throw new BackupError('DESTINATION', `the backup folder ${dest} does not exist; pass --dest or set BACKUP_DIR`);
-    if (code === 'ENOTDIR') throw new BackupError('DESTINATION', `the backup folder ${dest} is not a folder`);
-    throw new BackupError('DESTINATION', `cannot read the backup folder ${dest}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-/**
- * The complete archives in `dest`, newest first: with `model`, only that model's archives; without,
- * only whole-store archives. Unfinished (.partial) files are never listed.
- */
-export async function listBackups(dest: string, scope: ArchiveScope = {}): Promise<ArchiveInfo[]> {
-  if (scope.model !== undefined) checkModelName(scope.model);
-  return (await listAllBackups(dest)).filter((a) => a.model === scope.model);
-}
-
-/** Every complete archive in `dest`, whole-store and per-model alike, newest first. */
-export async function listAllBackups(dest: string): Promise<ArchiveInfo[]> {
-  const found: Array<ArchiveInfo & { counter: number }> = [];
-  for (const name of await readDestination(dest)) {
-    const parsed = parseArchiveName(name);
-    if (!parsed) continue;
-    const st = await lstat(join(dest, name)).catch(() => undefined);
-    if (!st?.isFile()) continue;
-    found.push({ name, path: join(dest, name), created: parsed.created, counter: parsed.counter, sizeBytes: st.size, ...(parsed.model !== undefined ? { model: parsed.model } : {}) });
-  }
-  found.sort((a, b) => b.created.getTime() - a.created.getTime() || b.counter - a.counter || b.name.localeCompare(a.name));
-  return found.map(({ counter: _c, ...info }) => info);
-}
-
-/**
- * An archive named on the command line: a path, a name in `dest`, or the newest (`latest`) of the
- * scope (one model's archives with `model`, else the whole-store ones).
- */
-export async function resolveArchive(ref: string | undefined, options: { dest?: string | undefined; latest?: boolean | undefined; model?: string | undefined }): Promise<string> {
-  if (options.latest) {
-    if (ref !== undefined) throw new BackupError('USAGE', 'name an archive or pass --latest, not both');
-    if (!options.dest) throw new BackupError('USAGE', '--latest needs the backup folder: pass --dest or set BACKUP_DIR');
-    const newest = (await listBackups(options.dest, { model: options.model }))[0];
-    if (newest) return newest.path;
-    if (options.model !== undefined) throw new BackupError('NOT_FOUND', `there are no archives of the model ${options.model} in ${options.dest}`);
-    const perModel = (await listAllBackups(options.dest)).length;
-    throw new BackupError('NOT_FOUND', `there are no archives in ${options.dest}${perModel ? ` (only per-model archives, ${perModel}; pass --model NAME for those)` : ''}`);
-  }
-  if (ref === undefined || ref === '') throw new BackupError('USAGE', 'name an archive (a path, or a name in --dest) or pass --latest');
-  if (PARTIAL_NAME.test(basename(ref))) throw new BackupError('NOT_FOUND', `${ref} is an unfinished backup (.partial), never a usable archive`);
-  const candidates = isAbsolute(ref) || ref.includes('/') || !options.dest ? [resolve(ref)] : [resolve(ref), join(options.dest, ref)];
-  for (const c of candidates.reverse()) if (await exists(c)) return c;
-  throw new BackupError('NOT_FOUND', `archive ${ref} does not exist${options.dest && !ref.includes('/') ? ` (nor in ${options.dest})` : ''}`);
-}
-
-/** Removes unfinished archives whose last write is older than STALE_PARTIAL_MS. */
-export async function removeStalePartials(dest: string, now = Date.now()): Promise<string[]> {
-  const removed: string[] = [];
-  for (const name of await readDestination(dest)) {
-    if (!PARTIAL_NAME.test(name)) continue;
-    const st = await lstat(join(dest, name)).catch(() => undefined);
-    if (!st?.isFile() || now - st.mtimeMs < STALE_PARTIAL_MS) continue;
-    await unlink(join(dest, name)).then(() => removed.push(name), () => undefined);
-  }
-  return removed;
-}
-
-// ---- create ----------------------------------------------------------------------------------
 
 export interface CreateOptions {
   /** The backup folder; must exist and be writable. */
@@ -290,7 +181,11 @@ async function checkUnchanged(scan: Scan, sources: Manifest['sources'], signal: 
 async function sourceFolder(path: string, what: string, hint: string): Promise<string> {
   const absolute = resolve(path);
   const st = await stat(absolute).catch((err: unknown) => {
-    throw new BackupError('SOURCE', errnoCode(err) === 'ENOENT' ? `${what} ${absolute} does not exist; ${hint}` : `cannot read ${what} ${absolute}: ${(err as Error).message}`, { cause: err });
+    throw new BackupError(
+      'SOURCE',
+      errnoCode(err) === 'ENOENT' ? `${what} ${absolute} does not exist; ${hint}` : `cannot read ${what} ${absolute}: ${(err as Error).message}`,
+      { cause: err },
+    );
   });
   if (!st.isDirectory()) throw new BackupError('SOURCE', `${what} ${absolute} is not a folder; ${hint}`);
   return absolute;
@@ -300,9 +195,14 @@ async function writeArchiveFile(fh: FileHandle, dest: string, manifest: Manifest
   // flush: the stream fsyncs before it closes the handle, and the pipeline ends after both.
   const writer = new ArchiveWriter(fh.createWriteStream({ flush: true }));
   try {
-    const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+    const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
     const now = new Date(manifest.created);
-    await writer.addFile(MANIFEST_NAME, manifestBytes.length, { mode: 0o644, mtime: now, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }, (write) => write(manifestBytes));
+    await writer.addFile(
+      MANIFEST_NAME,
+      manifestBytes.length,
+      { mode: 0o644, mtime: now, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 },
+      (write) => write(manifestBytes),
+    );
     for (const d of scan.directories) {
       checkAborted(signal);
       await writer.addDirectory(d.archivePath, entryStat(d.stat));
@@ -318,7 +218,8 @@ async function writeArchiveFile(fh: FileHandle, dest: string, manifest: Manifest
         }
         try {
           const st = await fh2.stat();
-          if (st.ino !== f.stat.ino || st.dev !== f.stat.dev) throw new BackupError('SOURCE_CHANGED', `${f.absolute} was replaced while it was being backed up`);
+          if (st.ino !== f.stat.ino || st.dev !== f.stat.dev)
+            throw new BackupError('SOURCE_CHANGED', `${f.absolute} was replaced while it was being backed up`);
           const sha = await readExactly(fh2, f.stat.size, write, f.absolute);
           if (sha !== f.sha256) throw new BackupError('SOURCE_CHANGED', `${f.absolute} changed while it was being backed up`);
         } catch (err) {
@@ -371,8 +272,10 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
   const now = options.now ?? (() => new Date());
   const { model } = options;
   if (model !== undefined) checkModelName(model);
-  if (options.includeRedis && model === undefined) throw new BackupError('USAGE', '--include-redis goes with --model (a whole-store archive holds the Redis data folder whenever one is configured)');
-  if (options.includeRedis && !options.redisDir) throw new BackupError('USAGE', '--include-redis needs the Redis data folder: pass --redis-dir or set REDIS_DATA_DIR');
+  if (options.includeRedis && model === undefined)
+    throw new BackupError('USAGE', '--include-redis goes with --model (a whole-store archive holds the Redis data folder whenever one is configured)');
+  if (options.includeRedis && !options.redisDir)
+    throw new BackupError('USAGE', '--include-redis needs the Redis data folder: pass --redis-dir or set REDIS_DATA_DIR');
   const dest = resolve(options.dest);
   const st = await stat(dest).catch((err: unknown) => {
     throw destinationError(err, dest);
@@ -380,7 +283,11 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
   if (!st.isDirectory()) throw new BackupError('DESTINATION', `the backup folder ${dest} is not a folder`);
   await removeStalePartials(dest, now().getTime());
 
-  const productionRoot = await sourceFolder(join(options.modelsDir, 'production'), 'the model store folder', 'set MODELS_DIR (or --models-dir) to the store root that holds production/');
+  const productionRoot = await sourceFolder(
+    join(options.modelsDir, 'production'),
+    'the model store folder',
+    'set MODELS_DIR (or --models-dir) to the store root that holds production/',
+  );
   let modelsRoot = productionRoot;
   if (model !== undefined) {
     modelsRoot = join(productionRoot, model);
@@ -389,7 +296,10 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
       throw new BackupError('SOURCE', `cannot read ${modelsRoot}: ${(err as Error).message}`, { cause: err });
     });
     if (!mst?.isDirectory()) {
-      const known = (await readdir(productionRoot, { withFileTypes: true }).catch(() => [])).filter((e) => e.isDirectory() && isModelName(e.name)).map((e) => e.name).sort();
+      const known = (await readdir(productionRoot, { withFileTypes: true }).catch(() => []))
+        .filter((e) => e.isDirectory() && isModelName(e.name))
+        .map((e) => e.name)
+        .sort();
       throw new BackupError(
         'SOURCE',
         `there is no model "${model}" in the model store (${mst ? `${modelsRoot} is not a folder` : `no folder ${modelsRoot}`}); ${known.length ? `its models: ${known.join(', ')}` : 'it holds no models'}`,
@@ -397,12 +307,18 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
     }
   }
   const withRedis = model === undefined || options.includeRedis;
-  const redisRoot = options.redisDir && withRedis ? await sourceFolder(options.redisDir, 'the Redis data folder', 'set REDIS_DATA_DIR (or --redis-dir) to it, or to "" for none') : undefined;
+  const redisRoot =
+    options.redisDir && withRedis
+      ? await sourceFolder(options.redisDir, 'the Redis data folder', 'set REDIS_DATA_DIR (or --redis-dir) to it, or to "" for none')
+      : undefined;
   const sources: Manifest['sources'] = [{ name: 'models', path: modelsRoot, archivePath: model === undefined ? MODELS_PREFIX : modelPrefix(model) }];
   if (redisRoot) sources.push({ name: 'redis', path: redisRoot, archivePath: REDIS_PREFIX });
   const realDest = await realpath(dest);
   // A per-model archive must not land in the store either (in another model's folder, say).
-  const guarded = [...sources.map((src) => ({ path: src.path, why: 'which is being backed up' })), ...(model !== undefined ? [{ path: productionRoot, why: 'the model store' }] : [])];
+  const guarded = [
+    ...sources.map((src) => ({ path: src.path, why: 'which is being backed up' })),
+    ...(model !== undefined ? [{ path: productionRoot, why: 'the model store' }] : []),
+  ];
   for (const src of guarded) {
     const rel = relative(await realpath(src.path), realDest);
     if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel)))
@@ -426,7 +342,7 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
         format: FORMAT,
         formatVersion: model === undefined ? FORMAT_VERSION : MODEL_FORMAT_VERSION,
         created: created.toISOString(),
-        createdBy: `analytics-api ${toolVersion}`,
+        createdBy: `analytics-api ${serviceVersion}`,
         hostname: hostname(),
         ...(model !== undefined ? { model } : {}),
         sources,
@@ -441,7 +357,9 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
       try {
         verified = await verifyArchive(partial);
       } catch (err) {
-        throw new BackupError('CORRUPT', `the archive just written to ${dest} does not read back intact (${(err as Error).message}); check the disk`, { cause: err });
+        throw new BackupError('CORRUPT', `the archive just written to ${dest} does not read back intact (${(err as Error).message}); check the disk`, {
+          cause: err,
+        });
       }
       const path = await publish(partial, dest, created, model).catch((err: unknown) => {
         throw destinationError(err, dest);
@@ -468,88 +386,4 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
       throw err;
     }
   }
-}
-
-// ---- verify ------------------------------------------------------------------------------------
-
-export interface VerifyResult {
-  path: string;
-  created: string;
-  files: number;
-  bytes: number;
-  sizeBytes: number;
-  sources: Manifest['sources'];
-  /** The model of a per-model archive. */
-  model?: string;
-}
-
-/**
- * Verifies an archive. With `options.model`, the archive must also be one of that model (its
- * manifest says so): anything else is a USAGE error, after the archive verified.
- */
-export async function verifyBackup(path: string, options: ArchiveScope = {}): Promise<VerifyResult> {
-  const { manifest, archiveBytes } = await verifyArchive(path);
-  checkArchiveModel(path, manifest, options.model);
-  return {
-    path,
-    created: manifest.created,
-    files: manifest.totals.files,
-    bytes: manifest.totals.bytes,
-    sizeBytes: archiveBytes,
-    sources: manifest.sources,
-    ...(manifest.model !== undefined ? { model: manifest.model } : {}),
-  };
-}
-
-// ---- prune -------------------------------------------------------------------------------------
-
-export interface PruneOptions {
-  dest: string;
-  retentionDays?: number;
-  now?: Date;
-  dryRun?: boolean | undefined;
-  /** Prune only this model's archives; without it, only whole-store archives are pruned. */
-  model?: string | undefined;
-}
-
-export interface PruneResult {
-  kept: ArchiveInfo[];
-  deleted: ArchiveInfo[];
-  cutoff: Date;
-}
-
-/**
- * Deletes the archives whose name's timestamp is older than `retentionDays` days, but never the
- * newest archive (so a store that stopped changing keeps its last backup). Only the archives of
- * the scope are considered: one model's with `model`, else the whole-store ones; others are never
- * touched and do not count as the newest.
- */
-export async function pruneBackups(options: PruneOptions): Promise<PruneResult> {
-  const days = options.retentionDays ?? figures.backup.retentionDays;
-  if (!Number.isInteger(days) || days < 0) throw new BackupError('USAGE', `the retention must be a whole number of days (0 or more), not ${days}`);
-  const now = options.now ?? new Date();
-  const cutoff = new Date(now.getTime() - days * DAY_MS);
-  const archives = await listBackups(options.dest, { model: options.model });
-  const kept: ArchiveInfo[] = [];
-  const deleted: ArchiveInfo[] = [];
-  for (const [i, a] of archives.entries()) {
-    if (i === 0 || a.created.getTime() >= cutoff.getTime()) {
-      kept.push(a);
-      continue;
-    }
-    if (!options.dryRun) {
-      try {
-        await unlink(a.path);
-      } catch (err) {
-        if (errnoCode(err) === 'ENOENT') continue; // pruned by someone else meanwhile
-        throw destinationError(err, options.dest);
-      }
-    }
-    deleted.push(a);
-  }
-  if (!options.dryRun) {
-    await removeStalePartials(options.dest, now.getTime());
-    if (deleted.length) await syncDir(options.dest);
-  }
-  return { kept, deleted, cutoff };
 }
