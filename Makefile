@@ -38,7 +38,7 @@ cluster-local: node_modules/.install-stamp k8s-bins
 	node test/k8s/cluster-local.ts
 
 test: node_modules/.install-stamp system-packages python-test-deps infra-tools k8s-bins typecheck lint
-	node --test --test-concurrency=1 --test-timeout=600000 'test/**/*.test.ts'
+	node --test --test-concurrency=1 --test-timeout=600000 '{contract,service,operator,infra}/**/*.test.ts' 'test/**/*.test.ts'
 
 bench: node_modules/.install-stamp
 	node bench/run.ts   # BENCH_DURATION_SECONDS (10), BENCH_SOAK_SECONDS (30), BENCH_CONNECTIONS (32)

@@ -93,9 +93,19 @@ export function importOutcome(job: V1Job): ImportOutcome {
  * What the import command reported in its pod's termination message: the result JSON on success,
  * `{error}` (or the log tail) on failure. Undefined when no pod left one (kwok's pods never run).
  */
-export async function readImportReport(kube: KubeClient, namespace: string, jobName: string): Promise<{ result?: ImportResult; error?: string } | undefined> {
+export async function readImportReport(kube: KubeClient, namespace: string, jobName: string): Promise<ImportReport | undefined> {
   const pods = await kube.core.listNamespacedPod({ namespace, labelSelector: `batch.kubernetes.io/job-name=${jobName}` });
-  const finished = (pods.items as V1Pod[])
+  return importReportOf(pods.items as V1Pod[]);
+}
+
+export interface ImportReport {
+  result?: ImportResult;
+  error?: string;
+}
+
+/** The report of a Job's pods: a succeeded pod's, else the last one that left a message. */
+export function importReportOf(pods: V1Pod[]): ImportReport | undefined {
+  const finished = pods
     .map((p) => ({ phase: p.status?.phase, message: p.status?.containerStatuses?.find((c) => c.name === 'import')?.state?.terminated?.message }))
     .filter((p) => p.message);
   const pick = finished.find((p) => p.phase === 'Succeeded') ?? finished.at(-1);

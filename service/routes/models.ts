@@ -19,8 +19,6 @@ import type { VersionMetadata } from '../store/model-store.ts';
 // Model management: upload, list, describe, promote (rollback = promote an older one), delete.
 // Writes need the API token (the `admin` route flag, checked once in app.ts).
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-
 /** A version as clients see it: without the internal input/output mapping. */
 function publicVersion<T extends VersionMetadata>(meta: T): Omit<T, 'interface'> {
   const { interface: _internal, ...rest } = meta;
@@ -33,15 +31,10 @@ function publicModel(m: ModelDescriptionData) {
 
 function uploadFromJson(body: unknown): UploadInput {
   const req = parseRequest(UploadModelRequest, body, 'body');
-  const b64 = req.model_data.replace(/\s+/g, '');
-  if (b64.length % 4 !== 0 || !BASE64.test(b64))
-    throw new ServiceError('VALIDATION_FAILED', 'model_data must be the model file encoded as standard base64', [
-      { field: 'model_data', message: 'not valid base64' },
-    ]);
   return {
     name: req.name,
     version: req.version,
-    bytes: Buffer.from(b64, 'base64'),
+    bytes: Buffer.from(req.model_data, 'base64'),
     metadata: req.metadata,
     promote: req.promote,
     ...(req.features ? { features: req.features } : {}),

@@ -16,7 +16,9 @@ export const UploadModelRequest = z
     name: modelNameSchema.describe('Model name'),
     version: versionSchema.describe('Version; immutable once uploaded'),
     metadata: z.record(z.string(), z.unknown()).default({}).describe('Free-form metadata kept with the version'),
-    model_data: z.string().min(1).describe('The .onnx file, base64-encoded'),
+    model_data: z
+      .preprocess((v) => (typeof v === 'string' ? v.replace(/\s+/g, '') : v), z.base64('model_data must be the .onnx file encoded as standard base64').min(1))
+      .describe('The .onnx file, base64-encoded (line breaks allowed)'),
     features: featureNames.optional(),
     promote: z.boolean().default(false).describe('Serve this version at once (the first version of a model always is)'),
   })
