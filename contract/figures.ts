@@ -6,6 +6,8 @@ export const figures = {
     requests: { cpu: 2, memoryGiB: 4 },
     limits: { cpu: 4, memoryGiB: 8 },
   },
+  /** Largest request body by default (model uploads); the ingress lets bodies this big through. */
+  bodyLimitBytes: 64 * 1024 * 1024,
   /** Prediction cache TTL (SPEC "Caching System": 60 seconds). */
   cacheTtlSeconds: 60,
   /** Backups (SPEC "Backup Configuration"). */

@@ -27,7 +27,7 @@ export const IMAGE_GID = 1000;
 /** The kind cluster's name (`kind-analytics` is then its kubectl context). */
 export const KIND_CLUSTER = 'analytics';
 
-/** Redis's append-only file (the claims of the model store and the backups are in operator/names.ts). */
+/** Redis's append-only file (the claims of the model store and the backups are in contract/names.ts). */
 export const REDIS_PVC = 'redis-data';
 
 /**

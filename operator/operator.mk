@@ -1,7 +1,7 @@
 # The operator's targets (included by the Makefile), against the current kubeconfig's cluster
 # ($KUBECONFIG or ~/.kube/config), as kubebuilder's `make install` and `make run` work:
 #   make cluster-local          a local control plane (another terminal; export KUBECONFIG as it says)
-#   make install-crds           the ModelVersion CRD, generated from operator/api/ (server-side apply)
+#   make install-crds           the ModelVersion CRD, generated from contract/model-version.ts (server-side apply)
 #   make run-operator           the operator on this host (Ctrl-C stops it and releases its Lease)
 #   make uninstall-crds         removes the CRD and with it every ModelVersion
 # Settings come from the environment (operator/config.ts), e.g. NAMESPACE=analytics, LOG_LEVEL=debug,

@@ -21,11 +21,7 @@ export const configSchema = z.object({
   PREDICTION_LOG_MAX_ENTRIES: z.coerce.number().int().min(1).default(200_000).describe('In-memory bound on remembered predictions'),
   API_TOKEN: z.string().min(16, 'API_TOKEN must be at least 16 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  BODY_LIMIT_BYTES: z.coerce
-    .number()
-    .int()
-    .min(1024)
-    .default(64 * 1024 * 1024),
+  BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(figures.bodyLimitBytes),
   INFERENCE_THREADS: z.coerce.number().int().min(1).max(64).optional().describe('Worker threads; default from the cgroup CPU limit'),
   BATCH_MAX_SIZE: z.coerce
     .number()

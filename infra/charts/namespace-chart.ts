@@ -5,7 +5,7 @@ import { modelVersionCrd } from '../../contract/crd.ts';
 import { NAMESPACE, PART_OF, LABELS } from '../names.ts';
 
 // First to apply: the namespace everything lives in and the ModelVersion CRD (generated from
-// the zod schema in operator/api/), so the objects after it find both.
+// the zod schema in contract/model-version.ts), so the objects after it find both.
 
 export interface NamespaceChartProps {
   namespace: string;

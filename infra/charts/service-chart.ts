@@ -2,7 +2,6 @@ import { Chart, Duration, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import type { Construct } from 'constructs';
 import { serviceRules } from '../../contract/rbac.ts';
-import { configSchema } from '../../service/config.ts';
 import { figures } from '../../contract/figures.ts';
 import { HardenedDeployment, resourcesFromFigures } from '../constructs/hardened-deployment.ts';
 import { HostFolderClaim } from '../constructs/host-folder-claim.ts';
@@ -58,7 +57,6 @@ export class ServiceChart extends Chart {
     const namespace = props.namespace ?? NAMESPACE;
     super(scope, id, { namespace });
     const labels = labelsFor(SERVICE_NAME, 'inference');
-    const defaults = configSchema.parse({});
 
     // The model store and the backups: host folders of the WSL2 ext4 filesystem, mounted into
     // the kind node (kind-config.yaml), so both outlive `kind delete cluster`. Shared by the
@@ -142,7 +140,7 @@ export class ServiceChart extends Chart {
         annotations: {
           // ingress-nginx refuses bodies over 1 MiB by default; model uploads go up to the
           // service's own limit.
-          'nginx.ingress.kubernetes.io/proxy-body-size': `${Math.ceil(defaults.BODY_LIMIT_BYTES / 1024 / 1024)}m`,
+          'nginx.ingress.kubernetes.io/proxy-body-size': `${Math.ceil(figures.bodyLimitBytes / 1024 / 1024)}m`,
         },
       },
       className: props.ingressClassName ?? 'nginx',

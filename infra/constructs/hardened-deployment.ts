@@ -17,7 +17,7 @@ export interface Resources {
   limits: ResourceAmounts;
 }
 
-/** The specification's figures (service/figures.ts) as Kubernetes resources. */
+/** The specification's figures (contract/figures.ts) as Kubernetes resources. */
 export function resourcesFromFigures(r: { requests: { cpu: number; memoryGiB: number }; limits: { cpu: number; memoryGiB: number } }): Resources {
   return {
     requests: { cpu: r.requests.cpu, memory: `${r.requests.memoryGiB}Gi` },

@@ -2,7 +2,7 @@ import { figures } from '../../contract/figures.ts';
 import { NAMESPACE, OPERATOR_NAME, SERVICE_NAME } from '../names.ts';
 
 // The alerts of the PrometheusRule, as data: the specification's performance figures
-// (service/figures.ts) become thresholds here, and the tests run every expression through
+// (contract/figures.ts) become thresholds here, and the tests run every expression through
 // `promtool check rules` and the thresholds through `promtool test rules`.
 
 interface AlertRule {

@@ -9,6 +9,7 @@ import type { OperatorMetrics } from './metrics.ts';
 // watch timeout or a clean close; after any other error (connection refused while the API server
 // restarts, a reset connection, 5xx) it stops, so this wrapper starts it again with a capped
 // backoff. Handlers get the previous object too, for predicates such as "generation changed".
+// Written here: no npm package wraps client-node 2.x's ListWatch this way.
 
 export interface InformerHandlers<T> {
   add?(obj: T): void;

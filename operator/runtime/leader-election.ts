@@ -13,6 +13,7 @@ import type { OperatorMetrics } from './metrics.ts';
 // - the leader renews every retry period; if it cannot for the renew deadline it stops leading
 //   (the operator then exits, as controller-runtime does, and its Deployment restarts it);
 // - on a clean shutdown the leader releases the Lease, so a standby takes over at once.
+// Written here: no npm package does Lease election correctly on client-node 2.x.
 
 export interface LeaderElectionOptions {
   kube: KubeClient;

@@ -6,6 +6,7 @@
 //   capped) and an overall token bucket (qps, burst), so one failing object backs off alone and many
 //   failing objects cannot flood the API server; forget() resets the item's backoff;
 // - addAfter keeps the earliest of several pending delays.
+// Written here: no npm package gives client-go's queue semantics for client-node 2.x.
 
 export interface RateLimiter {
   /** How long to wait before the item's next try; counts a failure. */

@@ -15,7 +15,7 @@ import { ModelStore, type VersionMetadata } from '../store/model-store.ts';
 // `analytics-api import`: puts one model version into the model store the way an upload to the
 // service does, for the operator's import Jobs. It reads the ONNX file (--file, a ConfigMap mounted
 // as a volume; --url; or --store-path, a file already in the store, verified in place), checks
-// --sha256, validates the bytes by loading them exactly as the service does (validateModel in model-registry.ts:
+// --sha256, validates the bytes by loading them exactly as the service does (validateModel in inference/model-validation.ts:
 // onnxruntime in a worker, ZipMap handling, feature mapping), then writes the version atomically
 // (ModelStore.writeVersion). The same version with the same sha256 already there is success (a Job
 // may run twice); anything else that would change a stored version fails. The result, or the error,

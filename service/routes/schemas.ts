@@ -42,7 +42,7 @@ export const UploadModelQuery = z
 export const ModelParams = z.object({ model_id: z.string().min(1).max(200) });
 export const VersionParams = z.object({ model_id: z.string().min(1).max(200), version: z.string().min(1).max(200) });
 
-// Values are checked against the model (onnx-model.ts featureRow), so that one 400 names every
+// Values are checked against the model (ServedModel.rows in inference/served-model.ts), so that one 400 names every
 // missing, unknown, non-numeric or non-finite feature at once.
 const FeatureValues = z
   .record(z.string(), z.custom<number>(() => true).meta({ type: 'number' }))

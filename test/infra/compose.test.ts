@@ -6,7 +6,7 @@ import { figures } from '../../contract/figures.ts';
 import { configSchema } from '../../service/config.ts';
 import { loadYaml, repoRoot, type Obj } from './helpers.ts';
 
-// compose.yaml: the specification's compose service, with the figures of service/figures.ts, plus
+// compose.yaml: the specification's compose service, with the figures of contract/figures.ts, plus
 // Redis and the service's environment.
 
 const compose = loadYaml(join(repoRoot, 'compose.yaml'))[0];

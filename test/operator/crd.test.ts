@@ -213,7 +213,7 @@ describe('ModelVersion CRD', () => {
     assert.match(wine, new RegExp(`sha256: ${sha256(await modelFile('wine-forest'))}`));
   });
 
-  test('model-version-client: the service creates ModelVersions and sets their stage', { timeout: TEST }, async () => {
+  test("the service's ModelVersion client (service/kubernetes/model-versions.ts) creates ModelVersions and sets their stage", { timeout: TEST }, async () => {
     assert.equal(modelVersionName('iris', '1.2.0'), 'iris-1-2-0');
     const input = {
       model: 'iris',
