@@ -132,15 +132,13 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
 /** `n` distinct free TCP ports on 127.0.0.1 (bound together, then released, as envtest does). */
 export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-          const srv = createServer();
-          srv.unref();
-          srv.on('error', reject);
-          srv.listen(0, '127.0.0.1', () => resolve(srv));
-        }),
+    Array.from({ length: n }, () =>
+      new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+        const srv = createServer();
+        srv.unref();
+        srv.on('error', reject);
+        srv.listen(0, '127.0.0.1', () => resolve(srv));
+      }),
     ),
   );
   const ports = servers.map((srv) => {
@@ -167,26 +165,10 @@ function signCert(dir: string, name: string, subject: string, ext: string[]): vo
   ecKey(join(dir, `${name}.key`));
   openssl(
     [
-      'req',
-      '-x509',
-      '-new',
-      '-key',
-      `${name}.key`,
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-subj',
-      subject,
-      '-days',
-      '7',
-      '-sha256',
-      '-out',
-      `${name}.crt`,
-      '-addext',
-      'basicConstraints=critical,CA:FALSE',
-      '-addext',
-      'keyUsage=critical,digitalSignature,keyEncipherment',
+      'req', '-x509', '-new', '-key', `${name}.key`, '-CA', 'ca.crt', '-CAkey', 'ca.key',
+      '-subj', subject, '-days', '7', '-sha256', '-out', `${name}.crt`,
+      '-addext', 'basicConstraints=critical,CA:FALSE',
+      '-addext', 'keyUsage=critical,digitalSignature,keyEncipherment',
       ...ext.flatMap((e) => ['-addext', e]),
     ],
     dir,
@@ -223,7 +205,9 @@ function get(url: string, tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; inse
     const opts = {
       method: 'GET',
       timeout: 5000,
-      ...(u.protocol === 'https:' ? { ca: tls?.ca, cert: tls?.cert, key: tls?.key, rejectUnauthorized: !tls?.insecure } : {}),
+      ...(u.protocol === 'https:'
+        ? { ca: tls?.ca, cert: tls?.cert, key: tls?.key, rejectUnauthorized: !tls?.insecure }
+        : {}),
     };
     const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, opts, (res) => {
       let body = '';
@@ -434,22 +418,10 @@ class ControlPlaneImpl implements ControlPlane {
     ecKey(this.path('ca.key'));
     openssl(
       [
-        'req',
-        '-x509',
-        '-new',
-        '-key',
-        'ca.key',
-        '-subj',
-        '/CN=test-control-plane-ca',
-        '-days',
-        '7',
-        '-sha256',
-        '-out',
-        'ca.crt',
-        '-addext',
-        'basicConstraints=critical,CA:TRUE',
-        '-addext',
-        'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+        'req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=test-control-plane-ca', '-days', '7', '-sha256',
+        '-out', 'ca.crt',
+        '-addext', 'basicConstraints=critical,CA:TRUE',
+        '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
       ],
       d,
     );
@@ -557,7 +529,12 @@ class ControlPlaneImpl implements ControlPlane {
     if (existing && existing.exitCode === undefined) throw new Error('kube-apiserver is already running');
     const proc = this.spawnComponent('kube-apiserver', 'kube-apiserver', this.apiArgs);
     const tls = this.tlsAdmin();
-    await this.waitReady('kube-apiserver /readyz', async () => (await get(`${this.server}/readyz`, tls)).status === 200, timeoutMs, proc);
+    await this.waitReady(
+      'kube-apiserver /readyz',
+      async () => (await get(`${this.server}/readyz`, tls)).status === 200,
+      timeoutMs,
+      proc,
+    );
   }
 
   async stopApiServer(): Promise<void> {
@@ -641,34 +618,19 @@ class ControlPlaneImpl implements ControlPlane {
     });
     const tlsAny = { insecure: true };
     await Promise.all([
-      this.waitReady(
-        'kube-controller-manager /healthz',
-        async () => (await get(`https://127.0.0.1:${kcmPort}/healthz`, tlsAny)).status === 200,
-        timeoutMs,
-        kcm,
-      ),
+      this.waitReady('kube-controller-manager /healthz', async () => (await get(`https://127.0.0.1:${kcmPort}/healthz`, tlsAny)).status === 200, timeoutMs, kcm),
       this.waitReady('kube-scheduler /readyz', async () => (await get(`https://127.0.0.1:${schedPort}/readyz`, tlsAny)).status === 200, timeoutMs, sched),
-      this.waitReady(
-        `node ${this.nodeName} Ready (kwok)`,
-        async () => {
-          const r = await get(`${this.server}/api/v1/nodes/${this.nodeName}`, this.tlsAdmin());
-          if (r.status !== 200) return false;
-          const node = JSON.parse(r.body) as { spec?: { taints?: { key: string }[] }; status?: { conditions?: { type: string; status: string }[] } };
-          const ready = node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
-          // The node lifecycle controller removes its not-ready taint once it has seen the node Ready.
-          const tainted = node.spec?.taints?.some((t) => t.key.startsWith('node.kubernetes.io/')) ?? false;
-          return ready && !tainted;
-        },
-        timeoutMs,
-        kwok,
-      ),
+      this.waitReady(`node ${this.nodeName} Ready (kwok)`, async () => {
+        const r = await get(`${this.server}/api/v1/nodes/${this.nodeName}`, this.tlsAdmin());
+        if (r.status !== 200) return false;
+        const node = JSON.parse(r.body) as { spec?: { taints?: { key: string }[] }; status?: { conditions?: { type: string; status: string }[] } };
+        const ready = node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+        // The node lifecycle controller removes its not-ready taint once it has seen the node Ready.
+        const tainted = node.spec?.taints?.some((t) => t.key.startsWith('node.kubernetes.io/')) ?? false;
+        return ready && !tainted;
+      }, timeoutMs, kwok),
       // Pods need their namespace's "default" ServiceAccount: proof the controllers run.
-      this.waitReady(
-        'ServiceAccount default/default',
-        async () => (await get(`${this.server}/api/v1/namespaces/default/serviceaccounts/default`, this.tlsAdmin())).status === 200,
-        timeoutMs,
-        kcm,
-      ),
+      this.waitReady('ServiceAccount default/default', async () => (await get(`${this.server}/api/v1/namespaces/default/serviceaccounts/default`, this.tlsAdmin())).status === 200, timeoutMs, kcm),
     ]);
   }
 
@@ -702,7 +664,7 @@ class ControlPlaneImpl implements ControlPlane {
   async userKubeConfig(user: string, groups: string[] = []): Promise<UserKubeConfig> {
     const name = `user-${this.userCount + 1}`;
     const esc = (s: string) => s.replace(/[/\\=+,]/g, (c) => `\\${c}`);
-    const subject = `${groups.map((g) => `/O=${esc(g)}`).join('')}/CN=${esc(user)}`;
+    const subject = groups.map((g) => `/O=${esc(g)}`).join('') + `/CN=${esc(user)}`;
     signCert(this.dir, name, subject, ['extendedKeyUsage=clientAuth']);
     return this.writeUserKubeconfig({
       'client-certificate-data': b64(this.path(`${name}.crt`)),
@@ -810,9 +772,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   // Count the (normally instant) binaries check too.
   cp.startupMs = Math.round(performance.now() - t0);
   cp.log(
-    `ready in ${cp.startupMs} ms (${Object.entries(cp.timings)
-      .map(([k, v]) => `${k} ${v}`)
-      .join(', ')}) at ${cp.server}; kubeconfig ${cp.kubeconfigPath}`,
+    `ready in ${cp.startupMs} ms (${Object.entries(cp.timings).map(([k, v]) => `${k} ${v}`).join(', ')}) at ${cp.server}; kubeconfig ${cp.kubeconfigPath}`,
   );
   return cp;
 }
