@@ -107,6 +107,7 @@ export function modelVersionCrd(): Json {
             { name: 'Version', type: 'string', jsonPath: '.spec.version' },
             { name: 'Stage', type: 'string', jsonPath: '.spec.stage' },
             { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
+            { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
             { name: 'Message', type: 'string', jsonPath: '.status.message', priority: 1 },
           ],
@@ -114,7 +115,7 @@ export function modelVersionCrd(): Json {
             openAPIV3Schema: {
               type: 'object',
               description:
-                'ModelVersion: one version of an ONNX model, imported into the model store and served when it is the newest imported Production version of its model',
+                'ModelVersion: one version of an ONNX model, imported into the model store and served when it is the highest imported Production version of its model',
               required: ['spec'],
               properties: {
                 apiVersion: { type: 'string', description: 'serving.analytics.dev/v1alpha1' },

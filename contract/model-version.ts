@@ -76,12 +76,14 @@ const BackupSpec = z
     suspend: z.boolean().default(false).describe('Pause the backups'),
   })
   .strict()
-  .describe("Automated backups of the model store, one CronJob per model, from the model's newest version (the specification: daily, 7 days)");
+  .describe("Automated backups of the model store, one CronJob per model, settings from the model's highest version (the specification: daily, 7 days)");
 
 export const ModelVersionSpec = z
   .object({
     model: matching(MODEL_NAME, MODEL_NAME_RULE).max(63).describe('Model name; versions of one model share it. Immutable'),
-    version: matching(VERSION_NAME, VERSION_NAME_RULE).max(63).describe('Version of the model (e.g. "1.0.0"). Immutable'),
+    version: matching(VERSION_NAME, VERSION_NAME_RULE)
+      .max(63)
+      .describe('Semantic version of the model ("2", "1.4", "1.0.0-rc.1"; "2" reads as 2.0.0): of the Production versions the highest serves. Immutable'),
     source: ModelVersionSource,
     sha256: sha256.optional(),
     features: z.array(z.string().min(1).max(256)).max(10_000).optional().describe("Ordered input feature names (the columns of the model's input). Immutable"),
@@ -89,7 +91,7 @@ export const ModelVersionSpec = z
     stage: z
       .enum(STAGES)
       .default('Staging')
-      .describe('Production versions serve (the newest imported one wins; the others stand by); Staging and Archived ones do not'),
+      .describe('Production versions serve: of the imported ones the highest version; the others stand by. Staging and Archived ones do not serve'),
     backup: BackupSpec.prefault({}),
   })
   .strict();
@@ -98,7 +100,7 @@ export const ModelVersionSpec = z
 export const IMMUTABLE_FIELDS = ['model', 'version', 'source', 'sha256', 'features'] as const;
 
 export const Condition = z.object({
-  type: z.string().describe('Imported, Serving or Ready'),
+  type: z.string().describe('Imported, Serving or Ready (Ready: serving; kubectl wait --for=condition=Ready waits for it)'),
   status: z.enum(['True', 'False', 'Unknown']),
   observedGeneration: z.number().int().optional().describe('The metadata.generation this condition was set from'),
   lastTransitionTime: z.string().describe('When the status last changed'),
@@ -121,6 +123,7 @@ export const ModelVersionStatus = z.object({
   signature: z.record(z.string(), z.unknown()).optional().describe('Input/output signature onnxruntime reported at import'),
   importJob: z.string().optional().describe('Name of the import Job'),
   servingSince: z.string().optional().describe('When this version started serving'),
+  url: z.string().optional().describe('Where to send predictions for this version, while it serves (the service inside the cluster)'),
   message: z.string().optional().describe('What the operator is doing or waiting for'),
 });
 

@@ -6,9 +6,8 @@ export const SERVICE_NAME = 'analytics-api';
 export const IMAGE = 'analytics-api';
 export const OPERATOR_NAME = 'analytics-operator';
 export const ROUTING_CONFIGMAP = 'analytics-api-routing';
-/** The key of the routing ConfigMap, mounted as a file into the service's pods. */
+/** The routing ConfigMap's one key (contract/routing.ts). */
 export const ROUTING_KEY = 'routing.json';
-export const ROUTING_MOUNT_DIR = '/etc/analytics-api/routing';
 export const MODELS_MOUNT_DIR = '/app/models';
 export const BACKUPS_MOUNT_DIR = '/backups';
 export const REDIS_DATA_DIR = '/data/redis';
@@ -20,7 +19,7 @@ export const CLI = 'analytics-api';
 export const backupCronJobName = (model: string) => `analytics-backup-${model}`;
 export const FIELD_MANAGER = 'analytics-operator';
 export const FINALIZER = 'serving.analytics.dev/finalizer';
-/** Pod template annotation holding a hash of the routing: a new hash rolls the Deployment. */
+/** On the routing ConfigMap: a hash of its routing.json (equal text, equal hash). */
 export const ROUTING_HASH_ANNOTATION = 'serving.analytics.dev/routing-hash';
 /** Hash of what the operator last applied to an object it owns: equal means nothing to apply. */
 export const APPLIED_HASH_ANNOTATION = 'serving.analytics.dev/applied-hash';

@@ -24,17 +24,23 @@ export const operatorRules: PolicyRule[] = [
   // (create cannot be limited by name: the name is not known to the authorizer before it exists).
   { apiGroups: [''], resources: ['configmaps'], verbs: [...READ, 'create'] },
   { apiGroups: [''], resources: ['configmaps'], verbs: ['patch'], resourceNames: [ROUTING_CONFIGMAP] },
-  // The service's Deployment: watched for its rollout, patched for one pod-template annotation.
-  { apiGroups: ['apps'], resources: ['deployments'], verbs: [...READ, 'patch'] },
+  // The service's EndpointSlices: which pods are ready, to ask each what it serves.
+  { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: READ },
   { apiGroups: ['batch'], resources: ['jobs'], verbs: [...READ, 'create', 'patch'] },
   { apiGroups: ['batch'], resources: ['cronjobs'], verbs: [...READ, 'create', 'patch'] },
-  // Import Jobs report their result in the pod's termination message.
-  { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list'] },
+  // Import Jobs report their result in the pod's termination message; a pod that cannot start says why.
+  { apiGroups: [''], resources: ['pods'], verbs: READ },
   { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
   // Leader election: create the Lease once, then only this one Lease.
   { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
   { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'update', 'patch'], resourceNames: [LEADER_LEASE] },
 ];
 
-/** The service in Kubernetes mode: uploads create ModelVersions, promote patches their stage. */
-export const serviceRules: PolicyRule[] = [{ apiGroups: [GROUP], resources: [PLURAL], verbs: [...READ, 'create', 'patch'] }];
+/**
+ * The service in Kubernetes mode: uploads create ModelVersions, promote patches their stage; the
+ * pods watch the routing ConfigMap (and only that one) to follow what serves.
+ */
+export const serviceRules: PolicyRule[] = [
+  { apiGroups: [GROUP], resources: [PLURAL], verbs: [...READ, 'create', 'patch'] },
+  { apiGroups: [''], resources: ['configmaps'], verbs: READ, resourceNames: [ROUTING_CONFIGMAP] },
+];

@@ -10,7 +10,6 @@ import {
   REDIS_DATA_DIR,
   ROUTING_CONFIGMAP,
   ROUTING_KEY,
-  ROUTING_MOUNT_DIR,
   SERVICE_NAME,
 } from '../contract/names.ts';
 
@@ -63,17 +62,4 @@ export function selectorFor(name: string): Record<string, string> {
   return { [LABELS.name]: name };
 }
 
-export {
-  BACKUPS_PVC,
-  LABELS,
-  MODELS_MOUNT_DIR,
-  MODELS_PVC,
-  NAMESPACE,
-  OPERATOR_NAME,
-  PART_OF,
-  REDIS_DATA_DIR,
-  ROUTING_CONFIGMAP,
-  ROUTING_KEY,
-  ROUTING_MOUNT_DIR,
-  SERVICE_NAME,
-};
+export { BACKUPS_PVC, LABELS, MODELS_MOUNT_DIR, MODELS_PVC, NAMESPACE, OPERATOR_NAME, PART_OF, REDIS_DATA_DIR, ROUTING_CONFIGMAP, ROUTING_KEY, SERVICE_NAME };

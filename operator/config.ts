@@ -13,13 +13,20 @@ const dnsName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a l
 export const operatorConfigSchema = z
   .object({
     NAMESPACE: dnsName.default(NAMESPACE).describe('The namespace the operator watches and works in'),
-    SERVICE_DEPLOYMENT: dnsName.default(SERVICE_NAME).describe('The service Deployment rolled on routing changes'),
+    SERVICE_NAME: dnsName.default(SERVICE_NAME).describe('The Service of the inference pods: its ready endpoints tell which version each pod serves'),
     IMPORT_IMAGE: z.string().min(1).default(`${SERVICE_NAME}:latest`).describe('Image of the import and backup Jobs (the service image, with its CLI)'),
     IMPORT_IMAGE_PULL_POLICY: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
     MODELS_PVC: dnsName.default(MODELS_PVC).describe('PersistentVolumeClaim of the model store'),
     BACKUPS_PVC: dnsName.default(BACKUPS_PVC).describe('PersistentVolumeClaim backups are written to'),
     IMPORT_BACKOFF_LIMIT: z.coerce.number().int().min(0).max(20).default(2).describe('Retries of a failed import Job'),
     IMPORT_DEADLINE_SECONDS: z.coerce.number().int().min(10).max(86_400).default(900).describe('An import Job running longer fails'),
+    IMPORT_TTL_SECONDS: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(86_400 * 7)
+      .default(600)
+      .describe('Finished import Jobs are deleted this long after (their result stays in the status)'),
     METRICS_HOST: z.string().default('0.0.0.0').describe('Address of the /metrics, /healthz, /readyz server'),
     METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(8081),
     LEADER_ELECT: z.stringbool().default(true).describe('Run only while holding the Lease (several replicas: one works)'),

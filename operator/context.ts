@@ -1,4 +1,4 @@
-import type { V1ConfigMap, V1CronJob, V1Deployment, V1Job } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1CronJob, V1EndpointSlice, V1Job, V1Pod } from '@kubernetes/client-node';
 import type { ModelVersion } from '../contract/model-version.ts';
 import type { OperatorConfig } from './config.ts';
 import type { Controller, Reconcile } from './runtime/controller.ts';
@@ -7,6 +7,7 @@ import type { Informer } from './runtime/informer.ts';
 import type { KubeClient } from './runtime/kube-client.ts';
 import type { Logger } from './runtime/log.ts';
 import type { OperatorMetrics } from './runtime/metrics.ts';
+import type { ServingPods } from './serving-pods.ts';
 
 // What every reconcile gets: configuration, the API client, the informers' caches (the only state
 // a reconcile reads besides what it fetches), the event recorder, logs and metrics.
@@ -15,8 +16,10 @@ export interface Caches {
   modelVersions: Informer<ModelVersion>;
   importJobs: Informer<V1Job>;
   backupCronJobs: Informer<V1CronJob>;
+  importPods: Informer<V1Pod>;
   routing: Informer<V1ConfigMap>;
-  deployments: Informer<V1Deployment>;
+  /** The service's EndpointSlices: its ready pods. */
+  endpointSlices: Informer<V1EndpointSlice>;
 }
 
 export interface OperatorContext {
@@ -26,6 +29,8 @@ export interface OperatorContext {
   events: EventRecorder;
   log: Logger;
   metrics: OperatorMetrics;
+  /** What each ready service pod serves. */
+  servingPods: ServingPods;
 }
 
 /** What a controller's setup gets from the manager (kubebuilder's SetupWithManager). */

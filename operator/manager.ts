@@ -1,4 +1,4 @@
-import type { KubeConfig, V1ConfigMap, V1CronJob, V1Deployment, V1Job } from '@kubernetes/client-node';
+import type { KubeConfig, V1ConfigMap, V1CronJob, V1EndpointSlice, V1Job, V1Pod } from '@kubernetes/client-node';
 import { GROUP, PHASES, PLURAL, VERSION } from '../contract/model-version.ts';
 import type { ModelVersion } from '../contract/model-version.ts';
 import type { OperatorConfig } from './config.ts';
@@ -15,6 +15,7 @@ import type { Logger } from './runtime/log.ts';
 import { OperatorMetrics } from './runtime/metrics.ts';
 import { FINALIZER, LEADER_LEASE, OPERATOR_NAME, ROUTING_CONFIGMAP } from '../contract/names.ts';
 import { startProbeServer, type ProbeServer } from './runtime/probe-server.ts';
+import { ServingPods } from './serving-pods.ts';
 import { BACKUP_COMPONENT } from './builders/backup-cronjob.ts';
 import { IMPORT_COMPONENT } from './builders/import-job.ts';
 import { managedSelector } from './builders/ownership.ts';
@@ -40,6 +41,7 @@ export class Operator {
   readonly modelVersions: Controller;
   readonly routing: Controller;
   readonly backups: Controller;
+  readonly servingPods: ServingPods;
   private readonly o: OperatorOptions;
   private readonly keys = new Map<Controller, () => Iterable<string>>();
   private readonly log: Logger;
@@ -64,7 +66,7 @@ export class Operator {
     const importSelector = managedSelector(IMPORT_COMPONENT);
     const backupSelector = managedSelector(BACKUP_COMPONENT);
     const routingField = `metadata.name=${ROUTING_CONFIGMAP}`;
-    const deploymentField = `metadata.name=${config.SERVICE_DEPLOYMENT}`;
+    const serviceSelector = `kubernetes.io/service-name=${config.SERVICE_NAME}`;
     const cache: Caches = {
       modelVersions: informer<ModelVersion>(PLURAL, `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`, () =>
         this.kube.listPlain<ModelVersion>(GROUP, VERSION, PLURAL, ns),
@@ -88,15 +90,22 @@ export class Operator {
           fieldSelector: routingField,
         },
       ),
-      deployments: informer<V1Deployment>(
-        'deployments',
-        `/apis/apps/v1/namespaces/${ns}/deployments`,
-        () => this.kube.listPlain<V1Deployment>('apps', 'v1', 'deployments', ns, undefined, deploymentField),
+      importPods: informer<V1Pod>(
+        'pods',
+        `/api/v1/namespaces/${ns}/pods`,
+        () => this.kube.core.listNamespacedPod({ namespace: ns, labelSelector: importSelector }),
         {
-          fieldSelector: deploymentField,
+          labelSelector: importSelector,
         },
       ),
+      endpointSlices: informer<V1EndpointSlice>(
+        'endpointslices',
+        `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`,
+        () => this.kube.listPlain<V1EndpointSlice>('discovery.k8s.io', 'v1', 'endpointslices', ns, serviceSelector),
+        { labelSelector: serviceSelector },
+      ),
     };
+    this.servingPods = new ServingPods({ endpointSlices: cache.endpointSlices, log: this.log });
     this.ctx = {
       config,
       kube: this.kube,
@@ -104,6 +113,7 @@ export class Operator {
       events: new EventRecorder(this.kube, OPERATOR_NAME, config.identity, this.log),
       log: this.log,
       metrics: this.metrics,
+      servingPods: this.servingPods,
     };
     const rateLimiter = () =>
       defaultControllerRateLimiter({
@@ -162,6 +172,7 @@ export class Operator {
 
   private lead(): void {
     this.enqueueAll();
+    this.servingPods.start();
     for (const c of [this.routing, this.modelVersions, this.backups]) c.start();
     this.resyncTimer = setInterval(() => this.enqueueAll(), this.o.config.RESYNC_SECONDS * 1000);
     this.resyncTimer.unref();
@@ -206,6 +217,7 @@ export class Operator {
     this.stopping ??= (async () => {
       clearInterval(this.resyncTimer);
       await Promise.all([this.routing, this.modelVersions, this.backups].map((c) => c.stop()));
+      await this.servingPods.stop();
       await this.elector?.stop();
       await Promise.all(this.informers().map((i) => i.stop()));
       await this.ctx.events.flush();

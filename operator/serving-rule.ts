@@ -1,15 +1,17 @@
+import { compareVersions } from '../contract/model-names.ts';
 import type { ModelVersion } from '../contract/model-version.ts';
 import type { RouteEntry, Routing } from '../contract/routing.ts';
 import { modelFilePath } from '../contract/store-layout.ts';
 
 // Which version serves each model (DESIGN.md): of a model's ModelVersions that are Production and
-// imported, the newest by creationTimestamp (a tie broken by name: the later name is newer). The
-// others stand by. Rollback is deleting or archiving the newer one. Pure functions of the
+// imported, the one with the highest version in semantic-version order ("2" reads as 2.0.0). The
+// spec alone decides: re-creating, restoring or re-ordering objects never changes what serves. The
+// others stand by. Rollback is deleting or archiving the higher one. Pure functions of the
 // informer cache: the routing controller and the ModelVersion controller reach the same answer.
 
 export const isDeleting = (mv: ModelVersion) => !!mv.metadata.deletionTimestamp;
 
-export function condition(mv: ModelVersion, type: string) {
+function condition(mv: ModelVersion, type: string) {
   return mv.status?.conditions?.find((c) => c.type === type);
 }
 
@@ -27,11 +29,14 @@ export function servingInputsChanged(a: ModelVersion, b: ModelVersion): boolean 
 }
 
 /** Older first: creationTimestamp, then name. */
-export function byAge(a: ModelVersion, b: ModelVersion): number {
+function byAge(a: ModelVersion, b: ModelVersion): number {
   const ta = Date.parse(a.metadata.creationTimestamp ?? '') || 0;
   const tb = Date.parse(b.metadata.creationTimestamp ?? '') || 0;
   return ta - tb || (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0);
 }
+
+/** Lower versions first, in semantic-version order. */
+export const byVersion = (a: ModelVersion, b: ModelVersion) => compareVersions(a.spec.version, b.spec.version) || byAge(a, b);
 
 function groupByModel(mvs: readonly ModelVersion[]): Map<string, ModelVersion[]> {
   const out = new Map<string, ModelVersion[]>();
@@ -44,12 +49,13 @@ function groupByModel(mvs: readonly ModelVersion[]): Map<string, ModelVersion[]>
 }
 
 /**
- * The older live ModelVersion declaring the same model and version, if any: that one owns the
- * version, this one is refused (two objects must not import different bytes under one version).
+ * The older live ModelVersion declaring the same model and version ("1" and "1.0.0" are the same
+ * version), if any: that one owns the version, this one is refused (two objects must not import
+ * different bytes under one version).
  */
 export function duplicateOf(mv: ModelVersion, sameModel: readonly ModelVersion[]): ModelVersion | undefined {
   return sameModel
-    .filter((o) => o.metadata.name !== mv.metadata.name && o.spec.version === mv.spec.version && !isDeleting(o))
+    .filter((o) => o.metadata.name !== mv.metadata.name && compareVersions(o.spec.version, mv.spec.version) === 0 && !isDeleting(o))
     .sort(byAge)
     .find((o) => byAge(o, mv) < 0);
 }
@@ -60,7 +66,7 @@ export function duplicateOf(mv: ModelVersion, sameModel: readonly ModelVersion[]
  */
 export function servingVersion(sameModel: readonly ModelVersion[], imported: (mv: ModelVersion) => boolean = isImported): ModelVersion | undefined {
   const candidates = sameModel.filter((mv) => !isDeleting(mv) && mv.spec.stage === 'Production' && imported(mv) && !duplicateOf(mv, sameModel));
-  return candidates.sort(byAge).at(-1);
+  return candidates.sort(byVersion).at(-1);
 }
 
 function routeEntry(mv: ModelVersion): RouteEntry {

@@ -8,7 +8,8 @@ import { httpMetrics } from './http/metrics.ts';
 import { problems } from './http/problems.ts';
 import { rateLimit } from './http/rate-limit.ts';
 import { InferencePool } from './inference/inference-pool.ts';
-import { followRouting, type ModelVersionApi } from './kubernetes/routing-follower.ts';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { ModelVersionApi } from './kubernetes/routing-follower.ts';
 import { usableCores } from './observability/cgroup.ts';
 import { ServiceMetrics } from './observability/metrics.ts';
 import { openInferenceRoutes } from './open-inference/rest.ts';
@@ -52,7 +53,9 @@ declare module 'fastify' {
 export interface BuildOptions {
   config: Config;
   logger?: boolean | object;
-  /** Kubernetes mode's ModelVersion client (default: the API server of the in-cluster or current kubeconfig). */
+  /** Kubernetes mode: the API server (default: in a pod its ServiceAccount, else the current kubeconfig). */
+  kubeConfig?: KubeConfig;
+  /** Kubernetes mode's ModelVersion calls (default: on that API server). */
   modelVersions?: ModelVersionApi;
 }
 
@@ -102,9 +105,10 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const predictor = new Predictor({ cache, log: predictionLog, metrics, ttlSeconds: config.CACHE_TTL_SECONDS });
   const kubernetes = config.CONTROL_PLANE === 'kubernetes';
   registry.routingFromOperator = kubernetes;
-  const modelVersions = kubernetes
-    ? (options.modelVersions ?? (await import('./kubernetes/model-versions.ts')).kubernetesModelVersions(config.POD_NAMESPACE))
+  const k8s = kubernetes
+    ? (await import('./kubernetes/kubernetes-mode.ts')).kubernetesMode(config.POD_NAMESPACE, options.kubeConfig, options.modelVersions)
     : undefined;
+  const modelVersions = k8s?.modelVersions;
   const ctx: ServiceContext = { config, store, pool, registry, cache, redis, predictor, metrics, serviceVersion, modelVersions };
   app.decorate('ctx', ctx);
 
@@ -125,10 +129,10 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(openInferenceRoutes, { ctx });
 
   await registry.start();
-  const routing = kubernetes ? await followRouting(config.ROUTING_FILE, registry, app.log) : undefined;
+  const routing = k8s?.follow(registry, app.log);
 
   app.addHook('onClose', async () => {
-    routing?.stop();
+    await routing?.stop();
     await pool.close();
     await cache.close();
   });

@@ -59,8 +59,7 @@ export const configSchema = z.object({
     .enum(['standalone', 'kubernetes'])
     .default('standalone')
     .describe("kubernetes: ModelVersion resources and the operator's routing decide what serves"),
-  ROUTING_FILE: z.string().default('/etc/analytics-api/routing/routing.json').describe('Kubernetes mode: the mounted routing ConfigMap'),
-  POD_NAMESPACE: z.string().default('analytics').describe('Kubernetes mode: where ModelVersions are created'),
+  POD_NAMESPACE: z.string().default('analytics').describe('Kubernetes mode: the namespace of the routing ConfigMap and the ModelVersions'),
   DOCS: z.stringbool().default(true).describe('Serve the OpenAPI document and /docs'),
 });
 

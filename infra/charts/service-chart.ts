@@ -22,7 +22,6 @@ import {
   REDIS_PORT,
   ROUTING_CONFIGMAP,
   ROUTING_KEY,
-  ROUTING_MOUNT_DIR,
   SERVICE_NAME,
   SERVICE_PORT,
   TOKEN_KEY,
@@ -78,7 +77,7 @@ export class ServiceChart extends Chart {
 
     // Model → version, written by the operator. Created once with no routes; after that the
     // operator owns it, so `make deploy` does not reapply it (CREATE_ONLY_LABEL).
-    const routing = new kplus.ConfigMap(this, 'routing', {
+    new kplus.ConfigMap(this, 'routing', {
       metadata: { name: ROUTING_CONFIGMAP, labels: { ...labels, [CREATE_ONLY_LABEL]: 'true' } },
       data: { [ROUTING_KEY]: JSON.stringify({ models: {} }) },
     });
@@ -105,7 +104,6 @@ export class ServiceChart extends Chart {
         PORT: kplus.EnvValue.fromValue(String(port)),
         MODELS_DIR: kplus.EnvValue.fromValue(MODELS_MOUNT_DIR),
         CONTROL_PLANE: kplus.EnvValue.fromValue('kubernetes'),
-        ROUTING_FILE: kplus.EnvValue.fromValue(`${ROUTING_MOUNT_DIR}/${ROUTING_KEY}`),
         REDIS_URL: kplus.EnvValue.fromValue(`redis://${REDIS_NAME}:${REDIS_PORT}`),
         CACHE_TTL_SECONDS: kplus.EnvValue.fromValue(String(figures.cacheTtlSeconds)),
         TRUSTED_PROXIES: kplus.EnvValue.fromValue(props.trustedProxies ?? KIND_POD_CIDR),
@@ -116,12 +114,14 @@ export class ServiceChart extends Chart {
       // Up to 60 s to start (load the routed models) before liveness counts.
       startup: probe('/health', { periodSeconds: Duration.seconds(2), failureThreshold: 30 }),
       liveness: probe('/health', { periodSeconds: Duration.seconds(10), failureThreshold: 3 }),
-      // Ready only when every routed model is loaded: a rollout waits for the new version.
-      readiness: probe('/ready', { periodSeconds: Duration.seconds(5), failureThreshold: 2 }),
-      mounts: [
-        { path: MODELS_MOUNT_DIR, storage: kplus.Volume.fromPersistentVolumeClaim(this, 'models-volume', models.claim, { name: 'models' }) },
-        { path: ROUTING_MOUNT_DIR, storage: kplus.Volume.fromConfigMap(this, 'routing-volume', routing, { name: 'routing' }), readOnly: true },
-      ],
+      // Ready only when the routing is read and every routed model loaded: a new pod takes traffic
+      // once it serves what the others serve. The pods follow the routing ConfigMap through the API
+      // (RBAC: that one ConfigMap) and hot-swap versions in place; no routing change rolls them.
+      readiness: probe('/ready', { periodSeconds: Duration.seconds(2), failureThreshold: 2 }),
+      // A stopping pod first leaves the Service's endpoints (kube-proxy and the ingress stop
+      // sending to it while it sleeps), then drains its in-flight requests and exits 0.
+      preStopSleepSeconds: 5,
+      mounts: [{ path: MODELS_MOUNT_DIR, storage: kplus.Volume.fromPersistentVolumeClaim(this, 'models-volume', models.claim, { name: 'models' }) }],
       serviceAccount: rbac.serviceAccount,
       runAs: { user: IMAGE_UID, group: IMAGE_GID },
       terminationGracePeriod: Duration.seconds(30),

@@ -53,6 +53,8 @@ export interface HardenedDeploymentProps {
   runAs: { user: number; group: number };
   strategy?: kplus.DeploymentStrategy;
   terminationGracePeriod?: Duration;
+  /** A preStop hook that waits this long, so the endpoints are gone before the process stops. */
+  preStopSleepSeconds?: number;
   /** Size bound of the /tmp emptyDir (default 1Gi). */
   tmpSize?: Size;
 }
@@ -127,5 +129,8 @@ export class HardenedDeployment extends kplus.Deployment {
       }),
       JsonPatch.remove(`/spec/template/metadata/labels/${kplus.Pod.ADDRESS_LABEL.replace('/', '~1')}`),
     );
+    // The image's own sleep (coreutils): the lifecycle sleep action needs Kubernetes 1.30 or later.
+    if (props.preStopSleepSeconds)
+      obj.addJsonPatch(JsonPatch.add(`${spec}/containers/0/lifecycle`, { preStop: { exec: { command: ['sleep', String(props.preStopSleepSeconds)] } } }));
   }
 }

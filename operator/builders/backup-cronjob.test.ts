@@ -17,7 +17,7 @@ function mv(name: string, created: string, spec: Partial<ModelVersionSpecInput> 
   };
 }
 
-test("one CronJob per model, owned by all its versions, on the newest version's schedule", () => {
+test("one CronJob per model, owned by all its versions, on the highest version's schedule", () => {
   const cj = backupCronJob(
     'iris',
     [mv('iris-2', '2026-12-02T00:00:00Z', { backup: { schedule: '30 3 * * *', retentionDays: 3 } }), mv('iris-1', '2026-12-01T00:00:00Z')],

@@ -1,11 +1,11 @@
 import type { ModelVersion } from '../../contract/model-version.ts';
 import type { OperatorConfig } from '../config.ts';
 import { BACKUPS_MOUNT_DIR, CLI, LABELS, MODELS_MOUNT_DIR, backupCronJobName } from '../../contract/names.ts';
-import { byAge } from '../serving-rule.ts';
+import { byVersion } from '../serving-rule.ts';
 import { managedLabels, ownerReference, withAppliedHash, jobPodBasics } from './ownership.ts';
 
 // One backup CronJob per model, `analytics-backup-<model>`: schedule, retention and suspend come
-// from the model's newest ModelVersion; every ModelVersion of the model is an owner, so the garbage
+// from the model's highest ModelVersion; every ModelVersion of the model is an owner, so the garbage
 // collector removes the CronJob when the last one goes. Its Job runs the service image's CLI: an
 // init container `backup create --model` (the store read-only), then `backup prune --model` with the
 // retention: each archive holds that model only, and each model's retention prunes only its own.
@@ -13,9 +13,9 @@ import { managedLabels, ownerReference, withAppliedHash, jobPodBasics } from './
 export const BACKUP_COMPONENT = 'backup';
 
 export function backupCronJob(model: string, live: readonly ModelVersion[], namespace: string, config: OperatorConfig) {
-  const owners = [...live].sort(byAge);
-  const newest = owners.at(-1)!;
-  const { schedule, retentionDays, suspend } = newest.spec.backup;
+  const owners = [...live].sort(byVersion);
+  const highest = owners.at(-1)!;
+  const { schedule, retentionDays, suspend } = highest.spec.backup;
   const labels = managedLabels(BACKUP_COMPONENT, { [LABELS.model]: model });
   const container = (name: string, args: string[], mounts: Array<{ name: string; mountPath: string; readOnly?: boolean }>) => ({
     name,
@@ -40,6 +40,8 @@ export function backupCronJob(model: string, live: readonly ModelVersion[], name
     },
     spec: {
       schedule,
+      // The schedule means UTC, like the archive names, whatever the node's clock zone.
+      timeZone: 'Etc/UTC',
       suspend,
       concurrencyPolicy: 'Forbid',
       startingDeadlineSeconds: 3600,

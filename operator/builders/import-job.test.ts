@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import type { ModelVersion, ModelVersionSpecInput } from '../../contract/model-version.ts';
 import { ModelVersionSpec } from '../../contract/model-version.ts';
 import { loadOperatorConfig } from '../config.ts';
-import { importJob, importOutcome, importReportOf } from './import-job.ts';
+import { importJob, importOutcome, importPodTrouble, importReportOf } from './import-job.ts';
 
 const config = loadOperatorConfig({ NAMESPACE: 'analytics' });
 
@@ -119,5 +119,34 @@ describe('reading an import back', () => {
     assert.deepEqual(importReportOf([pod('Failed', '{"sha256": "not a result"}')]), { error: '{"sha256": "not a result"}' });
     assert.equal(importReportOf([pod('Running', undefined)]), undefined);
     assert.equal(importReportOf([]), undefined);
+  });
+});
+
+describe('an import pod that cannot start says why', () => {
+  const pod = (status: V1Pod['status']): V1Pod => ({ metadata: { name: 'import-iris-2-abcde-x7k2p' }, status });
+  test('unschedulable, an image that cannot be pulled, a bad configuration; nothing while it starts normally', () => {
+    assert.equal(
+      importPodTrouble([
+        pod({
+          phase: 'Pending',
+          conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/1 nodes are available: 1 Insufficient cpu.' }],
+        }),
+      ]),
+      'import pod import-iris-2-abcde-x7k2p cannot be scheduled: Unschedulable: 0/1 nodes are available: 1 Insufficient cpu.',
+    );
+    const waiting = (reason: string, message?: string) =>
+      pod({
+        phase: 'Pending',
+        containerStatuses: [
+          { name: 'import', image: 'x', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason, ...(message ? { message } : {}) } } },
+        ],
+      });
+    assert.equal(
+      importPodTrouble([waiting('ErrImagePull', 'pull access denied for analytics-api')]),
+      'import pod import-iris-2-abcde-x7k2p cannot start: ErrImagePull: pull access denied for analytics-api',
+    );
+    assert.match(importPodTrouble([waiting('CreateContainerConfigError', 'secret "x" not found')]) ?? '', /CreateContainerConfigError: secret "x" not found/);
+    assert.equal(importPodTrouble([waiting('ContainerCreating')]), undefined);
+    assert.equal(importPodTrouble([]), undefined);
   });
 });

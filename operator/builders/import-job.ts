@@ -39,6 +39,8 @@ export function importJob(mv: ModelVersion, config: OperatorConfig) {
     spec: {
       backoffLimit: config.IMPORT_BACKOFF_LIMIT,
       activeDeadlineSeconds: config.IMPORT_DEADLINE_SECONDS,
+      // The result is in the ModelVersion's status by then; the Job and its pod can go.
+      ttlSecondsAfterFinished: config.IMPORT_TTL_SECONDS,
       template: {
         metadata: { labels },
         spec: {
@@ -71,6 +73,28 @@ export function importJob(mv: ModelVersion, config: OperatorConfig) {
     },
   };
 }
+
+/**
+ * Why a running import Job's pod cannot get going, in words a person can act on: not schedulable,
+ * or a container waiting on something other than its normal start (ErrImagePull, ImagePullBackOff,
+ * CreateContainerConfigError, CrashLoopBackOff …). Undefined while it is starting normally.
+ */
+export function importPodTrouble(pods: V1Pod[]): string | undefined {
+  for (const pod of pods) {
+    const name = pod.metadata?.name ?? 'the import pod';
+    const scheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled');
+    if (scheduled?.status === 'False')
+      return `import pod ${name} cannot be scheduled: ${scheduled.reason ?? 'Unschedulable'}${scheduled.message ? `: ${scheduled.message}` : ''}`;
+    for (const c of [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])]) {
+      const waiting = c.state?.waiting;
+      if (waiting?.reason && !NORMAL_WAITING.has(waiting.reason))
+        return `import pod ${name} cannot start: ${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}`;
+    }
+  }
+  return undefined;
+}
+
+const NORMAL_WAITING = new Set(['ContainerCreating', 'PodInitializing']);
 
 export type ImportOutcome = { state: 'running'; message: string } | { state: 'succeeded'; message: string } | { state: 'failed'; message: string };
 

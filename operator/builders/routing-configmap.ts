@@ -3,9 +3,9 @@ import { ROUTING_CONFIGMAP, ROUTING_HASH_ANNOTATION, ROUTING_KEY } from '../../c
 import { routingHash } from '../../contract/routing.ts';
 
 // The routing ConfigMap `analytics-api-routing`: routing.json says which version serves each model
-// (mounted into the service's pods). The manifests create it (empty) and mount it; the operator
-// owns only its data and the hash annotation, so its labels stay the manifests'. It belongs to the
-// namespace, not to a ModelVersion: it stays, with `{"models": {}}`, when the last version goes.
+// (the service's pods watch it). The manifests create it (empty); the operator owns only its data
+// and the hash annotation, so its labels stay the manifests'. It belongs to the namespace, not to a
+// ModelVersion: it stays, with `{"models": {}}`, when the last version goes.
 
 export function routingConfigMap(namespace: string, text: string) {
   return {

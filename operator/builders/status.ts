@@ -24,6 +24,8 @@ export interface ObservedState {
   importJob?: string;
   /** True when this version serves: servingSince is kept from before, or set now. */
   servingNow: boolean;
+  /** Where to send predictions while it serves. */
+  url?: string;
 }
 
 export function desiredStatus(mv: ModelVersion, observed: ObservedState, now = new Date()): ModelVersionStatus {
@@ -51,6 +53,7 @@ export function desiredStatus(mv: ModelVersion, observed: ObservedState, now = n
   if (observed.signature) status.signature = observed.signature;
   if (observed.importJob) status.importJob = observed.importJob;
   if (observed.servingNow) status.servingSince = previous.servingSince ?? now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  if (observed.url) status.url = observed.url;
   return status;
 }
 

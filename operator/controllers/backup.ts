@@ -4,7 +4,7 @@ import type { ModelVersion } from '../../contract/model-version.ts';
 import { LABELS, backupCronJobName } from '../../contract/names.ts';
 import { backupCronJob } from '../builders/backup-cronjob.ts';
 import { appliedHashOf } from '../builders/ownership.ts';
-import { byAge, isDeleting } from '../serving-rule.ts';
+import { byVersion, isDeleting } from '../serving-rule.ts';
 
 // The backup controller (key: namespace/model): one CronJob per model, owned by all its live
 // ModelVersions. When the last one is deleted the garbage collector removes the CronJob, so there is
@@ -19,10 +19,10 @@ function backupReconciler(ctx: OperatorContext) {
     const existing = ctx.cache.backupCronJobs.get(backupCronJobName(model), namespace);
     if (appliedHashOf(existing) === appliedHashOf(desired)) return;
     await ctx.kube.apply(desired);
-    const newest = [...live].sort(byAge).at(-1)!;
-    const { schedule, retentionDays, suspend } = newest.spec.backup;
+    const highest = [...live].sort(byVersion).at(-1)!;
+    const { schedule, retentionDays, suspend } = highest.spec.backup;
     ctx.events.record(
-      newest,
+      highest,
       'Normal',
       existing ? 'BackupUpdated' : 'BackupScheduled',
       `CronJob ${desired.metadata.name}: "${schedule}"${suspend ? ' (suspended)' : ''}, keeping ${retentionDays} days, owned by ${live.length} version${live.length === 1 ? '' : 's'}`,

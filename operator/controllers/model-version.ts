@@ -1,33 +1,35 @@
-import type { V1ConfigMap } from '@kubernetes/client-node';
-import { ModelVersionSpec } from '../../contract/model-version.ts';
-import type { ModelVersion, ModelVersionStatus, Phase } from '../../contract/model-version.ts';
+import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node';
 import { describeError, isNotFound } from '../../contract/kubernetes-errors.ts';
+import type { ModelVersion, ModelVersionStatus, Phase } from '../../contract/model-version.ts';
+import { ModelVersionSpec } from '../../contract/model-version.ts';
+import { LABELS, ROUTING_CONFIGMAP, importJobName } from '../../contract/names.ts';
+import { parseRouting } from '../../contract/routing.ts';
+import { addFinalizer, hasFinalizer, removeFinalizer } from '../builders/finalizer.ts';
+import { importJob, importOutcome, importPodTrouble, readImportReport } from '../builders/import-job.ts';
+import { appliedRoutingText } from '../builders/routing-configmap.ts';
+import type { ConditionState, ObservedState } from '../builders/status.ts';
+import { desiredStatus, sameStatus } from '../builders/status.ts';
 import { objectKey, splitKey, type ControllerManager, type OperatorContext } from '../context.ts';
 import type { Controller, Result } from '../runtime/controller.ts';
-import { LABELS, ROUTING_CONFIGMAP, importJobName } from '../../contract/names.ts';
-import { rolloutState, stampedHash } from '../builders/deployment-rollout.ts';
-import { addFinalizer, hasFinalizer, removeFinalizer } from '../builders/finalizer.ts';
-import { importJob, importOutcome, readImportReport } from '../builders/import-job.ts';
-import { appliedRoutingText } from '../builders/routing-configmap.ts';
-import { desiredStatus, sameStatus } from '../builders/status.ts';
-import type { ConditionState, ObservedState } from '../builders/status.ts';
-import { parseRouting, routingHash } from '../../contract/routing.ts';
-import { modelFilePath } from '../../contract/store-layout.ts';
-import { condition, duplicateOf, isDeleting, isImported, servingInputsChanged, servingVersion } from '../serving-rule.ts';
+import { duplicateOf, isDeleting, isImported, servingInputsChanged, servingVersion } from '../serving-rule.ts';
 
 // The ModelVersion controller (key: namespace/name). For one ModelVersion it
 //   1. keeps the finalizer on it, and on deletion releases it once the routing no longer names it;
-//   2. imports it: creates the import Job, follows it, reads its result;
-//   3. works out where it stands (Importing, Imported, Progressing, Serving, Standby, Archived,
-//      Failed) from the Job, the routing ConfigMap and the service Deployment's rollout;
-//   4. writes that status (only when it changed) and an Event for each transition.
-// Routing and the Deployment are the routing controller's; backups the backup controller's.
+//   2. imports it: creates the import Job, follows it and its pod, reads the result it reported;
+//   3. works out where it stands (Pending, Importing, Imported, Progressing, Serving, Standby,
+//      Archived, Failed) from the Job, the routing ConfigMap and what the ready service pods serve;
+//   4. writes that status (only when it changed), an Event for each transition, and a warn log
+//      line and a metric for each failure.
+// The routing ConfigMap is the routing controller's; backups the backup controller's.
 
 const SOURCE_RETRY_MS = 5_000;
 const FINALIZE_RETRY_MS = 2_000;
 
 const t = (reason: string, message: string): ConditionState => ({ status: 'True', reason, message });
 const f = (reason: string, message: string): ConditionState => ({ status: 'False', reason, message });
+
+/** Reasons that are failures: a Warning event, a warn log line and the failures metric. */
+const FAILURES = new Set(['InvalidSpec', 'DuplicateVersion', 'SourceNotFound', 'ImportFailed', 'ImportPodFailing']);
 
 interface ImportState {
   imported: boolean;
@@ -61,22 +63,14 @@ function modelVersionReconciler(ctx: OperatorContext) {
   };
 }
 
-/** Step 2: the import, from the status (once imported, always imported) or the Job. */
+/** Step 2: the import, from the status (once imported, always imported; a failure stays) or the Job. */
 async function importState(ctx: OperatorContext, mv: ModelVersion, sameModel: ModelVersion[]): Promise<ImportState> {
   const { spec, status } = mv;
   const namespace = mv.metadata.namespace!;
-  if (isImported(mv)) {
-    const c = status!.conditions!.find((x) => x.type === 'Imported')!;
-    return {
-      imported: true,
-      condition: t(c.reason, c.message),
-      message: c.message,
-      artifact: status?.artifact,
-      features: status?.features,
-      signature: status?.signature,
-      importJob: status?.importJob,
-    };
-  }
+  const imported = status?.conditions?.find((x) => x.type === 'Imported');
+  const fromStatus = { artifact: status?.artifact, features: status?.features, signature: status?.signature, importJob: status?.importJob };
+  if (isImported(mv)) return { imported: true, condition: t(imported!.reason, imported!.message), message: imported!.message, ...fromStatus };
+
   const parsed = ModelVersionSpec.safeParse(spec);
   if (!parsed.success) {
     const message = `spec is not valid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`;
@@ -84,12 +78,15 @@ async function importState(ctx: OperatorContext, mv: ModelVersion, sameModel: Mo
   }
   const duplicate = duplicateOf(mv, sameModel);
   if (duplicate) {
-    const message = `ModelVersion ${duplicate.metadata.name} already declares ${spec.model} version ${spec.version}; versions are immutable, use a new version`;
+    const message = `ModelVersion ${duplicate.metadata.name} already declares ${spec.model} version ${duplicate.spec.version}; versions are immutable, use a new version`;
     return { imported: false, phase: 'Failed', condition: f('DuplicateVersion', message), message };
   }
   const jobName = importJobName(mv.metadata.name, mv.metadata.uid!);
   const job = ctx.cache.importJobs.get(jobName, namespace);
   if (!job) {
+    // A finished Job goes after its TTL; what it reported stays in the status.
+    if (imported?.reason === 'ImportFailed' && status?.importJob === jobName)
+      return { imported: false, phase: 'Failed', condition: f(imported.reason, imported.message), message: imported.message, importJob: jobName };
     if (spec.stage === 'Archived') {
       const message = 'archived before it was imported; set stage to Staging or Production to import it';
       return { imported: false, condition: f('NotImported', message), message };
@@ -111,27 +108,35 @@ async function importState(ctx: OperatorContext, mv: ModelVersion, sameModel: Mo
     return { imported: false, phase: 'Importing', condition: f('Importing', message), message, importJob: jobName };
   }
   const outcome = importOutcome(job);
-  if (outcome.state === 'running')
+  if (outcome.state === 'running') {
+    const pods = ctx.cache.importPods.list(namespace).filter((p: V1Pod) => p.metadata?.labels?.['batch.kubernetes.io/job-name'] === jobName);
+    const trouble = importPodTrouble(pods);
+    if (trouble) return { imported: false, phase: 'Importing', condition: f('ImportPodFailing', trouble), message: trouble, importJob: jobName };
     return { imported: false, phase: 'Importing', condition: f('Importing', outcome.message), message: outcome.message, importJob: jobName };
+  }
   const report = await readImportReport(ctx.kube, namespace, jobName).catch((err: unknown) => {
     ctx.log.warn("could not read the import result from the Job's pods", { job: jobName, error: describeError(err) });
     return undefined;
   });
+  const retry = 'fix the source, then delete and re-apply the ModelVersion to try again';
   if (outcome.state === 'failed') {
-    const message = `${report?.error ?? outcome.message}; fix the source and delete Job ${jobName} to try again`;
+    const message = `${report?.error ?? outcome.message}; ${retry}`;
     return { imported: false, phase: 'Failed', condition: f('ImportFailed', message), message, importJob: jobName };
   }
   const result = report?.result;
-  const path = result?.path ?? modelFilePath(spec.model, spec.version);
-  const sha256 = result?.sha256 ?? spec.sha256;
-  const message = `stored ${path}${sha256 ? ` (sha256 ${sha256.slice(0, 12)}…)` : ''}`;
+  if (!result) {
+    // Never the spec's claims in place of the import's: without its report nothing is known.
+    const message = `import Job ${jobName} finished but its pod left no result in its termination message${report?.error ? ` (${report.error})` : ''}; ${retry}`;
+    return { imported: false, phase: 'Failed', condition: f('ImportFailed', message), message, importJob: jobName };
+  }
+  const message = `stored ${result.path} (sha256 ${result.sha256.slice(0, 12)}…)`;
   return {
     imported: true,
-    condition: t(result?.alreadyPresent ? 'AlreadyInStore' : 'Imported', message),
+    condition: t(result.alreadyPresent ? 'AlreadyInStore' : 'Imported', message),
     message,
-    artifact: { path, ...(sha256 ? { sha256 } : {}), ...(result?.sizeBytes !== undefined ? { sizeBytes: result.sizeBytes } : {}) },
-    features: result?.features ?? spec.features,
-    signature: result?.signature as Record<string, unknown> | undefined,
+    artifact: { path: result.path, sha256: result.sha256, sizeBytes: result.sizeBytes },
+    features: result.features,
+    ...(result.signature ? { signature: result.signature } : {}),
     importJob: jobName,
   };
 }
@@ -160,19 +165,19 @@ async function missingSource(ctx: OperatorContext, namespace: string, name: stri
   return undefined;
 }
 
-/** Step 3: where an (imported or not) version stands for serving. */
+/** Step 3: where an (imported or not) version stands for serving. Ready means serving. */
 function servingState(ctx: OperatorContext, mv: ModelVersion, sameModel: ModelVersion[], imp: ImportState): ObservedState {
   const { spec } = mv;
   const namespace = mv.metadata.namespace!;
   const base = { imported: imp.condition, artifact: imp.artifact, features: imp.features, signature: imp.signature, importJob: imp.importJob };
-  const ready = (phase: Phase, status: ConditionState['status'], message: string): ConditionState => ({ status, reason: phase, message });
-  const done = (phase: Phase, serving: ConditionState, message: string, servingNow = false): ObservedState => ({
+  const done = (phase: Phase, serving: ConditionState, message: string): ObservedState => ({
     ...base,
     phase,
     message,
     serving,
-    servingNow,
-    ready: ready(phase, ['Serving', 'Standby', 'Imported', 'Archived'].includes(phase) ? 'True' : 'False', message),
+    servingNow: serving.status === 'True',
+    ready: { status: serving.status, reason: phase, message },
+    ...(serving.status === 'True' ? { url: `http://${ctx.config.SERVICE_NAME}.${namespace}.svc/api/v1/predict/${spec.model}` } : {}),
   });
 
   if (spec.stage === 'Archived' && imp.phase !== 'Failed')
@@ -184,34 +189,33 @@ function servingState(ctx: OperatorContext, mv: ModelVersion, sameModel: ModelVe
   // Production: does this version win, counting it as imported now?
   const serving = servingVersion(sameModel, (o) => (o.metadata.uid === mv.metadata.uid ? true : isImported(o)));
   if (serving && serving.metadata.uid !== mv.metadata.uid) {
-    const message = `${spec.model} is served by the newer version ${serving.spec.version} (ModelVersion ${serving.metadata.name})`;
+    const message = `${spec.model} is served by the higher version ${serving.spec.version} (ModelVersion ${serving.metadata.name})`;
     return done('Standby', f('Standby', message), message);
   }
-  const text = appliedRoutingText(ctx.cache.routing.get(ROUTING_CONFIGMAP, namespace));
-  const routed = parseRouting(text)?.models[spec.model]?.version === spec.version;
+  const routed = parseRouting(appliedRoutingText(ctx.cache.routing.get(ROUTING_CONFIGMAP, namespace)))?.models[spec.model]?.version === spec.version;
   if (!routed) {
     const message = `waiting for ConfigMap ${ROUTING_CONFIGMAP} to route ${spec.model} to ${spec.version}`;
     return done('Progressing', f('RoutingPending', message), message);
   }
-  const deploymentName = ctx.config.SERVICE_DEPLOYMENT;
-  const rollout = rolloutState(ctx.cache.deployments.get(deploymentName, namespace), deploymentName, routingHash(text!));
-  switch (rollout.state) {
-    case 'complete':
-      return done('Serving', t('RolloutComplete', rollout.message), `serving ${spec.model}@${spec.version}: ${rollout.message}`, true);
-    case 'missing':
-      return done('Progressing', f('DeploymentNotFound', rollout.message), rollout.message);
-    default: {
-      // A rollout for another model's change: old and new pods both serve this version, so it
-      // stays Serving (and its status unwritten) instead of flickering through Progressing.
-      const serving = condition(mv, 'Serving');
-      if (mv.status?.phase === 'Serving' && serving?.status === 'True')
-        return done('Serving', t(serving.reason, serving.message), mv.status.message ?? serving.message, true);
-      return done('Progressing', f('RolloutInProgress', rollout.message), rollout.message);
-    }
+  const pods = ctx.servingPods.pods();
+  const service = ctx.config.SERVICE_NAME;
+  if (pods.length === 0) {
+    const message = `routed; no ready pod of Service ${service} yet`;
+    return done('Progressing', f('NoReadyPods', message), message);
   }
+  const on = pods.filter((p) => p.models?.get(spec.model) === spec.version);
+  if (on.length === pods.length)
+    return done(
+      'Serving',
+      t('Serving', `every ready pod serves it (${on.length})`),
+      `serving ${spec.model}@${spec.version} on ${on.length} of ${pods.length} ready pods`,
+    );
+  const silent = pods.filter((p) => p.error);
+  const message = `routed; ${on.length} of ${pods.length} ready pods serve it${silent.length ? ` (${silent.map((p) => `${p.name}: ${p.error}`).join(', ')})` : ''}`;
+  return done('Progressing', f('PodsLoading', message), message);
 }
 
-/** Step 4: an Event for each change a person would want to see in `kubectl describe`. */
+/** Step 4: an Event for each change a person would want to see in `kubectl describe`; failures also logged and counted. */
 function recordTransition(ctx: OperatorContext, mv: ModelVersion, next: ModelVersionStatus): void {
   const before = mv.status;
   const was = before?.phase;
@@ -219,26 +223,31 @@ function recordTransition(ctx: OperatorContext, mv: ModelVersion, next: ModelVer
   const importedBefore = before?.conditions?.find((c) => c.type === 'Imported');
   const importedNow = next.conditions?.find((c) => c.type === 'Imported');
   const { model, version } = mv.spec;
+  const name = `${mv.metadata.namespace}/${mv.metadata.name}`;
   if (importedNow?.status === 'True' && importedBefore?.status !== 'True') ctx.events.record(mv, 'Normal', 'Imported', importedNow.message);
+  const reason = importedNow?.reason;
+  if (reason && FAILURES.has(reason) && (reason !== importedBefore?.reason || importedNow?.message !== importedBefore?.message)) {
+    ctx.events.record(mv, 'Warning', reason, importedNow!.message);
+    ctx.log.warn('ModelVersion cannot import', { modelVersion: name, reason, message: importedNow!.message });
+    ctx.metrics.modelVersionFailures.inc({ reason });
+  }
   if (was === now) return;
-  const deployment = ctx.config.SERVICE_DEPLOYMENT;
   switch (now) {
-    case 'Failed':
-      ctx.events.record(mv, 'Warning', importedNow?.reason ?? 'Failed', next.message ?? 'failed');
-      break;
     case 'Progressing':
-      ctx.events.record(
-        mv,
-        'Normal',
-        was === 'Standby' ? 'RolledBack' : 'Promoted',
-        `routing ${model} to version ${version}; rolling out Deployment ${deployment}`,
-      );
+      if (was !== 'Serving')
+        ctx.events.record(
+          mv,
+          'Normal',
+          was === 'Standby' ? 'RolledBack' : 'Promoted',
+          `routing ${model} to version ${version}; the service pods load it in place`,
+        );
       break;
     case 'Serving':
-      ctx.events.record(mv, 'Normal', 'Serving', `serving ${model}@${version}: Deployment ${deployment} rolled out`);
+      ctx.events.record(mv, 'Normal', 'Serving', next.message ?? `serving ${model}@${version}`);
+      ctx.log.info('serving', { modelVersion: name, message: next.message });
       break;
     case 'Standby':
-      ctx.events.record(mv, 'Normal', 'Superseded', next.message ?? `${model} is served by a newer version`);
+      ctx.events.record(mv, 'Normal', 'Superseded', next.message ?? `${model} is served by a higher version`);
       break;
     case 'Archived':
       ctx.events.record(mv, 'Normal', 'Archived', `${model}@${version} archived`);
@@ -246,7 +255,7 @@ function recordTransition(ctx: OperatorContext, mv: ModelVersion, next: ModelVer
   }
 }
 
-/** Step 1 on deletion: release the finalizer once the routing and the Deployment no longer name this version. */
+/** Step 1 on deletion: release the finalizer once the routing no longer names this version. */
 async function finalize(ctx: OperatorContext, mv: ModelVersion): Promise<Result | undefined> {
   if (!hasFinalizer(mv)) return;
   const namespace = mv.metadata.namespace!;
@@ -254,9 +263,6 @@ async function finalize(ctx: OperatorContext, mv: ModelVersion): Promise<Result 
   const text = appliedRoutingText(ctx.cache.routing.get(ROUTING_CONFIGMAP, namespace));
   const named = parseRouting(text)?.models[mv.spec.model]?.version === mv.spec.version && !duplicateOf(mv, sameModel);
   if (named) return { requeueAfterMs: FINALIZE_RETRY_MS }; // the routing controller takes it out
-  const deployment = ctx.cache.deployments.get(ctx.config.SERVICE_DEPLOYMENT, namespace);
-  const wasServing = mv.status?.phase === 'Serving' || mv.status?.phase === 'Progressing';
-  if (text && deployment && wasServing && stampedHash(deployment) !== routingHash(text)) return { requeueAfterMs: FINALIZE_RETRY_MS };
   await removeFinalizer(ctx.kube, mv);
   ctx.events.record(mv, 'Normal', 'Released', `routing no longer names ${mv.spec.model}@${mv.spec.version}; deletion can proceed`);
   ctx.log.info('finalizer released', { modelVersion: `${namespace}/${mv.metadata.name}` });
@@ -264,8 +270,8 @@ async function finalize(ctx: OperatorContext, mv: ModelVersion): Promise<Result 
 
 /**
  * What wakes it: a ModelVersion's own changes, and all of its model's versions when one of them
- * changes what serves; its import Job; the routing ConfigMap and the service Deployment, for the
- * versions that serve, are on their way to it, or are being deleted.
+ * changes what serves; its import Job and the Job's pod; the routing ConfigMap, and what the service
+ * pods serve, for the versions that serve, are on their way to it, or are being deleted.
  */
 export function setupModelVersionController(mgr: ControllerManager): Controller {
   const { cache, config } = mgr.ctx;
@@ -280,13 +286,21 @@ export function setupModelVersionController(mgr: ControllerManager): Controller 
       .list(o.metadata?.namespace)
       .filter((mv) => mv.status?.phase === 'Progressing' || mv.status?.phase === 'Serving' || isDeleting(mv))
       .map(key);
-  return mgr
+  const owner = (o: { metadata?: { namespace?: string; labels?: Record<string, string> } }) => {
+    const name = o.metadata?.labels?.[LABELS.modelVersion];
+    return name && o.metadata?.namespace ? objectKey(o.metadata.namespace, name) : undefined;
+  };
+  const controller = mgr
     .controller('modelversion', config.WORKERS, modelVersionReconciler(mgr.ctx), () => cache.modelVersions.list(config.NAMESPACE).map(key))
     .watch(cache.modelVersions, (mv, old, event) => (event === 'update' && old && !servingInputsChanged(old, mv) ? key(mv) : sameModel(mv)))
-    .watch(cache.importJobs, (job) => {
-      const owner = job.metadata?.labels?.[LABELS.modelVersion];
-      return owner && job.metadata?.namespace ? objectKey(job.metadata.namespace, owner) : undefined;
-    })
-    .watch(cache.routing, routed)
-    .watch(cache.deployments, routed);
+    .watch(cache.importJobs, owner)
+    .watch(cache.importPods, owner)
+    .watch(cache.routing, routed);
+  mgr.ctx.servingPods.onChange((models) => {
+    for (const mv of cache.modelVersions.list(config.NAMESPACE)) {
+      const affected = models === 'all' || models.has(mv.spec.model);
+      if (affected && (mv.spec.stage === 'Production' || mv.status?.phase === 'Serving')) controller.enqueue(key(mv));
+    }
+  });
+  return controller;
 }

@@ -129,6 +129,13 @@ export class OperatorMetrics {
 
   private phases: () => Map<string, number> = () => new Map();
 
+  readonly modelVersionFailures = new Counter({
+    name: 'analytics_operator_model_version_failures_total',
+    help: 'ModelVersions that could not import, by reason (ImportFailed, SourceNotFound, DuplicateVersion, InvalidSpec, ImportPodFailing)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   readonly modelVersions = new Gauge({
     name: 'analytics_operator_model_versions',
     help: 'ModelVersions in the informer cache by status phase ("" before the first status)',

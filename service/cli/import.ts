@@ -7,7 +7,7 @@ import { ServiceError } from '../errors.ts';
 import { InferencePool } from '../inference/inference-pool.ts';
 import { sha256Hex } from '../../contract/hashing.ts';
 import { TERMINATION_MESSAGE_BYTES, type ImportResult } from '../../contract/import-result.ts';
-import { MODEL_NAME, MODEL_NAME_RULE, VERSION_NAME, VERSION_NAME_RULE } from '../../contract/model-names.ts';
+import { MODEL_NAME, MODEL_NAME_RULE, VERSION_NAME_RULE, isVersionName } from '../../contract/model-names.ts';
 import { modelFilePath } from '../../contract/store-layout.ts';
 import { validateModel } from '../inference/model-validation.ts';
 import { ModelStore, type VersionMetadata } from '../store/model-store.ts';
@@ -94,7 +94,7 @@ function settings(values: Values, env: NodeJS.ProcessEnv): Settings {
   if (!model) throw usage('--model is required');
   if (!version) throw usage('--version is required');
   if (!MODEL_NAME.test(model)) throw usage(`--model "${model}": ${MODEL_NAME_RULE}`);
-  if (!VERSION_NAME.test(version)) throw usage(`--version "${version}": ${VERSION_NAME_RULE}`);
+  if (!isVersionName(version)) throw usage(`--version "${version}": ${VERSION_NAME_RULE}`);
   const sources = (['file', 'url', 'store-path'] as const).filter((k) => values[k] !== undefined);
   if (sources.length !== 1)
     throw usage(`give exactly one of --file, --url, --store-path (got ${sources.length === 0 ? 'none' : sources.map((s) => `--${s}`).join(', ')})`);

@@ -9,7 +9,8 @@ export type WorkerRequest =
   | { id: number; op: 'load'; key: string; bytes: Uint8Array }
   | { id: number; op: 'inspect'; bytes: Uint8Array }
   | { id: number; op: 'run'; key: string; feeds: Record<string, PlainTensor>; fetches: string[] }
-  | { id: number; op: 'unload'; key: string };
+  | { id: number; op: 'unload'; key: string }
+  | { id: number; op: 'close' };
 
 export type WorkerReply =
   | { id: number; ok: true; signature?: ModelSignature; outputs?: Record<string, PlainTensor> }
@@ -120,9 +121,21 @@ export class InferencePool {
     return best;
   }
 
+  /**
+   * Each worker releases its sessions and exits by itself; only one that does not within a few
+   * seconds is terminated. (Terminating a thread while onnxruntime holds sessions in it can abort
+   * the whole process: "terminate called after throwing an instance of 'Napi::Error'".)
+   */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    await Promise.all(
+      this.slots.map(async (s) => {
+        const exited = new Promise<void>((resolve) => s.worker.once('exit', () => resolve()));
+        const released = this.send(s, { op: 'close' }).catch(() => undefined);
+        const timeout = new Promise<'timeout'>((resolve) => setTimeout(resolve, 5_000, 'timeout').unref());
+        if ((await Promise.race([released.then(() => exited), timeout])) === 'timeout') await s.worker.terminate();
+      }),
+    );
   }
 }
 

@@ -53,6 +53,13 @@ async function handle(msg: WorkerRequest): Promise<WorkerReply> {
       for (const t of Object.values(results)) t.dispose?.();
       return { id: msg.id, ok: true, outputs };
     }
+    case 'close': {
+      for (const session of sessions.values()) await session.release();
+      sessions.clear();
+      // Nothing keeps the thread alive once its port is closed: it exits by itself.
+      setImmediate(() => parentPort!.close());
+      return { id: msg.id, ok: true };
+    }
     case 'unload': {
       const session = sessions.get(msg.key);
       sessions.delete(msg.key);

@@ -1,4 +1,4 @@
-import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { describeError, isAlreadyExists, isNotFound } from '../../contract/kubernetes-errors.ts';
 import { modelFilePath } from '../../contract/store-layout.ts';
 import { API_VERSION, GROUP, KIND, ModelVersionSpec, PLURAL, VERSION, type ModelVersion, type Stage } from '../../contract/model-version.ts';
@@ -13,7 +13,7 @@ import type { ModelVersionApi } from './routing-follower.ts';
 // CRD refuses is a 400, another object under the name a 409, a missing one a 404, and the API
 // server being unreachable (or refusing the service's account) a 503.
 
-export const SERVICE_FIELD_MANAGER = 'analytics-api';
+const SERVICE_FIELD_MANAGER = 'analytics-api';
 
 export interface NewModelVersion {
   model: string;
@@ -101,7 +101,7 @@ export async function getModelVersion(kc: KubeConfig, namespace: string, model: 
 }
 
 /** ModelVersionApi on the API server: in a pod, its ServiceAccount; on a host, the current kubeconfig. */
-export function kubernetesModelVersions(namespace: string, kc: KubeConfig = defaultKubeConfig()): ModelVersionApi {
+export function kubernetesModelVersions(namespace: string, kc: KubeConfig): ModelVersionApi {
   return {
     create: (meta, stage) =>
       createModelVersion(kc, namespace, {
@@ -115,10 +115,4 @@ export function kubernetesModelVersions(namespace: string, kc: KubeConfig = defa
       }),
     setStage: (model, version, stage) => setStage(kc, namespace, model, version, stage),
   };
-}
-
-function defaultKubeConfig(): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
-  return kc;
 }

@@ -1,8 +1,9 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ServiceContext } from '../app.ts';
 
-// Liveness (/health, with what a person wants to see) and readiness (/ready: every production
-// model loaded, the readinessProbe).
+// Liveness (/health, with what a person wants to see, and what the operator reads to learn which
+// version each pod serves) and readiness (/ready: every production model loaded, and under the
+// operator the routing read: the readinessProbe).
 export const healthRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (app, { ctx }) => {
   const started = Date.now();
 
@@ -22,7 +23,7 @@ export const healthRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (
 
   app.get('/ready', { schema: { tags: ['health'], summary: '200 when every production model is loaded' } }, async (_req, reply) => {
     const models = ctx.registry.status();
-    const ready = models.every((m) => m.loaded);
+    const ready = ctx.registry.ready();
     reply.code(ready ? 200 : 503);
     return { ready, models };
   });

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-import { MODEL_NAME, VERSION_NAME } from '../../contract/model-names.ts';
+import { MODEL_NAME, compareVersions, isVersionName } from '../../contract/model-names.ts';
 import { ServiceError } from '../errors.ts';
 import type { BatchingOptions } from '../inference/dynamic-batcher.ts';
 import type { InferencePool } from '../inference/inference-pool.ts';
@@ -47,6 +47,8 @@ export class ModelRegistry {
   private readonly served = new Map<string, ServedModel>();
   private readonly loading = new Map<string, Promise<ServedModel>>();
   private readonly loadErrors = new Map<string, string>();
+  /** Kubernetes mode: whether a routing has been applied yet (not ready before). */
+  private routingApplied = false;
 
   constructor(deps: { store: ModelStore; pool: InferencePool; metrics: ServiceMetrics; log: FastifyBaseLogger; batching: BatchingOptions }) {
     this.store = deps.store;
@@ -96,6 +98,7 @@ export class ModelRegistry {
       this.retireVersion(name, version);
       await this.onModelChanged(name);
     }
+    this.routingApplied = true;
   }
 
   /** Production models, each with its version and whether it is loaded. */
@@ -108,7 +111,9 @@ export class ModelRegistry {
     }));
   }
 
+  /** Every production model loaded (and, under the operator, its routing read). */
   ready(): boolean {
+    if (this.routingFromOperator && !this.routingApplied) return false;
     return this.status().every((m) => m.loaded);
   }
 
@@ -136,6 +141,7 @@ export class ModelRegistry {
     await this.pool.load(key, withoutZipMap(bytes));
     const seconds = (performance.now() - started) / 1000;
     this.metrics.loadDuration.observe({ model: name, version }, seconds);
+    this.metrics.lastLoadDuration.set({ model: name, version }, seconds);
     const served = new ServedModel({
       key,
       meta,
@@ -188,7 +194,7 @@ export class ModelRegistry {
         );
       return served;
     }
-    if (!VERSION_NAME.test(pinned) || !(await this.store.hasVersion(name, pinned))) throw noVersion(name, pinned);
+    if (!isVersionName(pinned) || !(await this.store.hasVersion(name, pinned))) throw noVersion(name, pinned);
     return this.ensureLoaded(name, pinned);
   }
 
@@ -218,10 +224,9 @@ export class ModelRegistry {
     }
     const previous = this.production.get(name);
     const incoming = await this.ensureLoaded(name, version);
-    const previousMeta = previous ? await this.store.readMetadata(name, previous) : undefined;
     const event: HistoryEvent = {
       time: new Date().toISOString(),
-      event: previousMeta && previousMeta.created > target.created ? 'rolled_back' : 'promoted',
+      event: previous !== undefined && compareVersions(version, previous) < 0 ? 'rolled_back' : 'promoted',
       version,
       ...(previous ? { previous } : {}),
     };

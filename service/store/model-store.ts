@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { sha256Hex } from '../../contract/hashing.ts';
-import { MODEL_NAME, VERSION_NAME } from '../../contract/model-names.ts';
+import { MODEL_NAME, isVersionName } from '../../contract/model-names.ts';
 import { HISTORY_FILE, METADATA_FILE, MODEL_FILE, PRODUCTION_DIR, STAGING_DIR, modelPath, versionPath } from '../../contract/store-layout.ts';
 import { ServiceError } from '../errors.ts';
 import type { ModelInterface } from '../inference/model-interface.ts';
@@ -87,7 +87,7 @@ export class ModelStore {
     const entries = await readdir(this.modelDir(name), { withFileTypes: true }).catch(() => []);
     const versions: VersionMetadata[] = [];
     for (const e of entries) {
-      if (!e.isDirectory() || !VERSION_NAME.test(e.name)) continue;
+      if (!e.isDirectory() || !isVersionName(e.name)) continue;
       const meta = await this.readMetadata(name, e.name);
       if (meta) versions.push(meta);
     }

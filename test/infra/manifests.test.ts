@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { modelVersionCrd } from '../../contract/crd.ts';
-import { LABELS, ROUTING_CONFIGMAP, ROUTING_KEY, ROUTING_MOUNT_DIR } from '../../contract/names.ts';
+import { LABELS, ROUTING_CONFIGMAP, ROUTING_KEY } from '../../contract/names.ts';
 import { operatorConfigSchema } from '../../operator/config.ts';
 import { operatorRules, serviceRules } from '../../contract/rbac.ts';
 import { configSchema } from '../../service/config.ts';
@@ -90,7 +90,7 @@ describe('infra/dist', () => {
     }
   });
 
-  test('the service: replicas, rollout, probes, volumes, environment', () => {
+  test('the service: replicas, rollout, probes, draining, volumes, environment (no routing mount: the pods watch it)', () => {
     const d = deployment('analytics-api');
     assert.equal(d.spec.replicas, 2);
     assert.deepEqual(d.spec.strategy, { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
@@ -104,7 +104,12 @@ describe('infra/dist', () => {
     const mounts = Object.fromEntries(c.volumeMounts.map((m: Obj) => [m.mountPath, m.name]));
     const volumes = Object.fromEntries(d.spec.template.spec.volumes.map((v: Obj) => [v.name, v]));
     assert.equal(volumes[mounts['/app/models']].persistentVolumeClaim.claimName, 'analytics-models');
-    assert.equal(volumes[mounts[ROUTING_MOUNT_DIR]].configMap.name, ROUTING_CONFIGMAP);
+    assert.ok(
+      !d.spec.template.spec.volumes.some((v: Obj) => v.configMap),
+      'no ConfigMap volume: a routing change must not wait for the kubelet or roll the pods',
+    );
+    assert.deepEqual(c.lifecycle, { preStop: { exec: { command: ['sleep', '5'] } } });
+    assert.ok(d.spec.template.spec.terminationGracePeriodSeconds > 5, 'the grace period outlasts the preStop sleep');
     const env = envOf('analytics-api');
     assert.deepEqual(
       { ...env, POD_NAMESPACE: undefined, API_TOKEN: undefined },
@@ -113,7 +118,6 @@ describe('infra/dist', () => {
         PORT: '8080',
         MODELS_DIR: '/app/models',
         CONTROL_PLANE: 'kubernetes',
-        ROUTING_FILE: `${ROUTING_MOUNT_DIR}/${ROUTING_KEY}`,
         REDIS_URL: 'redis://redis:6379',
         CACHE_TTL_SECONDS: String(figures.cacheTtlSeconds),
         TRUSTED_PROXIES: KIND_POD_CIDR,
@@ -206,7 +210,7 @@ describe('infra/dist', () => {
     assert.equal(operator.data.MODELS_PVC, 'analytics-models');
     assert.equal(operator.data.BACKUPS_PVC, 'analytics-backups');
     assert.equal(operator.data.IMPORT_IMAGE, container('analytics-api').image);
-    assert.equal(operator.data.SERVICE_DEPLOYMENT, 'analytics-api');
+    assert.equal(operator.data.SERVICE_NAME, 'analytics-api');
   });
 
   test("Redis: append-only file on its claim, and only the service's pods may connect", () => {

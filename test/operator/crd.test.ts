@@ -70,7 +70,7 @@ describe('ModelVersion CRD', () => {
       /Where the ONNX file comes from: exactly one of storePath, url, configMapRef/,
       /stage\t*<string>/,
       /enum: Production, Staging, Archived/,
-      /Production versions serve \(the newest imported one wins/,
+      /Production versions serve: of the imported ones the highest version/,
       /sha256\t*<string>/,
       /features\t*<\[\]string>/,
       /backup\t*<Object>/,
@@ -109,7 +109,7 @@ describe('ModelVersion CRD', () => {
         { ...valid, model: 'Iris_Model' },
         [/spec\.model: Invalid value: "string": a model name is 1-63 lowercase letters, digits and "-", starting and ending with a letter or digit/],
       ],
-      ['version', { ...valid, version: 'v1/beta' }, [/spec\.version: .*version is 1-63 lowercase letters, digits, "\." and "-"/]],
+      ['version', { ...valid, version: 'v1/beta' }, [/spec\.version: .*a version is a semantic version .*"2" reads as 2\.0\.0/]],
       ['sha256', { ...valid, sha256: 'ABC123' }, [/spec\.sha256: .*sha256 must be 64 lowercase hexadecimal characters/]],
       ['url scheme', { ...valid, source: { url: 'ftp://models.example.com/m.onnx' } }, [/spec\.source\.url: .*url must be an http:\/\/ or https:\/\/ URL/]],
       [
@@ -168,11 +168,11 @@ describe('ModelVersion CRD', () => {
     assert.equal((await getMv(kc, 'immutable'))?.spec.stage, 'Production');
   });
 
-  test('kubectl get mv prints Model, Version, Stage, Phase, Age; the categories list it', { timeout: TEST }, async () => {
+  test('kubectl get mv prints Model, Version, Stage, Phase, Ready, Age; the categories list it', { timeout: TEST }, async () => {
     const r = await cp.kubectl(['get', 'mv', '-n', ns]);
     assert.equal(r.code, 0, r.stderr);
     const [header, ...rows] = r.stdout.trim().split('\n');
-    assert.match(header!, /^NAME\s+MODEL\s+VERSION\s+STAGE\s+PHASE\s+AGE$/);
+    assert.match(header!, /^NAME\s+MODEL\s+VERSION\s+STAGE\s+PHASE\s+READY\s+AGE$/);
     assert.ok(
       rows.some((row) => /^defaults\s+iris\s+1\s+Staging\s+\d+s$/.test(row)),
       r.stdout,

@@ -16,7 +16,6 @@ import { operatorRules, serviceRules } from '../../contract/rbac.ts';
 import { backupCronJob } from '../../operator/builders/backup-cronjob.ts';
 import { addFinalizer, removeFinalizer } from '../../operator/builders/finalizer.ts';
 import { importJob } from '../../operator/builders/import-job.ts';
-import { rolloutPatch } from '../../operator/builders/deployment-rollout.ts';
 import { routingConfigMap } from '../../operator/builders/routing-configmap.ts';
 import { waitFor, type ControlPlane } from '../k8s/control-plane.ts';
 import { createServiceDeployment, getMv, grantRole, kubectlApply, modelVersion, ns, startCluster } from './helpers.ts';
@@ -73,15 +72,15 @@ describe('RBAC rules, by impersonation', () => {
     assert.deepEqual((await getMv(admin, 'iris-1'))?.metadata.finalizers, [FINALIZER]);
     await kube.applyModelVersionStatus(ns, 'iris-1', { phase: 'Importing', message: 'rbac test' });
     assert.equal((await getMv(admin, 'iris-1'))?.status?.phase, 'Importing');
-    // Owned objects: the import Job, the backup CronJob, the routing ConfigMap, the Deployment's annotation.
+    // Owned objects: the import Job, the backup CronJob, the routing ConfigMap.
     const fresh = (await getMv(admin, 'iris-1'))!;
     await kube.apply(importJob(fresh, config));
     await kube.apply(backupCronJob('iris', [fresh], ns, config));
     await kube.apply(routingConfigMap(ns, '{"models":{}}\n'));
-    await kube.apply(rolloutPatch(ns, SERVICE_NAME, 'abc'));
-    // What it reads: source ConfigMaps, import Jobs' pods.
+    // What it reads: source ConfigMaps, import Jobs' pods, the service's EndpointSlices.
     await kube.core.readNamespacedConfigMap({ name: 'model-source', namespace: ns });
     await kube.core.listNamespacedPod({ namespace: ns });
+    await kube.listPlain('discovery.k8s.io', 'v1', 'endpointslices', ns, `kubernetes.io/service-name=${SERVICE_NAME}`);
     // Events, and the Lease (create, renew, release).
     const events = new EventRecorder(kube, OPERATOR_NAME, 'rbac-test', silent);
     events.record(fresh, 'Normal', 'RbacTest', 'recorded as the operator');
@@ -149,6 +148,10 @@ describe('RBAC rules, by impersonation', () => {
       ['list Secrets', () => core.listNamespacedSecret({ namespace: ns })],
       ['delete the Deployment', () => apps.deleteNamespacedDeployment({ name: SERVICE_NAME, namespace: ns })],
       [
+        'patch the Deployment',
+        () => apps.patchNamespacedDeployment({ name: SERVICE_NAME, namespace: ns, body: [{ op: 'add', path: '/metadata/labels/x', value: 'y' }] }),
+      ],
+      [
         'create a Deployment',
         () =>
           apps.createNamespacedDeployment({
@@ -200,7 +203,7 @@ describe('RBAC rules, by impersonation', () => {
     for (const [what, call] of denied) assert.equal(await status(call()), 403, `the operator may not ${what}`);
   });
 
-  test('the service creates ModelVersions and sets their stage, and nothing more', { timeout: TEST }, async () => {
+  test('the service creates ModelVersions, sets their stage and watches the routing, and nothing more', { timeout: TEST }, async () => {
     await createModelVersion(asService, ns, {
       model: 'wine',
       version: '1.0.0',
@@ -212,6 +215,19 @@ describe('RBAC rules, by impersonation', () => {
     assert.equal((await getMv(admin, 'wine-1-0-0'))?.spec.stage, 'Production');
     const custom = asService.makeApiClient(CustomObjectsApi);
     await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns });
+    // The routing ConfigMap, by name, as the pods' watch asks for it (a field selector on its name).
+    const core = asService.makeApiClient(CoreV1Api);
+    await kubectlApply(cp, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: ROUTING_CONFIGMAP, namespace: ns },
+      data: { 'routing.json': '{"models":{}}\n' },
+    });
+    const listed = await core.listNamespacedConfigMap({ namespace: ns, fieldSelector: `metadata.name=${ROUTING_CONFIGMAP}` });
+    assert.deepEqual(
+      listed.items.map((c) => c.metadata?.name),
+      [ROUTING_CONFIGMAP],
+    );
     const denied: Array<[string, () => Promise<unknown>]> = [
       [
         'delete a ModelVersion',
@@ -228,7 +244,8 @@ describe('RBAC rules, by impersonation', () => {
             body: { metadata: { name: 'x' }, spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'x', image: 'x' }] } } } },
           }),
       ],
-      ['patch the Deployment', () => new KubeClient(asService).apply(rolloutPatch(ns, SERVICE_NAME, 'x'))],
+      ['read another ConfigMap', () => asService.makeApiClient(CoreV1Api).readNamespacedConfigMap({ name: 'model-source', namespace: ns })],
+      ['list every ConfigMap', () => asService.makeApiClient(CoreV1Api).listNamespacedConfigMap({ namespace: ns })],
     ];
     for (const [what, call] of denied) assert.equal(await status(call()), 403, `the service may not ${what}`);
     assert.equal((await getMv(admin, 'wine-1-0-0'))?.status?.phase, undefined);
