@@ -5,7 +5,7 @@ import type { Config } from './config.ts';
 import { auth } from './http/auth.ts';
 import { docs } from './http/docs.ts';
 import { httpMetrics } from './http/metrics.ts';
-import { problems } from './http/problems.ts';
+import { problems, routerProblem } from './http/problems.ts';
 import { rateLimit } from './http/rate-limit.ts';
 import { InferencePool } from './inference/inference-pool.ts';
 import { followRouting, type ModelVersionApi } from './kubernetes/routing-follower.ts';
@@ -21,6 +21,7 @@ import { createRedis } from './redis-client.ts';
 import { healthRoutes } from './routes/health.ts';
 import { modelRoutes } from './routes/models.ts';
 import { predictRoutes } from './routes/predict.ts';
+import { MAX_PATH_PARAMETER } from './routes/schemas.ts';
 import { ModelRegistry } from './serving/model-registry.ts';
 import { ModelStore } from './store/model-store.ts';
 import { serviceVersion } from './version.ts';
@@ -64,6 +65,9 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
       redact: { paths: ['req.headers.authorization', 'body.model_data'], censor: '[redacted]' },
     },
     bodyLimit: config.BODY_LIMIT_BYTES,
+    // Every name@version fits; past it, and for a bad URL, the router's answer is a problem too.
+    routerOptions: { maxParamLength: MAX_PATH_PARAMETER },
+    frameworkErrors: (err, request, reply) => routerProblem(err, request, reply, metrics),
     requestIdHeader: 'x-request-id',
     // Client IPs (rate limits, logs) come from X-Forwarded-For only when the peer is a trusted proxy.
     trustProxy: config.TRUSTED_PROXIES

@@ -39,8 +39,11 @@ export const UploadModelQuery = z
   })
   .strict();
 
-export const ModelParams = z.object({ model_id: z.string().min(1).max(200) });
-export const VersionParams = z.object({ model_id: z.string().min(1).max(200), version: z.string().min(1).max(200) });
+/** A path parameter's longest value: a model name and a version (63 characters each) with the "@" between them fit. */
+export const MAX_PATH_PARAMETER = 200;
+
+export const ModelParams = z.object({ model_id: z.string().min(1).max(MAX_PATH_PARAMETER) });
+export const VersionParams = z.object({ model_id: z.string().min(1).max(MAX_PATH_PARAMETER), version: z.string().min(1).max(MAX_PATH_PARAMETER) });
 
 // Values are checked against the model (ServedModel.rows in inference/served-model.ts), so that one 400 names every
 // missing, unknown, non-numeric or non-finite feature at once.
