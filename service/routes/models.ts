@@ -29,7 +29,15 @@ function publicModel(m: ModelDescriptionData) {
   return { ...m, versions: m.versions.map(publicVersion) };
 }
 
-function uploadFromJson(body: unknown): UploadInput {
+function uploadFromJson(body: unknown, query: unknown): UploadInput {
+  // The query is an octet-stream upload's; in a JSON upload it would be silently ignored.
+  const given = Object.keys(query ?? {});
+  if (given.length)
+    throw new ServiceError(
+      'VALIDATION_FAILED',
+      `query parameters (${given.join(', ')}) are for application/octet-stream uploads; a JSON upload gives name, version, features, promote and metadata in the body`,
+      given.map((k) => ({ field: `query.${k}`, message: `query.${k}: not accepted with application/json` })),
+    );
   const req = parseRequest(UploadModelRequest, body, 'body');
   return {
     name: req.name,
@@ -89,7 +97,7 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
       validatorCompiler: () => (data) => ({ value: data }),
     },
     async (request: FastifyRequest, reply) => {
-      const input = Buffer.isBuffer(request.body) ? uploadFromOctets(request.query, request.body) : uploadFromJson(request.body);
+      const input = Buffer.isBuffer(request.body) ? uploadFromOctets(request.query, request.body) : uploadFromJson(request.body, request.query);
       const isFirst = (await ctx.store.listVersions(input.name)).length === 0;
       const meta = await ctx.registry.upload(input);
       if (ctx.modelVersions) {
