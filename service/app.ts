@@ -119,9 +119,10 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     metrics,
   });
   await app.register(auth, { token: config.API_TOKEN });
+  // Before any route, so that every route (/metrics too) is in the document.
+  if (config.DOCS) await app.register(docs, { version: serviceVersion });
   await app.register(httpMetrics, { metrics });
   await app.register(problems, { metrics });
-  if (config.DOCS) await app.register(docs, { version: serviceVersion });
 
   await app.register(healthRoutes, { ctx });
   await app.register(modelRoutes, { ctx });
