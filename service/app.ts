@@ -5,7 +5,7 @@ import type { Config } from './config.ts';
 import { auth } from './http/auth.ts';
 import { docs } from './http/docs.ts';
 import { httpMetrics } from './http/metrics.ts';
-import { problems } from './http/problems.ts';
+import { problems, routerProblem } from './http/problems.ts';
 import { rateLimit } from './http/rate-limit.ts';
 import { InferencePool } from './inference/inference-pool.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
@@ -22,6 +22,7 @@ import { createRedis } from './redis-client.ts';
 import { healthRoutes } from './routes/health.ts';
 import { modelRoutes } from './routes/models.ts';
 import { predictRoutes } from './routes/predict.ts';
+import { MAX_PATH_PARAMETER } from './routes/schemas.ts';
 import { ModelRegistry } from './serving/model-registry.ts';
 import { ModelStore } from './store/model-store.ts';
 import { serviceVersion } from './version.ts';
@@ -67,6 +68,9 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
       redact: { paths: ['req.headers.authorization', 'body.model_data'], censor: '[redacted]' },
     },
     bodyLimit: config.BODY_LIMIT_BYTES,
+    // Every name@version fits; past it, and for a bad URL, the router's answer is a problem too.
+    routerOptions: { maxParamLength: MAX_PATH_PARAMETER },
+    frameworkErrors: (err, request, reply) => routerProblem(err, request, reply, metrics),
     requestIdHeader: 'x-request-id',
     // Client IPs (rate limits, logs) come from X-Forwarded-For only when the peer is a trusted proxy.
     trustProxy: config.TRUSTED_PROXIES
@@ -119,9 +123,10 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     metrics,
   });
   await app.register(auth, { token: config.API_TOKEN });
+  // Before any route, so that every route (/metrics too) is in the document.
+  if (config.DOCS) await app.register(docs, { version: serviceVersion });
   await app.register(httpMetrics, { metrics });
   await app.register(problems, { metrics });
-  if (config.DOCS) await app.register(docs, { version: serviceVersion });
 
   await app.register(healthRoutes, { ctx });
   await app.register(modelRoutes, { ctx });

@@ -45,8 +45,8 @@ export interface ServiceChartProps {
   ingressClassName?: string;
 }
 
-/** The paths the Ingress sends to the service: the REST API, the v2 inference protocol, health. */
-export const INGRESS_PATHS = ['/api', '/v2', '/health'] as const;
+/** The paths the Ingress sends to the service: the REST API, the v2 inference protocol, health, the API's page (/docs, /docs/json). */
+export const INGRESS_PATHS = ['/api', '/v2', '/health', '/docs'] as const;
 
 export class ServiceChart extends Chart {
   readonly deployment: HardenedDeployment;

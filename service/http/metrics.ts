@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin';
+import { z } from 'zod';
 import type { ServiceMetrics } from '../observability/metrics.ts';
 
 // HTTP figures of every answer (by route template, never the raw URL) and GET /metrics.
@@ -9,8 +10,20 @@ export const httpMetrics = fp<{ metrics: ServiceMetrics }>(async (app, { metrics
     done();
   });
 
-  app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics' } }, async (_req, reply) => {
-    reply.type(metrics.registry.contentType);
-    return metrics.registry.metrics();
-  });
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        operationId: 'metrics',
+        tags: ['health'],
+        summary: 'Prometheus metrics',
+        produces: ['text/plain'],
+        response: { 200: z.string().describe('The Prometheus text format') },
+      },
+    },
+    async (_req, reply) => {
+      reply.type(metrics.registry.contentType);
+      return metrics.registry.metrics();
+    },
+  );
 });

@@ -1,6 +1,7 @@
-import type { FastifyError } from 'fastify';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { MODEL_NAME_RULE } from '../../contract/model-names.ts';
 import { errorCatalog, ServiceError, type ErrorCode, type ProblemDetail } from '../errors.ts';
 import type { ServiceMetrics } from '../observability/metrics.ts';
 
@@ -31,6 +32,10 @@ function classify(err: FastifyError): { code: ErrorCode; detail: string; details
     return { code: 'VALIDATION_FAILED', detail: details.map((d) => d.message).join('; '), details };
   }
   switch (err.code) {
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return { code: 'VALIDATION_FAILED', detail: `a path parameter is too long; ${MODEL_NAME_RULE}, and so is a version` };
+    case 'FST_ERR_BAD_URL':
+      return { code: 'VALIDATION_FAILED', detail: 'the path is not a valid URL (a bad percent-encoding?)' };
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return { code: 'BODY_TOO_LARGE', detail: `${err.message}; for large models upload the raw .onnx as application/octet-stream, or raise BODY_LIMIT_BYTES` };
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
@@ -52,6 +57,23 @@ export function errorOutcome(err: Error): { code: ErrorCode; detail: string; det
 }
 
 const pathOf = (url: string) => url.split('?')[0]!;
+
+/**
+ * Fastify's `frameworkErrors`: what the router answers before any route or error handler runs (a
+ * path parameter past maxParamLength, a bad URL), in the same shapes: problem+json, or the Open
+ * Inference Protocol's {"error"} under /v2.
+ */
+export function routerProblem(err: FastifyError, request: FastifyRequest, reply: FastifyReply, metrics: ServiceMetrics): void {
+  const { code, detail, details } = errorOutcome(err);
+  const path = pathOf(request.url);
+  metrics.errors.inc({ code });
+  if (path === '/v2' || path.startsWith('/v2/')) {
+    reply.code(errorCatalog[code].status).send({ error: detail });
+    return;
+  }
+  const body = problemBody(code, detail, path, details);
+  reply.code(body.status).type('application/problem+json').send(body);
+}
 
 export const problems = fp<{ metrics: ServiceMetrics }>(async (app, { metrics }) => {
   app.setErrorHandler((err: FastifyError, request, reply) => {

@@ -29,7 +29,42 @@ const InferRequest = z
       .min(1),
     outputs: z.array(z.object({ name: z.string(), parameters: z.record(z.string(), z.unknown()).optional() })).optional(),
   })
-  .describe('Open Inference Protocol inference request');
+  .describe('Open Inference Protocol inference request')
+  .meta({ example: { inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [5.3, 3.7, 1.5, 0.2] }] } });
+
+// What the document says about these routes (the handlers shape the answers themselves).
+export const V2Error = z.object({ error: z.string() }).describe('Open Inference Protocol error');
+const Tensor = z.object({ name: z.string(), datatype: z.string(), shape: z.array(z.number()) });
+const InferResponse = z
+  .object({
+    model_name: z.string(),
+    model_version: z.string(),
+    id: z.string().optional(),
+    outputs: z.array(
+      Tensor.extend({
+        data: z.array(z.unknown()).optional(),
+        parameters: z.object({ binary_data_size: z.number() }).optional().describe('With binary_data: the tensor is in the binary part'),
+      }),
+    ),
+  })
+  .describe('Open Inference Protocol inference response');
+const BinaryInfer = z.string().meta({
+  format: 'binary',
+  description:
+    "Triton's binary tensor data extension: the JSON request (Inference-Header-Content-Length bytes), then each input's raw bytes (its parameters.binary_data_size)",
+});
+const BinaryInferResponse = z.string().meta({
+  format: 'binary',
+  description: "With binary_data outputs: the JSON response (Inference-Header-Content-Length bytes), then each such output's raw bytes",
+});
+const ModelMetadata = z.object({ name: z.string(), versions: z.array(z.string()), platform: z.string(), inputs: z.array(Tensor), outputs: z.array(Tensor) });
+const ModelReady = z.object({ name: z.string(), ready: z.boolean() });
+const name = z.string().meta({ description: 'Model name', example: 'iris-logreg' });
+const NameParams = z.object({ name });
+const VersionParams = z.object({ name, version: z.string().meta({ example: '1' }) });
+const InferHeaders = z.object({
+  'inference-header-content-length': z.string().optional().describe('Binary tensor data: the length of the JSON part; without it the whole body is JSON'),
+});
 
 type ModelRoute = { name: string; version?: string };
 
@@ -67,13 +102,20 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
 
   const resolve = async ({ name, version }: ModelRoute): Promise<ServedModel> => ctx.registry.resolve(version === undefined ? name : `${name}@${version}`);
 
-  app.get('/v2', { schema: { tags: ['v2'], summary: 'Server metadata' } }, async () => ({
+  const ServerMetadata = z.object({ name: z.string(), version: z.string(), extensions: z.array(z.string()) });
+  app.get('/v2', { schema: { operationId: 'serverMetadata', tags: ['v2'], summary: 'Server metadata', response: { 200: ServerMetadata } } }, async () => ({
     name: 'analytics-api',
     version: ctx.serviceVersion,
     extensions: ['binary_tensor_data', 'model_repository'],
   }));
-  app.get('/v2/health/live', { schema: { tags: ['v2'] } }, async () => ({ live: true }));
-  app.get('/v2/health/ready', { schema: { tags: ['v2'] } }, async (_req, reply) => {
+  app.get(
+    '/v2/health/live',
+    { schema: { operationId: 'serverLive', tags: ['v2'], summary: 'Liveness', response: { 200: z.object({ live: z.boolean() }) } } },
+    async () => ({ live: true }),
+  );
+  const ServerReady = z.object({ ready: z.boolean() });
+  const serverReady = { 200: ServerReady, 503: ServerReady.describe('A production model is not loaded (yet)') };
+  app.get('/v2/health/ready', { schema: { operationId: 'serverReady', tags: ['v2'], summary: 'Readiness', response: serverReady } }, async (_req, reply) => {
     const ready = ctx.registry.ready();
     reply.code(ready ? 200 : 503);
     return { ready };
@@ -103,10 +145,29 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
     }
   };
   const params = (p: unknown) => p as { name: string; version?: string };
-  app.get('/v2/models/:name', { schema: { tags: ['v2'], summary: 'Model metadata' } }, async (req) => metadata(params(req.params)));
-  app.get('/v2/models/:name/versions/:version', { schema: { tags: ['v2'], summary: 'Model version metadata' } }, async (req) => metadata(params(req.params)));
-  app.get('/v2/models/:name/ready', { schema: { tags: ['v2'] } }, async (req, reply) => ready(params(req.params), reply));
-  app.get('/v2/models/:name/versions/:version/ready', { schema: { tags: ['v2'] } }, async (req, reply) => ready(params(req.params), reply));
+  const errors = { 400: V2Error, 404: V2Error, 503: V2Error };
+  const metadataResponse = { 200: ModelMetadata, ...errors };
+  const readyResponse = { 200: ModelReady, ...errors, 400: ModelReady.describe('Known but not loaded (yet)') };
+  app.get(
+    '/v2/models/:name',
+    { schema: { operationId: 'modelMetadata', tags: ['v2'], summary: 'Model metadata', params: NameParams, response: metadataResponse } },
+    async (req) => metadata(params(req.params)),
+  );
+  app.get(
+    '/v2/models/:name/versions/:version',
+    { schema: { operationId: 'modelVersionMetadata', tags: ['v2'], summary: 'Model version metadata', params: VersionParams, response: metadataResponse } },
+    async (req) => metadata(params(req.params)),
+  );
+  app.get(
+    '/v2/models/:name/ready',
+    { schema: { operationId: 'modelReady', tags: ['v2'], summary: 'Model readiness', params: NameParams, response: readyResponse } },
+    async (req, reply) => ready(params(req.params), reply),
+  );
+  app.get(
+    '/v2/models/:name/versions/:version/ready',
+    { schema: { operationId: 'modelVersionReady', tags: ['v2'], summary: 'Model version readiness', params: VersionParams, response: readyResponse } },
+    async (req, reply) => ready(params(req.params), reply),
+  );
 
   const infer = async (request: FastifyRequest, reply: FastifyReply) => {
     const { header, binary } = parseBody(request);
@@ -166,14 +227,32 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
     reply.header('inference-header-content-length', json.length).type('application/octet-stream');
     return reply.send(Buffer.concat([json, ...chunks]));
   };
+  const inferSchema = {
+    tags: ['v2'],
+    description:
+      "JSON, or Triton's binary tensor data extension (Inference-Header-Content-Length; parameters.binary_data_size per input, binary_data / binary_data_output for outputs). Any content type, or none, is read this way.",
+    headers: InferHeaders,
+    body: { content: { 'application/json': { schema: InferRequest }, 'application/octet-stream': { schema: BinaryInfer } } },
+    response: { 200: { content: { 'application/json': { schema: InferResponse }, 'application/octet-stream': { schema: BinaryInferResponse } } }, ...errors },
+  };
+  // The body is read and checked by infer() (JSON or binary); the schema documents it.
+  const unchecked = () => (data: unknown) => ({ value: data });
   app.post(
     '/v2/models/:name/infer',
-    { config: { rateLimitClass: 'predict' }, schema: { tags: ['v2'], summary: 'Inference (JSON, or Triton binary tensor data)' } },
+    {
+      config: { rateLimitClass: 'predict' },
+      schema: { ...inferSchema, operationId: 'modelInfer', summary: 'Inference', params: NameParams },
+      validatorCompiler: unchecked,
+    },
     infer,
   );
   app.post(
     '/v2/models/:name/versions/:version/infer',
-    { config: { rateLimitClass: 'predict' }, schema: { tags: ['v2'], summary: 'Inference on a version' } },
+    {
+      config: { rateLimitClass: 'predict' },
+      schema: { ...inferSchema, operationId: 'modelVersionInfer', summary: 'Inference on a version', params: VersionParams },
+      validatorCompiler: unchecked,
+    },
     infer,
   );
 };

@@ -23,7 +23,7 @@ export class Predictor {
   private readonly log: PredictionLog;
   private readonly metrics: ServiceMetrics;
   private readonly ttlSeconds: number;
-  private readonly flights = new SingleFlight<Prediction>();
+  private readonly flights = new SingleFlight<{ result: Prediction; cache: CacheOutcome }>();
 
   constructor(deps: { cache: CacheBackend; log: PredictionLog; metrics: ServiceMetrics; ttlSeconds: number }) {
     this.cache = deps.cache;
@@ -36,21 +36,28 @@ export class Predictor {
     const { name, version } = served.meta;
     const [row] = served.rows([features]);
     const key = cacheKey(name, version, row!);
-    let cached: Prediction | undefined;
-    try {
-      cached = await this.cache.get(key);
-      this.metrics.recordCacheLookup(name, cached ? 'hit' : 'miss');
-    } catch {
-      this.metrics.recordCacheLookup(name, 'error');
-      this.metrics.cacheErrors.inc({ operation: 'get' });
-    }
-    if (cached) return { result: cached, cache: 'hit', predictionId: this.remember(served, cached) };
-    const result = await this.flights.run(key, async () => {
+    // One flight per key covers the lookup and the run: identical concurrent requests cost one cache
+    // read and at most one inference, and a late one cannot miss both the flight and the cache.
+    let owner = false;
+    const { result, cache } = await this.flights.run(key, async () => {
+      owner = true;
+      let cached: Prediction | undefined;
+      try {
+        cached = await this.cache.get(key);
+        this.metrics.recordCacheLookup(name, cached ? 'hit' : 'miss');
+      } catch {
+        this.metrics.recordCacheLookup(name, 'error');
+        this.metrics.cacheErrors.inc({ operation: 'get' });
+      }
+      if (cached) return { result: cached, cache: 'hit' as const };
       const [prediction] = await served.predict([row!]);
       this.cache.set(key, prediction!, this.ttlSeconds).catch(() => this.metrics.cacheErrors.inc({ operation: 'set' }));
-      return prediction!;
+      return { result: prediction!, cache: 'miss' as const };
     });
-    return { result, cache: 'miss', predictionId: this.remember(served, result) };
+    // A request that joined another's flight was answered without running the model: a hit.
+    if (!owner) this.metrics.recordCacheLookup(name, 'hit');
+    const outcome: CacheOutcome = owner ? cache : 'hit';
+    return { result, cache: outcome, predictionId: this.remember(served, result) };
   }
 
   /** Many rows in one ONNX run; not cached (a batch is rarely repeated whole). */

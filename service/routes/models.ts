@@ -5,6 +5,7 @@ import type { ServiceContext } from '../app.ts';
 import {
   ModelDescription,
   ModelParams,
+  OnnxFile,
   Problem,
   UploadModelQuery,
   UploadModelRequest,
@@ -29,7 +30,15 @@ function publicModel(m: ModelDescriptionData) {
   return { ...m, versions: m.versions.map(publicVersion) };
 }
 
-function uploadFromJson(body: unknown): UploadInput {
+function uploadFromJson(body: unknown, query: unknown): UploadInput {
+  // The query is an octet-stream upload's; in a JSON upload it would be silently ignored.
+  const given = Object.keys(query ?? {});
+  if (given.length)
+    throw new ServiceError(
+      'VALIDATION_FAILED',
+      `query parameters (${given.join(', ')}) are for application/octet-stream uploads; a JSON upload gives name, version, features, promote and metadata in the body`,
+      given.map((k) => ({ field: `query.${k}`, message: `query.${k}: not accepted with application/json` })),
+    );
   const req = parseRequest(UploadModelRequest, body, 'body');
   return {
     name: req.name,
@@ -78,18 +87,20 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
     {
       config: { admin: true, rateLimitClass: 'upload' },
       schema: {
+        operationId: 'uploadModel',
         tags: ['models'],
-        summary:
-          'Upload a model version (JSON with base64 model_data, or the raw .onnx as application/octet-stream with name, version, features and promote in the query)',
-        body: UploadModelRequest,
+        summary: 'Upload a model version',
+        description:
+          'Two forms: application/json with the .onnx file base64-encoded in model_data (no query parameters), or the raw .onnx as application/octet-stream with name, version, features, promote and metadata in the query.',
+        body: { content: { 'application/json': { schema: UploadModelRequest }, 'application/octet-stream': { schema: OnnxFile } } },
         querystring: UploadModelQuery.partial(),
-        response: { 201: VersionDescription, ...errors, 413: Problem },
+        response: { 201: VersionDescription, ...errors, 413: Problem, 503: Problem },
       },
-      // Both bodies are validated in the handler: the schema above documents the JSON form.
+      // Both bodies are validated in the handler: the schema above documents them.
       validatorCompiler: () => (data) => ({ value: data }),
     },
     async (request: FastifyRequest, reply) => {
-      const input = Buffer.isBuffer(request.body) ? uploadFromOctets(request.query, request.body) : uploadFromJson(request.body);
+      const input = Buffer.isBuffer(request.body) ? uploadFromOctets(request.query, request.body) : uploadFromJson(request.body, request.query);
       const isFirst = (await ctx.store.listVersions(input.name)).length === 0;
       const meta = await ctx.registry.upload(input);
       if (ctx.modelVersions) {
@@ -114,7 +125,14 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
 
   app.get(
     '/api/v1/models',
-    { schema: { tags: ['models'], summary: 'Every model with its versions', response: { 200: z.object({ models: z.array(ModelDescription) }) } } },
+    {
+      schema: {
+        operationId: 'listModels',
+        tags: ['models'],
+        summary: 'Every model with its versions',
+        response: { 200: z.object({ models: z.array(ModelDescription) }) },
+      },
+    },
     async () => {
       const models = await ctx.registry.listModels();
       return { models: models.map(publicModel) };
@@ -125,6 +143,7 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
     '/api/v1/models/:model_id',
     {
       schema: {
+        operationId: 'getModel',
         tags: ['models'],
         summary: 'A model: production version, every version, history',
         params: ModelParams,
@@ -141,6 +160,7 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
     {
       config: { admin: true },
       schema: {
+        operationId: 'promoteModelVersion',
         tags: ['models'],
         summary: 'Serve this version (rollback: promote an older one)',
         params: VersionParams,
@@ -161,7 +181,13 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
     '/api/v1/models/:model_id/versions/:version',
     {
       config: { admin: true },
-      schema: { tags: ['models'], summary: 'Delete a version that is not in production', params: VersionParams, response: { 204: z.null(), ...errors } },
+      schema: {
+        operationId: 'deleteModelVersion',
+        tags: ['models'],
+        summary: 'Delete a version that is not in production',
+        params: VersionParams,
+        response: { 204: z.null().describe('Deleted; the answer has no body'), ...errors },
+      },
     },
     async (request, reply) => {
       if (ctx.modelVersions)

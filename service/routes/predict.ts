@@ -29,11 +29,12 @@ export const predictRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async 
     {
       config: { rateLimitClass: 'predict' },
       schema: {
+        operationId: 'predict',
         tags: ['predictions'],
         summary: 'Predict one row of named features',
         params: ModelParams,
         body: PredictionRequest,
-        response: { 200: PredictionResponse, 400: Problem, 404: Problem },
+        response: { 200: PredictionResponse, 400: Problem, 404: Problem, 503: Problem },
       },
     },
     async (request, reply) => {
@@ -57,11 +58,12 @@ export const predictRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async 
     {
       config: { rateLimitClass: 'predict' },
       schema: {
+        operationId: 'predictBatch',
         tags: ['predictions'],
         summary: 'Predict many rows in one ONNX run',
         params: ModelParams,
         body: BatchPredictionRequest,
-        response: { 200: BatchPredictionResponse, 400: Problem, 404: Problem },
+        response: { 200: BatchPredictionResponse, 400: Problem, 404: Problem, 503: Problem },
       },
     },
     async (request) => {
@@ -84,6 +86,7 @@ export const predictRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async 
     {
       config: { rateLimitClass: 'predict' },
       schema: {
+        operationId: 'sendFeedback',
         tags: ['predictions'],
         summary: 'The true outcome of an earlier prediction: feeds the accuracy (classifiers) and absolute error (regressors) metrics',
         body: FeedbackRequest,

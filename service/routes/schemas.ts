@@ -26,21 +26,38 @@ export const UploadModelRequest = z
 
 const queryBoolean = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
+// The query of an application/octet-stream upload; a JSON upload with any of these is a 400.
 export const UploadModelQuery = z
   .object({
-    name: modelNameSchema,
-    version: versionSchema,
+    name: modelNameSchema.describe('Model name (application/octet-stream uploads: required)'),
+    version: versionSchema.describe('Version (application/octet-stream uploads: required)'),
     features: z
       .union([z.string(), z.array(z.string())])
       .optional()
       .describe('Feature names: repeated (features=a&features=b) or one JSON array'),
-    promote: queryBoolean.optional(),
+    promote: queryBoolean.optional().describe('Serve this version at once'),
     metadata: z.string().optional().describe('Metadata as a JSON object'),
   })
   .strict();
 
-export const ModelParams = z.object({ model_id: z.string().min(1).max(200) });
-export const VersionParams = z.object({ model_id: z.string().min(1).max(200), version: z.string().min(1).max(200) });
+/** An application/octet-stream upload's body: the .onnx file itself (documentation only; the handler reads the bytes). */
+export const OnnxFile = z.string().meta({ format: 'binary', description: 'The .onnx file as it is, with name and version in the query' });
+
+/** A path parameter's longest value: a model name and a version (63 characters each) with the "@" between them fit. */
+export const MAX_PATH_PARAMETER = 200;
+
+const modelId = z
+  .string()
+  .min(1)
+  .max(MAX_PATH_PARAMETER)
+  .meta({ description: 'Model name (predictions: "{name}@{version}" pins a version)', example: 'iris-logreg' });
+
+export const ModelParams = z.object({ model_id: modelId });
+export const VersionParams = z.object({ model_id: modelId, version: z.string().min(1).max(MAX_PATH_PARAMETER).meta({ example: '1' }) });
+
+// One row of models/iris-logreg.json's samples: the examples on /docs answer 200 against the sample models.
+const irisRow = { 'sepal length (cm)': 5.3, 'sepal width (cm)': 3.7, 'petal length (cm)': 1.5, 'petal width (cm)': 0.2 };
+const irisRow2 = { 'sepal length (cm)': 5.7, 'sepal width (cm)': 2.8, 'petal length (cm)': 4.5, 'petal width (cm)': 1.3 };
 
 // Values are checked against the model (ServedModel.rows in inference/served-model.ts), so that one 400 names every
 // missing, unknown, non-numeric or non-finite feature at once.
@@ -53,14 +70,16 @@ export const PredictionRequest = z
     features: FeatureValues,
     model_id: z.string().optional().describe("Optional; when given it must equal the path's model id"),
   })
-  .strict();
+  .strict()
+  .meta({ example: { features: irisRow } });
 
 export const BatchPredictionRequest = z
   .object({
     instances: z.array(FeatureValues).min(1).max(10_000),
     model_id: z.string().optional(),
   })
-  .strict();
+  .strict()
+  .meta({ example: { instances: [irisRow, irisRow2] } });
 
 const PredictionFields = {
   prediction: z.number().describe("The predicted label when numeric, the class index for string labels, or the regressor's value"),

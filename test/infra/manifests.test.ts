@@ -162,6 +162,7 @@ describe('infra/dist', () => {
     assert.equal(ing.spec.ingressClassName, 'nginx');
     const paths = ing.spec.rules[0].http.paths as Obj[];
     assert.deepEqual(paths.map((p) => p.path).sort(), [...INGRESS_PATHS].sort());
+    assert.ok(INGRESS_PATHS.includes('/docs'), 'the API page (/docs, /docs/json) is reachable through the ingress');
     for (const p of paths) assert.deepEqual(p.backend.service, { name: 'analytics-api', port: { number: 80 } });
     const pdb = find(objects, 'PodDisruptionBudget', 'analytics-api');
     assert.equal(pdb.spec.minAvailable, 1);
