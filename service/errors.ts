@@ -49,6 +49,12 @@ export class ServiceError extends Error {
   }
 }
 
+/** At most `max` items named, then how many more: an error never grows with the input. */
+export function listSome(items: readonly string[], max = 10): string {
+  if (items.length <= max) return items.join(', ');
+  return `${items.slice(0, max).join(', ')} and ${(items.length - max).toLocaleString('en-US')} more`;
+}
+
 /** Parses with a zod schema or throws a 400 naming every field at fault (`where`: body, query, ...). */
 export function parseRequest<T extends z.ZodType>(schema: T, value: unknown, where: string): z.output<T> {
   const parsed = schema.safeParse(value);

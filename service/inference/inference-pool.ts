@@ -1,4 +1,6 @@
 import { Worker } from 'node:worker_threads';
+import type { ErrorCode, ProblemDetail } from '../errors.ts';
+import type { ModelInterface } from './model-interface.ts';
 import type { ModelSignature, PlainTensor } from './tensor.ts';
 
 // A pool of inference threads sized from the container's CPU limit. Every worker holds a session
@@ -7,14 +9,14 @@ import type { ModelSignature, PlainTensor } from './tensor.ts';
 
 export type WorkerRequest =
   | { id: number; op: 'load'; key: string; bytes: Uint8Array }
-  | { id: number; op: 'inspect'; bytes: Uint8Array }
+  | { id: number; op: 'inspect'; bytes: Uint8Array; features: string[] | undefined }
   | { id: number; op: 'run'; key: string; feeds: Record<string, PlainTensor>; fetches: string[] }
   | { id: number; op: 'unload'; key: string }
   | { id: number; op: 'close' };
 
 export type WorkerReply =
-  | { id: number; ok: true; signature?: ModelSignature; outputs?: Record<string, PlainTensor> }
-  | { id: number; ok: false; error: string };
+  | { id: number; ok: true; signature?: ModelSignature; model?: ModelInterface; outputs?: Record<string, PlainTensor> }
+  | { id: number; ok: false; error: string; code?: ErrorCode; details?: ProblemDetail[] | undefined };
 
 type Pending = { resolve: (r: WorkerReply) => void; reject: (e: Error) => void };
 
@@ -24,7 +26,16 @@ interface Slot {
   pending: Map<number, Pending>;
 }
 
-export class InferenceError extends Error {}
+/** A worker's failure; `code` when it is the client's (an upload that is not a model the service can serve). */
+export class InferenceError extends Error {
+  readonly code: ErrorCode | undefined;
+  readonly details: ProblemDetail[] | undefined;
+  constructor(message: string, code?: ErrorCode, details?: ProblemDetail[]) {
+    super(message);
+    this.code = code;
+    this.details = details;
+  }
+}
 
 const WORKER_URL = new URL('./inference-worker.ts', import.meta.url);
 
@@ -82,22 +93,22 @@ export class InferencePool {
   }
 
   private static unwrap(reply: WorkerReply): Extract<WorkerReply, { ok: true }> {
-    if (!reply.ok) throw new InferenceError(reply.error);
+    if (!reply.ok) throw new InferenceError(reply.error, reply.code, reply.details);
     return reply;
   }
 
-  /** Loads bytes in a throw-away session and reports the model's signature. */
-  async inspect(bytes: Uint8Array): Promise<ModelSignature> {
-    const reply = InferencePool.unwrap(await this.send(this.leastBusy(), { op: 'inspect', bytes }));
-    return reply.signature!;
+  /** Checks an upload in a worker (inference-worker.ts inspect): its signature and interface, or an InferenceError with a code. */
+  async inspect(bytes: Uint8Array, features: string[] | undefined): Promise<{ signature: ModelSignature; model: ModelInterface }> {
+    const reply = InferencePool.unwrap(await this.send(this.leastBusy(), { op: 'inspect', bytes, features }));
+    return { signature: reply.signature!, model: reply.model! };
   }
 
   /** Loads a model version into every worker; resolves when all hold it. */
-  async load(key: string, bytes: Uint8Array): Promise<ModelSignature> {
+  async load(key: string, bytes: Uint8Array): Promise<void> {
     this.loaded.set(key, bytes);
     try {
       const replies = await Promise.all(this.slots.map((s) => this.send(s, { op: 'load', key, bytes })));
-      return replies.map(InferencePool.unwrap)[0]!.signature!;
+      replies.forEach(InferencePool.unwrap);
     } catch (err) {
       this.loaded.delete(key);
       await this.unload(key);

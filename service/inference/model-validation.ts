@@ -2,8 +2,6 @@ import { sha256Hex } from '../../contract/hashing.ts';
 import { ServiceError } from '../errors.ts';
 import type { VersionMetadata } from '../store/model-store.ts';
 import { InferenceError, type InferencePool } from './inference-pool.ts';
-import { describeModel } from './model-interface.ts';
-import { inspectGraph, OnnxFormatError, withoutZipMap } from './onnx-graph.ts';
 
 export interface ModelUpload {
   name: string;
@@ -14,41 +12,29 @@ export interface ModelUpload {
 }
 
 /**
- * Checks bytes as a model before anything is stored: they parse as ONNX, keep no weights in
- * external files, load in onnxruntime (in a worker of the pool), and fit the feature names.
+ * Checks bytes as a model before anything is stored, in a worker of the pool (off the event loop):
+ * they parse as ONNX, keep no weights in external files, load in onnxruntime, fit the feature
+ * names and answer a trial row with finite, well-shaped predictions.
  * Shared by uploads and the operator's import command. Throws 4xx ServiceErrors.
  */
 export async function validateModel(pool: InferencePool, input: ModelUpload): Promise<VersionMetadata> {
-  let facts;
+  let checked;
   try {
-    facts = inspectGraph(input.bytes);
+    checked = await pool.inspect(input.bytes, input.features);
   } catch (err) {
-    if (err instanceof OnnxFormatError)
-      throw new ServiceError('INVALID_MODEL', `model_data is not an ONNX model (${err.message}); send the bytes of a .onnx file`);
-    throw err;
-  }
-  if (facts.externalTensors.length > 0)
-    throw new ServiceError(
-      'INVALID_MODEL',
-      `the model keeps tensors in external data files (${facts.externalTensors.slice(0, 5).join(', ')}); re-export it with all weights inside the .onnx file`,
-    );
-  let signature;
-  try {
-    signature = await pool.inspect(withoutZipMap(input.bytes, facts));
-  } catch (err) {
+    if (err instanceof InferenceError && err.code) throw new ServiceError(err.code, err.message, err.details);
     if (err instanceof InferenceError) throw new ServiceError('INVALID_MODEL', `onnxruntime cannot load the model: ${err.message}`);
     throw err;
   }
-  const model = describeModel(signature, facts, input.features);
   return {
     name: input.name,
     version: input.version,
     sha256: sha256Hex(input.bytes),
     sizeBytes: input.bytes.length,
     created: new Date().toISOString(),
-    features: model.features,
-    signature,
-    interface: model,
+    features: checked.model.features,
+    signature: checked.signature,
+    interface: checked.model,
     metadata: input.metadata ?? {},
   };
 }

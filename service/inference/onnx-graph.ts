@@ -190,19 +190,31 @@ export function inspectGraph(model: Uint8Array): GraphFacts {
   }
 }
 
+/**
+ * The model's graph: protobuf merges every occurrence of a message field, so a graph split over
+ * two fields is one graph (and a check that read only the first would miss half of it).
+ */
+function graphOf(top: Field[]): Uint8Array {
+  const parts = child(top, M_GRAPH);
+  if (parts.length === 0) throw new OnnxFormatError('no graph in the model');
+  if (parts.length === 1) return parts[0]!.bytes;
+  const merged = new BinaryWriter();
+  for (const p of parts) merged.raw(p.bytes);
+  return merged.finish();
+}
+
 function inspect(model: Uint8Array): GraphFacts {
   const top = fields(model);
-  const graphField = child(top, M_GRAPH)[0];
-  if (!graphField) throw new OnnxFormatError('no graph in the model');
+  const graphBytes = graphOf(top);
 
   const externalTensors: string[] = [];
-  walkGraph(graphField.bytes, 0, externalTensors);
+  walkGraph(graphBytes, 0, externalTensors);
   for (const fn of child(top, M_FUNCTIONS)) walkNodes(child(fields(fn.bytes, new Set([F_NODE])), F_NODE), 1, externalTensors);
   for (const ti of child(top, M_TRAINING_INFO)) {
     for (const g of fields(ti.bytes, new Set([TI_INITIALIZATION, TI_ALGORITHM]))) walkGraph(g.bytes, 1, externalTensors);
   }
 
-  const graph = fields(graphField.bytes, new Set([G_NODE, G_OUTPUT]));
+  const graph = fields(graphBytes, new Set([G_NODE, G_OUTPUT]));
   const nodes = child(graph, G_NODE).map(node);
   const outputs = new Set(child(graph, G_OUTPUT).map((v) => firstString(fields(v.bytes, new Set([V_NAME])), V_NAME) ?? ''));
 
@@ -231,13 +243,17 @@ export function withoutZipMap(model: Uint8Array, facts: GraphFacts = inspectGrap
   if (zipMaps.length === 0) return model;
   const byOutput = new Map(zipMaps.map((z) => [z.output, z.probabilities]));
   const out = new BinaryWriter();
-  for (const f of fields(model)) {
+  const top = fields(model);
+  let written = false;
+  for (const f of top) {
     if (f.no !== M_GRAPH) {
       out.raw(f.raw);
       continue;
     }
+    if (written) continue; // merged into the first one
+    written = true;
     const graph = new BinaryWriter();
-    for (const g of fields(f.bytes)) {
+    for (const g of fields(graphOf(top))) {
       if (g.no === G_NODE) {
         const n = node(g);
         if (n.opType === 'ZipMap' && n.outputs.some((o) => byOutput.has(o))) continue;

@@ -1,10 +1,10 @@
-import { ServiceError, type ProblemDetail } from '../errors.ts';
+import { listSome, ServiceError, type ProblemDetail } from '../errors.ts';
 import type { ServiceMetrics } from '../observability/metrics.ts';
 import type { VersionMetadata } from '../store/model-store.ts';
 import { DynamicBatcher, type BatchingOptions } from './dynamic-batcher.ts';
 import { InferenceError } from './inference-pool.ts';
-import type { ModelInterface, Prediction } from './model-interface.ts';
-import type { PlainTensor, TensorType } from './tensor.ts';
+import { decodeOutputs, encodeRows, OutputError, type ModelInterface, type Prediction } from './model-interface.ts';
+import type { PlainTensor } from './tensor.ts';
 
 // One loaded model version, as requests see it: named features in, checked against the model,
 // encoded into its input tensors, run (batched with concurrent requests when the model allows it),
@@ -29,6 +29,11 @@ function batchingFor(meta: VersionMetadata, defaults: BatchingOptions): Batching
   return size > 1 ? { maxBatchSize: size, maxQueueDelayMs: delay } : undefined;
 }
 
+/** The largest float32: a value beyond it would reach the model as Infinity. */
+const FLOAT32_MAX = 3.4028234663852886e38;
+/** Problems named in one answer, at most. */
+const MAX_PROBLEMS = 20;
+
 export class ServedModel {
   readonly key: string;
   readonly meta: VersionMetadata;
@@ -37,6 +42,7 @@ export class ServedModel {
   private readonly model: ModelInterface;
   /** Feature name → column, so checking a row is linear in its size. */
   private readonly columns: Map<string, number>;
+  private readonly float32: boolean;
   private readonly run: Run;
   /** Coalesces concurrent requests into one run; absent when the model has no dynamic batch dimension. */
   private readonly batcher: DynamicBatcher | undefined;
@@ -57,6 +63,7 @@ export class ServedModel {
     this.meta = meta;
     this.model = meta.interface;
     this.columns = new Map(this.model.features.map((name, i) => [name, i]));
+    this.float32 = this.model.input.dtype === 'float32';
     const labels = { model: meta.name, version: meta.version };
     const batchSize = metrics.batchSize.labels(labels);
     this.run = (feeds, fetches) => {
@@ -81,40 +88,52 @@ export class ServedModel {
     return this.inflight > 0;
   }
 
-  /** Rows of feature values in the model's column order; one 400 names every problem. */
+  /** Rows of feature values in the model's column order; one 400 names the problems (the first 20, and how many more). */
   rows(instances: Array<Record<string, number>>): number[][] {
-    const problems: ProblemDetail[] = [];
+    const problems = { shown: [] as ProblemDetail[], count: 0 };
     const rows = instances.map((f, i) => this.row(f, problems, instances.length > 1 ? `instance ${i}: ` : ''));
-    if (problems.length > 0) {
+    if (problems.count > 0) {
+      const more = problems.count > MAX_PROBLEMS ? `; and ${(problems.count - MAX_PROBLEMS).toLocaleString('en-US')} more` : '';
       throw new ServiceError(
         'FEATURES_INVALID',
-        `${problems.map((p) => p.message).join('; ')}. Expected features: ${this.model.features.join(', ')}`,
-        problems,
+        `${problems.shown.map((p) => p.message).join('; ')}${more}. Expected features: ${listSome(this.model.features, 20)}`,
+        problems.shown,
       );
     }
     return rows;
   }
 
-  private row(features: Record<string, number>, problems: ProblemDetail[], where: string): number[] {
+  private row(features: Record<string, number>, problems: { shown: ProblemDetail[]; count: number }, where: string): number[] {
+    const problem = (field: string, message: () => string) => {
+      if (problems.count++ < MAX_PROBLEMS) problems.shown.push({ field, message: message() });
+    };
     const names = this.model.features;
     const row = new Array<number>(names.length);
     for (let i = 0; i < names.length; i++) {
       const name = names[i]!;
-      const v = features[name];
-      if (v === undefined) problems.push({ field: name, message: `${where}feature "${name}" is missing` });
-      else if (typeof v !== 'number' || !Number.isFinite(v)) problems.push({ field: name, message: `${where}feature "${name}" must be a finite number` });
+      const v = Object.hasOwn(features, name) ? features[name] : undefined;
+      if (v === undefined) problem(name, () => `${where}feature "${name}" is missing`);
+      else if (typeof v !== 'number' || !Number.isFinite(v)) problem(name, () => `${where}feature "${name}" must be a finite number`);
+      else if (this.float32 && Math.abs(v) > FLOAT32_MAX)
+        problem(name, () => `${where}feature "${name}" is ${v}, beyond what the model's float32 input holds (±3.4e38)`);
       else row[i] = v;
     }
-    for (const name of Object.keys(features)) {
-      if (!this.columns.has(name)) problems.push({ field: name, message: `${where}feature "${name}" is not a feature of this model` });
+    for (const name in features) {
+      if (!this.columns.has(name)) problem(name, () => `${where}feature "${name}" is not a feature of this model`);
     }
     return row;
   }
 
   /** Rows (from rows()) through the model, batched with concurrent requests. */
   async predict(rows: number[][]): Promise<Prediction[]> {
-    const outputs = await this.infer(this.encode(rows), Object.values(this.model.outputs));
-    return this.decode(outputs, rows.length);
+    const outputs = await this.infer(encodeRows(this.model, rows), Object.values(this.model.outputs));
+    try {
+      return decodeOutputs(this.model, outputs, rows.length);
+    } catch (err) {
+      // Never a 200 that breaks the answer's shape (and never cached).
+      if (err instanceof OutputError) throw new ServiceError('INFERENCE_FAILED', `model ${this.key} gave no usable answer: ${err.message}`);
+      throw err;
+    }
   }
 
   /** Tensors in, tensors out (the Open Inference Protocol, and predict above). */
@@ -135,50 +154,5 @@ export class ServedModel {
       this.inflight--;
       if (this.retired && this.inflight === 0) this.onIdle(this);
     }
-  }
-
-  private encode(rows: number[][]): Feeds {
-    const model = this.model;
-    const Typed = model.input.dtype === 'float64' ? Float64Array : Float32Array;
-    const n = rows.length;
-    const width = model.features.length;
-    const type: TensorType = model.input.dtype;
-    if (model.input.mode === 'tensor') {
-      const data = new Typed(n * width);
-      for (let r = 0; r < n; r++) data.set(rows[r]!, r * width);
-      return { [model.input.name]: { type, dims: [n, width], data } };
-    }
-    const feeds: Feeds = {};
-    model.features.forEach((name, c) => {
-      const data = new Typed(n);
-      for (let r = 0; r < n; r++) data[r] = rows[r]![c]!;
-      feeds[name] = { type, dims: [n, 1], data };
-    });
-    return feeds;
-  }
-
-  private decode(outputs: Outputs, n: number): Prediction[] {
-    const model = this.model;
-    const result: Prediction[] = [];
-    if (model.task === 'regression') {
-      const v = outputs[model.outputs.value!]!;
-      const width = v.data.length / n;
-      for (let r = 0; r < n; r++) result.push({ prediction: Number(v.data[r * width]), confidence: null });
-      return result;
-    }
-    const labels = outputs[model.outputs.label!]!;
-    const probs = model.outputs.probabilities ? outputs[model.outputs.probabilities] : undefined;
-    const classes = probs ? probs.data.length / n : 0;
-    for (let r = 0; r < n; r++) {
-      const raw = labels.data[r]!;
-      const label = typeof raw === 'bigint' ? Number(raw) : raw;
-      const row = probs ? Array.from(probs.data.slice(r * classes, (r + 1) * classes) as ArrayLike<number>, Number) : undefined;
-      let index = model.classLabels ? model.classLabels.indexOf(label) : -1;
-      if (index < 0 && row) index = row.indexOf(Math.max(...row));
-      const confidence = row && index >= 0 ? row[index]! : null;
-      if (typeof label === 'string') result.push({ prediction: index, confidence, label, ...(row ? { probabilities: row } : {}) });
-      else result.push({ prediction: label, confidence, ...(row ? { probabilities: row } : {}) });
-    }
-    return result;
   }
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_FEATURES } from '../inference/model-interface.ts';
 import { modelNameSchema, versionSchema } from '../../contract/model-names.ts';
 
 // The REST API's shapes, once: request validation, TypeScript types and the OpenAPI document all
@@ -8,7 +9,7 @@ import { modelNameSchema, versionSchema } from '../../contract/model-names.ts';
 const featureNames = z
   .array(z.string().min(1).max(256))
   .min(1)
-  .max(100_000)
+  .max(MAX_FEATURES)
   .describe("Ordered input feature names: the order of the columns of the model's [batch, features] input");
 
 export const UploadModelRequest = z

@@ -4,7 +4,6 @@ import { ServiceError } from '../errors.ts';
 import type { BatchingOptions } from '../inference/dynamic-batcher.ts';
 import type { InferencePool } from '../inference/inference-pool.ts';
 import { validateModel, type ModelUpload } from '../inference/model-validation.ts';
-import { withoutZipMap } from '../inference/onnx-graph.ts';
 import { ServedModel } from '../inference/served-model.ts';
 import type { ServiceMetrics } from '../observability/metrics.ts';
 import type { HistoryEvent, ModelStore, VersionMetadata } from '../store/model-store.ts';
@@ -138,7 +137,7 @@ export class ModelRegistry {
     const bytes = await this.store.readModel(meta);
     const key = keyOf(name, version);
     const started = performance.now();
-    await this.pool.load(key, withoutZipMap(bytes));
+    await this.pool.load(key, bytes);
     const seconds = (performance.now() - started) / 1000;
     this.metrics.loadDuration.observe({ model: name, version }, seconds);
     this.metrics.lastLoadDuration.set({ model: name, version }, seconds);
