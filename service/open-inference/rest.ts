@@ -3,14 +3,14 @@ import { z } from 'zod';
 import type { ServiceContext } from '../app.ts';
 import { errorCatalog, parseRequest, ServiceError } from '../errors.ts';
 import { errorOutcome } from '../http/problems.ts';
-import type { ServedModel } from '../inference/served-model.ts';
-import type { PlainTensor } from '../inference/tensor.ts';
-import { binaryData, decodeInput, jsonData, v2Datatype, v2Shape, type V2InputRequest } from './tensors.ts';
+import { type InferInput, type ModelRef, OpenInference } from './dataplane.ts';
+import { binaryData, decodeInput, jsonData, v2Datatype, type V2InputRequest } from './tensors.ts';
 
 // The Open Inference Protocol (KServe V2, Triton) over REST, so KServe and Triton clients work
 // unchanged: health, server and model metadata, readiness and infer, with Triton's binary
 // tensor data extension (a JSON header of Inference-Header-Content-Length bytes, then raw tensors).
-// Errors are {"error": "..."} with a 4xx, as the protocol has them.
+// Errors are {"error": "..."} with a 4xx, as the protocol has them. Also Triton's model
+// repository extension (index, load, unload), model configuration and statistics.
 
 const InferRequest = z
   .object({
@@ -31,14 +31,15 @@ const InferRequest = z
   })
   .describe('Open Inference Protocol inference request');
 
-type ModelRoute = { name: string; version?: string };
+const RepositoryIndexRequest = z.object({ ready: z.boolean().optional() }).describe('Model repository index request');
+const RepositoryActionRequest = z
+  .object({ parameters: z.record(z.string(), z.unknown()).optional() })
+  .describe('Model repository load or unload request (parameters are accepted and ignored)');
 
-function describeTensors(values: ServedModel['meta']['signature']['inputs']) {
-  return values.map((v) => ({ name: v.name, datatype: v2Datatype(v.type) ?? String(v.type), shape: v2Shape(v.shape) }));
-}
-
-function parseBody(request: FastifyRequest): { header: unknown; binary: Buffer } {
+/** The JSON header of a V2 body and the binary data after it; with `optional`, an empty body is no header. */
+function parseBody(request: FastifyRequest, optional = false): { header: unknown; binary: Buffer } {
   const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+  if (optional && body.length === 0) return { header: undefined, binary: body };
   const lengthHeader = request.headers['inference-header-content-length'];
   const jsonLength = lengthHeader === undefined ? body.length : Number(lengthHeader);
   if (!Number.isInteger(jsonLength) || jsonLength < 0 || jsonLength > body.length)
@@ -65,62 +66,78 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
     reply.code(status).send({ error: detail });
   });
 
-  const resolve = async ({ name, version }: ModelRoute): Promise<ServedModel> => ctx.registry.resolve(version === undefined ? name : `${name}@${version}`);
+  const oip = new OpenInference(ctx);
+  const params = (p: unknown) => p as ModelRef;
 
-  app.get('/v2', { schema: { tags: ['v2'], summary: 'Server metadata' } }, async () => ({
-    name: 'analytics-api',
-    version: ctx.serviceVersion,
-    extensions: ['binary_tensor_data', 'model_repository'],
-  }));
+  app.get('/v2', { schema: { tags: ['v2'], summary: 'Server metadata' } }, async () => oip.serverMetadata());
   app.get('/v2/health/live', { schema: { tags: ['v2'] } }, async () => ({ live: true }));
   app.get('/v2/health/ready', { schema: { tags: ['v2'] } }, async (_req, reply) => {
-    const ready = ctx.registry.ready();
+    const ready = oip.serverReady();
     reply.code(ready ? 200 : 503);
     return { ready };
   });
 
-  const metadata = async (route: ModelRoute) => {
-    const served = await resolve(route);
-    const description = await ctx.registry.describe(served.meta.name);
-    return {
-      name: served.meta.name,
-      versions: description.versions.map((v) => v.version),
-      platform: 'onnx_onnxv1',
-      inputs: describeTensors(served.meta.signature.inputs),
-      outputs: describeTensors(served.meta.signature.outputs),
-    };
+  const ready = async (route: ModelRef, reply: FastifyReply) => {
+    const isReady = await oip.modelReady(route);
+    // Triton and KServe answer a model that is not ready with a 4xx and {"ready": false}.
+    if (!isReady) reply.code(400);
+    return { name: route.name, ready: isReady };
   };
-  const ready = async (route: ModelRoute, reply: FastifyReply) => {
-    try {
-      await resolve(route);
-      return { name: route.name, ready: true };
-    } catch (err) {
-      if (err instanceof ServiceError && err.code === 'MODEL_NOT_LOADED') {
-        reply.code(400);
-        return { name: route.name, ready: false };
-      }
-      throw err;
-    }
-  };
-  const params = (p: unknown) => p as { name: string; version?: string };
-  app.get('/v2/models/:name', { schema: { tags: ['v2'], summary: 'Model metadata' } }, async (req) => metadata(params(req.params)));
-  app.get('/v2/models/:name/versions/:version', { schema: { tags: ['v2'], summary: 'Model version metadata' } }, async (req) => metadata(params(req.params)));
+  app.get('/v2/models/:name', { schema: { tags: ['v2'], summary: 'Model metadata' } }, async (req) => oip.modelMetadata(params(req.params)));
+  app.get(
+    '/v2/models/:name/versions/:version',
+    { schema: { tags: ['v2'], summary: 'Model version metadata (read from the store, not loaded)' } },
+    async (req) => oip.modelMetadata(params(req.params)),
+  );
   app.get('/v2/models/:name/ready', { schema: { tags: ['v2'] } }, async (req, reply) => ready(params(req.params), reply));
   app.get('/v2/models/:name/versions/:version/ready', { schema: { tags: ['v2'] } }, async (req, reply) => ready(params(req.params), reply));
+  app.get('/v2/models/:name/config', { schema: { tags: ['v2'], summary: "Triton's model configuration" } }, async (req) => oip.modelConfig(params(req.params)));
+  app.get('/v2/models/:name/versions/:version/config', { schema: { tags: ['v2'] } }, async (req) => oip.modelConfig(params(req.params)));
+  app.get('/v2/models/stats', { schema: { tags: ['v2'], summary: "Triton's inference statistics of every model" } }, async () => ({
+    model_stats: await oip.modelStatistics({ name: '' }),
+  }));
+  app.get('/v2/models/:name/stats', { schema: { tags: ['v2'], summary: "Triton's inference statistics of a model" } }, async (req) => ({
+    model_stats: await oip.modelStatistics(params(req.params)),
+  }));
+  app.get('/v2/models/:name/versions/:version/stats', { schema: { tags: ['v2'] } }, async (req) => ({
+    model_stats: await oip.modelStatistics(params(req.params)),
+  }));
+
+  // The model repository extension (Triton's): the index, and load / unload of a model's production version.
+  app.post('/v2/repository/index', { schema: { tags: ['v2'], summary: 'Every model with its production version and state' } }, async (req) => {
+    const { header } = parseBody(req, true);
+    const body = parseRequest(RepositoryIndexRequest, header ?? {}, 'request');
+    return oip.repositoryIndex(body.ready ?? false);
+  });
+  const repositoryAction = (action: 'load' | 'unload') => async (req: FastifyRequest, reply: FastifyReply) => {
+    const { header } = parseBody(req, true);
+    parseRequest(RepositoryActionRequest, header ?? {}, 'request');
+    const { name } = req.params as { name: string };
+    await (action === 'load' ? oip.load(name) : oip.unload(name));
+    return reply.code(200).send();
+  };
+  for (const action of ['load', 'unload'] as const) {
+    app.post(
+      `/v2/repository/models/:name/${action}`,
+      {
+        config: { admin: true },
+        schema: {
+          tags: ['v2'],
+          summary:
+            action === 'load'
+              ? "Serve the model's production version again (standalone mode)"
+              : "Stop serving the model's production version until it is loaded again (standalone mode; not kept across a restart)",
+        },
+      },
+      repositoryAction(action),
+    );
+  }
 
   const infer = async (request: FastifyRequest, reply: FastifyReply) => {
     const { header, binary } = parseBody(request);
     const req = parseRequest(InferRequest, header, 'request');
-    const served = await resolve(params(request.params));
-    const { inputs: modelInputs, outputs: modelOutputs } = served.meta.signature;
-
-    const feeds: Record<string, PlainTensor> = {};
     let offset = 0;
-    for (const input of req.inputs) {
-      const expected = modelInputs.find((i) => i.name === input.name);
-      if (!expected)
-        throw new ServiceError('VALIDATION_FAILED', `unknown input "${input.name}"; the model's inputs are ${modelInputs.map((i) => i.name).join(', ')}`);
-      if (feeds[input.name]) throw new ServiceError('VALIDATION_FAILED', `input "${input.name}" is given twice`);
+    const inputs: InferInput[] = req.inputs.map((input) => {
       const size = input.parameters?.binary_data_size;
       let bytes: Uint8Array | undefined;
       if (size !== undefined) {
@@ -132,29 +149,19 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
         bytes = binary.subarray(offset, offset + size);
         offset += size;
       }
-      feeds[input.name] = decodeInput(input as V2InputRequest, expected, bytes);
-    }
-    const missing = modelInputs.filter((i) => !feeds[i.name]).map((i) => i.name);
-    if (missing.length) throw new ServiceError('VALIDATION_FAILED', `missing inputs: ${missing.join(', ')}`);
-    const batchSizes = new Set(Object.values(feeds).map((t) => t.dims[0]));
-    if (batchSizes.size > 1) throw new ServiceError('VALIDATION_FAILED', `inputs disagree on the batch dimension: ${[...batchSizes].join(' vs ')}`);
-
-    const requested = req.outputs ?? modelOutputs.filter((o) => o.isTensor).map((o) => ({ name: o.name, parameters: undefined }));
-    for (const o of requested) {
-      if (!modelOutputs.some((m) => m.name === o.name))
-        throw new ServiceError('VALIDATION_FAILED', `unknown output "${o.name}"; the model's outputs are ${modelOutputs.map((m) => m.name).join(', ')}`);
-    }
-    const outputs = await served.infer(
-      feeds,
-      requested.map((o) => o.name),
+      return { name: input.name, decode: (expected) => decodeInput(input as V2InputRequest, expected, bytes) };
+    });
+    const { served, outputs } = await oip.infer(
+      params(request.params),
+      inputs,
+      req.outputs?.map((o) => o.name),
     );
 
     const binaryDefault = req.parameters?.binary_data_output === true;
     const chunks: Uint8Array[] = [];
-    const described = requested.map((o) => {
-      const t = outputs[o.name]!;
-      const base = { name: o.name, datatype: v2Datatype(t.type) ?? t.type, shape: t.dims };
-      const asBinary = (o.parameters?.binary_data as boolean | undefined) ?? binaryDefault;
+    const described = outputs.map(({ name, tensor: t }) => {
+      const base = { name, datatype: v2Datatype(t.type) ?? t.type, shape: t.dims };
+      const asBinary = (req.outputs?.find((o) => o.name === name)?.parameters?.binary_data as boolean | undefined) ?? binaryDefault;
       if (!asBinary) return { ...base, data: jsonData(t) };
       const bytes = binaryData(t);
       chunks.push(bytes);
