@@ -11,6 +11,7 @@ import { InferencePool } from './inference/inference-pool.ts';
 import { followRouting, type ModelVersionApi } from './kubernetes/routing-follower.ts';
 import { usableCores } from './observability/cgroup.ts';
 import { ServiceMetrics } from './observability/metrics.ts';
+import { GrpcEndpoint } from './open-inference/grpc.ts';
 import { openInferenceRoutes } from './open-inference/rest.ts';
 import type { CacheBackend } from './prediction/cache.ts';
 import { MemoryCache } from './prediction/memory-cache.ts';
@@ -41,6 +42,8 @@ export interface ServiceContext {
   serviceVersion: string;
   /** Kubernetes mode: ModelVersion calls for uploads and promotes. */
   modelVersions: ModelVersionApi | undefined;
+  /** The Open Inference Protocol over gRPC (unless GRPC_PORT=off): main.ts, or a test, calls listen() after the HTTP listen. */
+  grpc: GrpcEndpoint | undefined;
 }
 
 declare module 'fastify' {
@@ -105,7 +108,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const modelVersions = kubernetes
     ? (options.modelVersions ?? (await import('./kubernetes/model-versions.ts')).kubernetesModelVersions(config.POD_NAMESPACE))
     : undefined;
-  const ctx: ServiceContext = { config, store, pool, registry, cache, redis, predictor, metrics, serviceVersion, modelVersions };
+  const ctx: ServiceContext = { config, store, pool, registry, cache, redis, predictor, metrics, serviceVersion, modelVersions, grpc: undefined };
   app.decorate('ctx', ctx);
 
   await app.register(rateLimit, {
@@ -123,11 +126,13 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(modelRoutes, { ctx });
   await app.register(predictRoutes, { ctx });
   await app.register(openInferenceRoutes, { ctx });
+  if (config.GRPC_PORT !== 'off') ctx.grpc = new GrpcEndpoint(app, ctx, config.GRPC_PORT);
 
   await registry.start();
   const routing = kubernetes ? await followRouting(config.ROUTING_FILE, registry, app.log) : undefined;
 
   app.addHook('onClose', async () => {
+    await ctx.grpc?.close();
     routing?.stop();
     await pool.close();
     await cache.close();
