@@ -73,9 +73,7 @@ export class OpenInference {
   /** Whether the version (the production one when none is named) is loaded and serving; never loads it. */
   async modelReady(ref: ModelRef): Promise<boolean> {
     const { meta } = await this.versionMeta(ref);
-    if (!meta.loaded) return false;
-    const entry = (await this.ctx.registry.repositoryIndex()).find((m) => m.name === ref.name);
-    return entry?.reason !== 'unloaded';
+    return meta.loaded && !this.ctx.registry.unloaded(ref.name);
   }
 
   /** Triton's model configuration, as far as it describes a model served here. */
@@ -129,6 +127,7 @@ export class OpenInference {
       version: s.version,
       inference_count: s.rows,
       execution_count: s.runs,
+      // The service counts failed rows, not requests; they stand in for Triton's failed requests.
       inference_stats: { success: { count: s.requests, ns: Math.round(s.seconds * 1e9) }, fail: { count: s.failed, ns: 0 } },
     }));
   }

@@ -271,10 +271,15 @@ export class ModelRegistry {
   /** resolve(), refusing a model unloaded through the repository API (its pinned versions too) until it is loaded again. */
   async resolveServing(ref: string): Promise<ServedModel> {
     const name = ref.split('@', 1)[0]!;
-    const version = this.production.get(name);
-    if (this.unloadedModels.has(name) && version !== undefined && !this.served.has(keyOf(name, version)))
+    if (this.unloaded(name))
       throw new ServiceError('MODEL_NOT_LOADED', `model ${name} is unloaded; load it (POST /v2/repository/models/${name}/load) to serve it again`);
     return this.resolve(ref);
+  }
+
+  /** Whether the model was unloaded through the repository API and not loaded (or promoted) since. */
+  unloaded(name: string): boolean {
+    const version = this.production.get(name);
+    return this.unloadedModels.has(name) && version !== undefined && !this.served.has(keyOf(name, version));
   }
 
   /** Every model in the store (and every routed one) with its production version and whether that version serves. */

@@ -24,8 +24,8 @@ const PROTO = new URL('../../service/open-inference/grpc_predict_v2.proto', impo
 // The repository checks unload and load the first one.
 const MODELS_UNDER_TEST = ['iris-logreg', 'iris-species', 'diabetes-linear', 'iris-per-feature'];
 
-async function tritonGrpcCheck(port: number, mode: 'standalone' | 'kubernetes', models: string[]) {
-  const { stdout } = await run(PYTHON, [CHECK, `127.0.0.1:${port}`, MODELS, mode, ...models], { timeout: 180_000, maxBuffer: 32 * 1024 * 1024 });
+async function tritonGrpcCheck(port: number, models: string[]) {
+  const { stdout } = await run(PYTHON, [CHECK, `127.0.0.1:${port}`, MODELS, ...models], { timeout: 180_000, maxBuffer: 32 * 1024 * 1024 });
   return JSON.parse(stdout);
 }
 
@@ -39,7 +39,7 @@ describe('Open Inference Protocol over gRPC with tritonclient', () => {
     for (const name of MODELS_UNDER_TEST) assert.equal((await uploadSample(svc.app, name)).statusCode, 201);
     const port = await svc.app.ctx.grpc!.listen();
     assert.ok(port > 0, 'GRPC_PORT=0 picks a port, readable on the context');
-    report = await tritonGrpcCheck(port, 'standalone', MODELS_UNDER_TEST);
+    report = await tritonGrpcCheck(port, MODELS_UNDER_TEST);
     metrics = (await svc.app.inject({ url: '/metrics' })).body;
   });
   after(() => svc.close());

@@ -1,6 +1,6 @@
 """Drives the service's gRPC port with tritonclient's gRPC client, unmodified, as a Triton user would.
 
-Usage: python triton_grpc_check.py HOST:PORT MODELS_DIR standalone|kubernetes MODEL [MODEL ...]
+Usage: python triton_grpc_check.py HOST:PORT MODELS_DIR MODEL [MODEL ...]
 Prints one JSON object: server and model metadata, per model the outputs for the reference
 samples (tritonclient's raw tensors, and typed contents through the client's own generated stub),
 the repository index, load/unload and the errors' status codes, for the Node test to check.
@@ -16,7 +16,7 @@ from google.protobuf.descriptor_pb2 import FieldDescriptorProto
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-url, models_dir, mode, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+url, models_dir, names = sys.argv[1], sys.argv[2], sys.argv[3:]
 client = grpcclient.InferenceServerClient(url=url)
 TIMEOUT = 30.0
 
