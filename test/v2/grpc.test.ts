@@ -266,6 +266,32 @@ describe('gRPC rate limit', () => {
   });
 });
 
+describe('gRPC message bounds', () => {
+  test('a message over BODY_LIMIT_BYTES is refused with RESOURCE_EXHAUSTED, and the port goes on serving', async () => {
+    const svc = await startService({ GRPC_PORT: '0', BODY_LIMIT_BYTES: '16384' });
+    try {
+      await uploadSample(svc.app, 'iris-logreg');
+      const client = grpcClient(await svc.app.ctx.grpc!.listen());
+      try {
+        const rows = (n: number) => ({
+          model_name: 'iris-logreg',
+          inputs: [{ name: 'input', datatype: 'FP32', shape: [n, 4], contents: { fp32_contents: Array.from({ length: n * 4 }, () => 1.5) } }],
+        });
+        const err = await call(client, 'ModelInfer', rows(2048)).then(
+          () => assert.fail('a 32 KiB message was taken'),
+          (e: grpc.ServiceError) => e,
+        );
+        assert.equal(err.code, grpc.status.RESOURCE_EXHAUSTED);
+        assert.equal((await call<{ outputs: unknown[] }>(client, 'ModelInfer', rows(2))).outputs.length, 2);
+      } finally {
+        client.close();
+      }
+    } finally {
+      await svc.close();
+    }
+  });
+});
+
 describe('the process with gRPC', () => {
   test('logs the gRPC port it bound, and on SIGTERM closes it and exits 0', async () => {
     const data = await mkdtemp(join(tmpdir(), 'grpc-main-'));
