@@ -36,7 +36,7 @@ RUN ln -s /app/bin/analytics-api.js /usr/local/bin/analytics-api \
 # The base image's `node` user, by number so Kubernetes can check runAsNonRoot (the manifests
 # run as the same uid and gid).
 USER 1000:1000
-EXPOSE 8080
+EXPOSE 8080 8081
 # No HEALTHCHECK: the same image runs the operator and one-shot CLI commands, where an HTTP check
 # on 8080 would be wrong. Kubernetes uses its probes (infra/) and compose.yaml its own healthcheck.
 # The base image's entrypoint runs a command given as is (`analytics-api`, `node ...`) and

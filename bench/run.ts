@@ -143,6 +143,7 @@ async function main() {
         MODELS_DIR: modelsDir,
         SAMPLE_MODELS_DIR: join(ROOT, 'models'),
         PORT: String(port),
+        GRPC_PORT: '0',
         LOG_LEVEL: 'warn',
         RATE_LIMIT_PREDICT_PER_MINUTE: '1000000000',
       }),

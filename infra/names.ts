@@ -43,6 +43,8 @@ export const TOKEN_KEY = 'token';
 export const REDIS_NAME = 'redis';
 export const REDIS_PORT = 6379;
 export const SERVICE_PORT = 8080;
+/** The service's Open Inference Protocol over gRPC (its GRPC_PORT; 8081 as in KServe), on the pod and the Service. */
+export const SERVICE_GRPC_PORT = 8081;
 export const OPERATOR_METRICS_PORT = 8081;
 
 /**

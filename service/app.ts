@@ -12,6 +12,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { ModelVersionApi } from './kubernetes/routing-follower.ts';
 import { usableCores } from './observability/cgroup.ts';
 import { ServiceMetrics } from './observability/metrics.ts';
+import { GrpcEndpoint } from './open-inference/grpc.ts';
 import { openInferenceRoutes } from './open-inference/rest.ts';
 import type { CacheBackend } from './prediction/cache.ts';
 import { MemoryCache } from './prediction/memory-cache.ts';
@@ -43,6 +44,8 @@ export interface ServiceContext {
   serviceVersion: string;
   /** Kubernetes mode: ModelVersion calls for uploads and promotes. */
   modelVersions: ModelVersionApi | undefined;
+  /** The Open Inference Protocol over gRPC (unless GRPC_PORT=off): main.ts, or a test, calls listen() after the HTTP listen. */
+  grpc: GrpcEndpoint | undefined;
 }
 
 declare module 'fastify' {
@@ -113,7 +116,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     ? (await import('./kubernetes/kubernetes-mode.ts')).kubernetesMode(config.POD_NAMESPACE, options.kubeConfig, options.modelVersions)
     : undefined;
   const modelVersions = k8s?.modelVersions;
-  const ctx: ServiceContext = { config, store, pool, registry, cache, redis, predictor, metrics, serviceVersion, modelVersions };
+  const ctx: ServiceContext = { config, store, pool, registry, cache, redis, predictor, metrics, serviceVersion, modelVersions, grpc: undefined };
   app.decorate('ctx', ctx);
 
   await app.register(rateLimit, {
@@ -132,11 +135,13 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(modelRoutes, { ctx });
   await app.register(predictRoutes, { ctx });
   await app.register(openInferenceRoutes, { ctx });
+  if (config.GRPC_PORT !== 'off') ctx.grpc = new GrpcEndpoint(app, ctx, config.GRPC_PORT);
 
   await registry.start();
   const routing = k8s?.follow(registry, app.log);
 
   app.addHook('onClose', async () => {
+    await ctx.grpc?.close();
     await routing?.stop();
     await pool.close();
     await cache.close();

@@ -8,6 +8,10 @@ import { parseSchedule } from './backup/schedule.ts';
 export const configSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080).describe('TCP port to listen on'),
   HOST: z.string().min(1).default('127.0.0.1').describe('Address to listen on (0.0.0.0 in a container)'),
+  GRPC_PORT: z
+    .union([z.literal('off'), z.coerce.number().int().min(0).max(65535)])
+    .default(8081)
+    .describe('TCP port of the Open Inference Protocol over gRPC, on HOST (8081 as in KServe; 0: any free port; off: no gRPC)'),
   MODELS_DIR: z.string().min(1).default('./data/models').describe('Root of the model store'),
   SAMPLE_MODELS_DIR: z.string().optional().describe('A folder of sample <name>.onnx + <name>.json files imported at start when the store lacks them'),
   REDIS_URL: z.string().url().optional().describe('Redis for the prediction cache; unset: in-memory cache'),

@@ -42,3 +42,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 await app.listen({ port: config.PORT, host: config.HOST });
+try {
+  await app.ctx.grpc?.listen();
+} catch (err) {
+  app.log.fatal({ err }, `gRPC cannot listen on port ${config.GRPC_PORT}; set GRPC_PORT (0: any free port, off: no gRPC)`);
+  process.exit(1);
+}

@@ -22,6 +22,7 @@ import {
   REDIS_PORT,
   ROUTING_CONFIGMAP,
   ROUTING_KEY,
+  SERVICE_GRPC_PORT,
   SERVICE_NAME,
   SERVICE_PORT,
   TOKEN_KEY,
@@ -102,6 +103,7 @@ export class ServiceChart extends Chart {
       env: {
         HOST: kplus.EnvValue.fromValue('0.0.0.0'),
         PORT: kplus.EnvValue.fromValue(String(port)),
+        GRPC_PORT: kplus.EnvValue.fromValue(String(SERVICE_GRPC_PORT)),
         MODELS_DIR: kplus.EnvValue.fromValue(MODELS_MOUNT_DIR),
         CONTROL_PLANE: kplus.EnvValue.fromValue('kubernetes'),
         REDIS_URL: kplus.EnvValue.fromValue(`redis://${REDIS_NAME}:${REDIS_PORT}`),
@@ -126,13 +128,21 @@ export class ServiceChart extends Chart {
       runAs: { user: IMAGE_UID, group: IMAGE_GID },
       terminationGracePeriod: Duration.seconds(30),
     });
+    this.deployment.container.addPort({ name: 'grpc', number: SERVICE_GRPC_PORT });
 
     this.service = new kplus.Service(this, 'service', {
       metadata: { name: SERVICE_NAME, labels },
-      ports: [{ name: 'http', port: 80, targetPort: port }],
+      // gRPC on its own port, as KServe has it: in the cluster, analytics-api.analytics:8081.
+      ports: [
+        { name: 'http', port: 80, targetPort: port },
+        { name: 'grpc', port: SERVICE_GRPC_PORT, targetPort: SERVICE_GRPC_PORT },
+      ],
     });
     this.service.selectLabel(Object.keys(selectorFor(SERVICE_NAME))[0], SERVICE_NAME);
 
+    // REST only. gRPC through ingress-nginx needs an Ingress of its own (backend-protocol GRPC
+    // applies to a whole Ingress) and TLS, since nginx speaks HTTP/2 to clients only over TLS;
+    // the kind setup has no certificates, so gRPC is reached in the cluster or by port-forward.
     const ingress = new kplus.Ingress(this, 'ingress', {
       metadata: {
         name: SERVICE_NAME,

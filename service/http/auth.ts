@@ -1,5 +1,4 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { ServiceError } from '../errors.ts';
 
@@ -15,8 +14,8 @@ declare module 'fastify' {
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
 
-function denial(request: FastifyRequest, token: string | undefined): ServiceError | undefined {
-  const header = request.headers.authorization;
+/** Why a change of models is refused (undefined: allowed), from the Authorization header and the client's address; also used by gRPC. */
+export function adminDenial(header: string | undefined, remoteAddress: string | undefined, token: string | undefined): ServiceError | undefined {
   if (token) {
     if (!header?.startsWith('Bearer ')) return new ServiceError('UNAUTHORIZED', 'send Authorization: Bearer <API_TOKEN>');
     const given = Buffer.from(header.slice(7).trim());
@@ -25,13 +24,13 @@ function denial(request: FastifyRequest, token: string | undefined): ServiceErro
       ? undefined
       : new ServiceError('UNAUTHORIZED', 'send Authorization: Bearer <API_TOKEN>');
   }
-  if (LOOPBACK.has(request.socket.remoteAddress ?? '')) return undefined;
+  if (LOOPBACK.has(remoteAddress ?? '')) return undefined;
   return new ServiceError('FORBIDDEN', 'no API_TOKEN is configured, so model changes are accepted from loopback clients only');
 }
 
 export const auth = fp<{ token: string | undefined }>(async (app, { token }) => {
   app.addHook('onRequest', (request, _reply, done) => {
     if (!request.routeOptions.config.admin) return done();
-    done(denial(request, token));
+    done(adminDenial(request.headers.authorization, request.socket.remoteAddress, token));
   });
 });

@@ -23,16 +23,32 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
+  /** The Open Inference Protocol over gRPC, named as grpc-ecosystem's go-grpc-prometheus names them. */
+  readonly grpcDuration = new Histogram({
+    name: 'grpc_server_handling_seconds',
+    help: 'gRPC call latency by service and method, until the answer (or error) is sent',
+    labelNames: ['grpc_type', 'grpc_service', 'grpc_method'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  readonly grpcHandled = new Counter({
+    name: 'grpc_server_handled_total',
+    help: 'gRPC calls completed, by service, method and status code',
+    labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'] as const,
+    registers: [this.registry],
+  });
+
   readonly errors = new Counter({
     name: 'http_errors_total',
-    help: "Error responses by the service's error code",
+    help: "Error answers (HTTP and gRPC) by the service's error code",
     labelNames: ['code'] as const,
     registers: [this.registry],
   });
 
   readonly rateLimited = new Counter({
     name: 'rate_limit_rejections_total',
-    help: 'Requests refused with 429, by route template',
+    help: 'Requests refused with 429 (gRPC: RESOURCE_EXHAUSTED), by route template (gRPC: the method path)',
     labelNames: ['route'] as const,
     registers: [this.registry],
   });

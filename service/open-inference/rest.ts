@@ -3,14 +3,14 @@ import { z } from 'zod';
 import type { ServiceContext } from '../app.ts';
 import { errorCatalog, parseRequest, ServiceError } from '../errors.ts';
 import { errorOutcome } from '../http/problems.ts';
-import type { ServedModel } from '../inference/served-model.ts';
-import type { PlainTensor } from '../inference/tensor.ts';
-import { binaryData, decodeInput, jsonData, v2Datatype, v2Shape, type V2InputRequest } from './tensors.ts';
+import { type InferInput, type ModelRef, OpenInference } from './dataplane.ts';
+import { binaryData, decodeInput, jsonData, v2Datatype, type V2InputRequest } from './tensors.ts';
 
 // The Open Inference Protocol (KServe V2, Triton) over REST, so KServe and Triton clients work
 // unchanged: health, server and model metadata, readiness and infer, with Triton's binary
 // tensor data extension (a JSON header of Inference-Header-Content-Length bytes, then raw tensors).
-// Errors are {"error": "..."} with a 4xx, as the protocol has them.
+// Errors are {"error": "..."} with a 4xx, as the protocol has them. Also Triton's model
+// repository extension (index, load, unload), model configuration and statistics.
 
 const InferRequest = z
   .object({
@@ -66,14 +66,15 @@ const InferHeaders = z.object({
   'inference-header-content-length': z.string().optional().describe('Binary tensor data: the length of the JSON part; without it the whole body is JSON'),
 });
 
-type ModelRoute = { name: string; version?: string };
+const RepositoryIndexRequest = z.object({ ready: z.boolean().optional() }).describe('Model repository index request');
+const RepositoryActionRequest = z
+  .object({ parameters: z.record(z.string(), z.unknown()).optional() })
+  .describe('Model repository load or unload request (parameters are accepted and ignored)');
 
-function describeTensors(values: ServedModel['meta']['signature']['inputs']) {
-  return values.map((v) => ({ name: v.name, datatype: v2Datatype(v.type) ?? String(v.type), shape: v2Shape(v.shape) }));
-}
-
-function parseBody(request: FastifyRequest): { header: unknown; binary: Buffer } {
+/** The JSON header of a V2 body and the binary data after it; with `optional`, an empty body is no header. */
+function parseBody(request: FastifyRequest, optional = false): { header: unknown; binary: Buffer } {
   const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+  if (optional && body.length === 0) return { header: undefined, binary: body };
   const lengthHeader = request.headers['inference-header-content-length'];
   const jsonLength = lengthHeader === undefined ? body.length : Number(lengthHeader);
   if (!Number.isInteger(jsonLength) || jsonLength < 0 || jsonLength > body.length)
@@ -100,14 +101,15 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
     reply.code(status).send({ error: detail });
   });
 
-  const resolve = async ({ name, version }: ModelRoute): Promise<ServedModel> => ctx.registry.resolve(version === undefined ? name : `${name}@${version}`);
+  const oip = new OpenInference(ctx);
+  const params = (p: unknown) => p as ModelRef;
+  // Bodies are read and checked by the handlers (JSON or binary); the schemas document them.
+  const unchecked = () => (data: unknown) => ({ value: data });
 
   const ServerMetadata = z.object({ name: z.string(), version: z.string(), extensions: z.array(z.string()) });
-  app.get('/v2', { schema: { operationId: 'serverMetadata', tags: ['v2'], summary: 'Server metadata', response: { 200: ServerMetadata } } }, async () => ({
-    name: 'analytics-api',
-    version: ctx.serviceVersion,
-    extensions: ['binary_tensor_data', 'model_repository'],
-  }));
+  app.get('/v2', { schema: { operationId: 'serverMetadata', tags: ['v2'], summary: 'Server metadata', response: { 200: ServerMetadata } } }, async () =>
+    oip.serverMetadata(),
+  );
   app.get(
     '/v2/health/live',
     { schema: { operationId: 'serverLive', tags: ['v2'], summary: 'Liveness', response: { 200: z.object({ live: z.boolean() }) } } },
@@ -116,47 +118,37 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
   const ServerReady = z.object({ ready: z.boolean() });
   const serverReady = { 200: ServerReady, 503: ServerReady.describe('A production model is not loaded (yet)') };
   app.get('/v2/health/ready', { schema: { operationId: 'serverReady', tags: ['v2'], summary: 'Readiness', response: serverReady } }, async (_req, reply) => {
-    const ready = ctx.registry.ready();
+    const ready = oip.serverReady();
     reply.code(ready ? 200 : 503);
     return { ready };
   });
 
-  const metadata = async (route: ModelRoute) => {
-    const served = await resolve(route);
-    const description = await ctx.registry.describe(served.meta.name);
-    return {
-      name: served.meta.name,
-      versions: description.versions.map((v) => v.version),
-      platform: 'onnx_onnxv1',
-      inputs: describeTensors(served.meta.signature.inputs),
-      outputs: describeTensors(served.meta.signature.outputs),
-    };
+  const ready = async (route: ModelRef, reply: FastifyReply) => {
+    const isReady = await oip.modelReady(route);
+    // Triton and KServe answer a model that is not ready with a 4xx and {"ready": false}.
+    if (!isReady) reply.code(400);
+    return { name: route.name, ready: isReady };
   };
-  const ready = async (route: ModelRoute, reply: FastifyReply) => {
-    try {
-      await resolve(route);
-      return { name: route.name, ready: true };
-    } catch (err) {
-      if (err instanceof ServiceError && err.code === 'MODEL_NOT_LOADED') {
-        reply.code(400);
-        return { name: route.name, ready: false };
-      }
-      throw err;
-    }
-  };
-  const params = (p: unknown) => p as { name: string; version?: string };
   const errors = { 400: V2Error, 404: V2Error, 503: V2Error };
   const metadataResponse = { 200: ModelMetadata, ...errors };
   const readyResponse = { 200: ModelReady, ...errors, 400: ModelReady.describe('Known but not loaded (yet)') };
   app.get(
     '/v2/models/:name',
     { schema: { operationId: 'modelMetadata', tags: ['v2'], summary: 'Model metadata', params: NameParams, response: metadataResponse } },
-    async (req) => metadata(params(req.params)),
+    async (req) => oip.modelMetadata(params(req.params)),
   );
   app.get(
     '/v2/models/:name/versions/:version',
-    { schema: { operationId: 'modelVersionMetadata', tags: ['v2'], summary: 'Model version metadata', params: VersionParams, response: metadataResponse } },
-    async (req) => metadata(params(req.params)),
+    {
+      schema: {
+        operationId: 'modelVersionMetadata',
+        tags: ['v2'],
+        summary: 'Model version metadata (read from the store, not loaded)',
+        params: VersionParams,
+        response: metadataResponse,
+      },
+    },
+    async (req) => oip.modelMetadata(params(req.params)),
   );
   app.get(
     '/v2/models/:name/ready',
@@ -168,20 +160,102 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
     { schema: { operationId: 'modelVersionReady', tags: ['v2'], summary: 'Model version readiness', params: VersionParams, response: readyResponse } },
     async (req, reply) => ready(params(req.params), reply),
   );
+  app.get(
+    '/v2/models/:name/config',
+    { schema: { operationId: 'modelConfig', tags: ['v2'], summary: "Triton's model configuration", params: NameParams, response: errors } },
+    async (req) => oip.modelConfig(params(req.params)),
+  );
+  app.get(
+    '/v2/models/:name/versions/:version/config',
+    {
+      schema: {
+        operationId: 'modelVersionConfig',
+        tags: ['v2'],
+        summary: "Triton's model configuration of a version",
+        params: VersionParams,
+        response: errors,
+      },
+    },
+    async (req) => oip.modelConfig(params(req.params)),
+  );
+  app.get(
+    '/v2/models/stats',
+    { schema: { operationId: 'modelsStatistics', tags: ['v2'], summary: "Triton's inference statistics of every model" } },
+    async () => ({
+      model_stats: await oip.modelStatistics({ name: '' }),
+    }),
+  );
+  app.get(
+    '/v2/models/:name/stats',
+    { schema: { operationId: 'modelStatistics', tags: ['v2'], summary: "Triton's inference statistics of a model", params: NameParams, response: errors } },
+    async (req) => ({ model_stats: await oip.modelStatistics(params(req.params)) }),
+  );
+  app.get(
+    '/v2/models/:name/versions/:version/stats',
+    {
+      schema: {
+        operationId: 'modelVersionStatistics',
+        tags: ['v2'],
+        summary: "Triton's inference statistics of a version",
+        params: VersionParams,
+        response: errors,
+      },
+    },
+    async (req) => ({ model_stats: await oip.modelStatistics(params(req.params)) }),
+  );
+
+  // The model repository extension (Triton's): the index, and load / unload of a model's production version.
+  app.post(
+    '/v2/repository/index',
+    {
+      schema: {
+        operationId: 'repositoryIndex',
+        tags: ['v2'],
+        summary: 'Every model with its production version and state',
+        body: RepositoryIndexRequest.optional(),
+      },
+      validatorCompiler: unchecked,
+    },
+    async (req) => {
+      const { header } = parseBody(req, true);
+      const body = parseRequest(RepositoryIndexRequest, header ?? {}, 'request');
+      return oip.repositoryIndex(body.ready ?? false);
+    },
+  );
+  const repositoryAction = (action: 'load' | 'unload') => async (req: FastifyRequest, reply: FastifyReply) => {
+    const { header } = parseBody(req, true);
+    parseRequest(RepositoryActionRequest, header ?? {}, 'request');
+    const { name } = req.params as { name: string };
+    await (action === 'load' ? oip.load(name) : oip.unload(name));
+    return reply.code(200).send();
+  };
+  for (const action of ['load', 'unload'] as const) {
+    app.post(
+      `/v2/repository/models/:name/${action}`,
+      {
+        config: { admin: true },
+        validatorCompiler: unchecked,
+        schema: {
+          operationId: action === 'load' ? 'repositoryModelLoad' : 'repositoryModelUnload',
+          tags: ['v2'],
+          params: NameParams,
+          body: RepositoryActionRequest.optional(),
+          response: { 200: z.null().describe('Done'), ...errors, 409: V2Error.describe('Kubernetes mode: the ModelVersions decide') },
+          summary:
+            action === 'load'
+              ? "Serve the model's production version again (standalone mode)"
+              : "Stop serving the model's production version until it is loaded again (standalone mode; not kept across a restart)",
+        },
+      },
+      repositoryAction(action),
+    );
+  }
 
   const infer = async (request: FastifyRequest, reply: FastifyReply) => {
     const { header, binary } = parseBody(request);
     const req = parseRequest(InferRequest, header, 'request');
-    const served = await resolve(params(request.params));
-    const { inputs: modelInputs, outputs: modelOutputs } = served.meta.signature;
-
-    const feeds: Record<string, PlainTensor> = {};
     let offset = 0;
-    for (const input of req.inputs) {
-      const expected = modelInputs.find((i) => i.name === input.name);
-      if (!expected)
-        throw new ServiceError('VALIDATION_FAILED', `unknown input "${input.name}"; the model's inputs are ${modelInputs.map((i) => i.name).join(', ')}`);
-      if (feeds[input.name]) throw new ServiceError('VALIDATION_FAILED', `input "${input.name}" is given twice`);
+    const inputs: InferInput[] = req.inputs.map((input) => {
       const size = input.parameters?.binary_data_size;
       let bytes: Uint8Array | undefined;
       if (size !== undefined) {
@@ -193,29 +267,19 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
         bytes = binary.subarray(offset, offset + size);
         offset += size;
       }
-      feeds[input.name] = decodeInput(input as V2InputRequest, expected, bytes);
-    }
-    const missing = modelInputs.filter((i) => !feeds[i.name]).map((i) => i.name);
-    if (missing.length) throw new ServiceError('VALIDATION_FAILED', `missing inputs: ${missing.join(', ')}`);
-    const batchSizes = new Set(Object.values(feeds).map((t) => t.dims[0]));
-    if (batchSizes.size > 1) throw new ServiceError('VALIDATION_FAILED', `inputs disagree on the batch dimension: ${[...batchSizes].join(' vs ')}`);
-
-    const requested = req.outputs ?? modelOutputs.filter((o) => o.isTensor).map((o) => ({ name: o.name, parameters: undefined }));
-    for (const o of requested) {
-      if (!modelOutputs.some((m) => m.name === o.name))
-        throw new ServiceError('VALIDATION_FAILED', `unknown output "${o.name}"; the model's outputs are ${modelOutputs.map((m) => m.name).join(', ')}`);
-    }
-    const outputs = await served.infer(
-      feeds,
-      requested.map((o) => o.name),
+      return { name: input.name, decode: (expected) => decodeInput(input as V2InputRequest, expected, bytes) };
+    });
+    const { served, outputs } = await oip.infer(
+      params(request.params),
+      inputs,
+      req.outputs?.map((o) => o.name),
     );
 
     const binaryDefault = req.parameters?.binary_data_output === true;
     const chunks: Uint8Array[] = [];
-    const described = requested.map((o) => {
-      const t = outputs[o.name]!;
-      const base = { name: o.name, datatype: v2Datatype(t.type) ?? t.type, shape: t.dims };
-      const asBinary = (o.parameters?.binary_data as boolean | undefined) ?? binaryDefault;
+    const described = outputs.map(({ name, tensor: t }) => {
+      const base = { name, datatype: v2Datatype(t.type) ?? t.type, shape: t.dims };
+      const asBinary = (req.outputs?.find((o) => o.name === name)?.parameters?.binary_data as boolean | undefined) ?? binaryDefault;
       if (!asBinary) return { ...base, data: jsonData(t) };
       const bytes = binaryData(t);
       chunks.push(bytes);
@@ -235,8 +299,6 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
     body: { content: { 'application/json': { schema: InferRequest }, 'application/octet-stream': { schema: BinaryInfer } } },
     response: { 200: { content: { 'application/json': { schema: InferResponse }, 'application/octet-stream': { schema: BinaryInferResponse } } }, ...errors },
   };
-  // The body is read and checked by infer() (JSON or binary); the schema documents it.
-  const unchecked = () => (data: unknown) => ({ value: data });
   app.post(
     '/v2/models/:name/infer',
     {

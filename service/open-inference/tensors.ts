@@ -67,9 +67,11 @@ export interface V2InputRequest {
   parameters?: Record<string, unknown>;
 }
 
-/** Checks one request input against the model's input and turns it into a tensor. */
-export function decodeInput(input: V2InputRequest, expected: ValueSignature, binary: Uint8Array | undefined): PlainTensor {
-  const fail = (message: string): never => {
+type Fail = (message: string) => never;
+
+/** Checks a request input's datatype and shape against the model's input: its tensor type and element count. */
+function checkInput(input: V2InputRequest, expected: ValueSignature): { type: TensorType; count: number; fail: Fail } {
+  const fail: Fail = (message) => {
     throw new ServiceError('VALIDATION_FAILED', `input "${input.name}": ${message}`, [{ field: input.name, message }]);
   };
   const want = v2Datatype(expected.type);
@@ -81,8 +83,12 @@ export function decodeInput(input: V2InputRequest, expected: ValueSignature, bin
     if (!Number.isInteger(d) || d < 0) fail(`shape [${input.shape}] must hold non-negative integers`);
     if (modelShape[i]! >= 0 && modelShape[i] !== d) fail(`shape [${input.shape}] does not fit the model's [${modelShape}] at dimension ${i}`);
   });
-  const count = elementCount(input.shape);
-  const type = V2_TO_ORT[want!];
+  return { type: V2_TO_ORT[want!], count: elementCount(input.shape), fail };
+}
+
+/** Checks one request input against the model's input and turns it into a tensor (JSON data, or raw bytes). */
+export function decodeInput(input: V2InputRequest, expected: ValueSignature, binary: Uint8Array | undefined): PlainTensor {
+  const { type, count, fail } = checkInput(input, expected);
   if (binary) return { type, dims: input.shape, data: decodeBinary(type, binary, count, fail) };
   if (input.data === undefined) fail('has no data (and no binary_data_size)');
   const flat: unknown[] = [];
@@ -91,7 +97,74 @@ export function decodeInput(input: V2InputRequest, expected: ValueSignature, bin
   return { type, dims: input.shape, data: decodeJson(type, flat, fail) };
 }
 
-function decodeJson(type: TensorType, flat: unknown[], fail: (m: string) => never): TensorData {
+/** gRPC's typed tensor data (InferTensorContents): one repeated field per kind of element. */
+export interface TensorContents {
+  bool_contents?: boolean[];
+  int_contents?: number[];
+  int64_contents?: Array<string | number>;
+  uint_contents?: number[];
+  uint64_contents?: Array<string | number>;
+  fp32_contents?: number[];
+  fp64_contents?: number[];
+  bytes_contents?: Uint8Array[];
+}
+
+/** The InferTensorContents field that carries each tensor type (none for float16: raw bytes only, as in Triton). */
+const CONTENTS_FIELD: Record<TensorType, keyof TensorContents | undefined> = {
+  bool: 'bool_contents',
+  int8: 'int_contents',
+  int16: 'int_contents',
+  int32: 'int_contents',
+  int64: 'int64_contents',
+  uint8: 'uint_contents',
+  uint16: 'uint_contents',
+  uint32: 'uint_contents',
+  uint64: 'uint64_contents',
+  float16: undefined,
+  float32: 'fp32_contents',
+  float64: 'fp64_contents',
+  string: 'bytes_contents',
+};
+
+/** Checks one gRPC input given as typed contents and turns it into a tensor. */
+export function decodeContents(input: V2InputRequest, expected: ValueSignature, contents: TensorContents | undefined): PlainTensor {
+  const { type, count, fail } = checkInput(input, expected);
+  const field = CONTENTS_FIELD[type];
+  if (!field) fail(`${input.datatype} data goes in raw_input_contents`);
+  const filled = Object.entries(contents ?? {}).filter(([, v]) => Array.isArray(v) && v.length > 0);
+  const values = (contents?.[field!] ?? []) as unknown[];
+  if (filled.some(([k]) => k !== field)) fail(`${input.datatype} data goes in contents.${field}, the request fills ${filled.map(([k]) => k).join(', ')}`);
+  if (values.length !== count) fail(`shape [${input.shape}] holds ${count} elements, contents.${field} has ${values.length}`);
+  const dims = input.shape;
+  if (type === 'string') return { type, dims, data: (values as Uint8Array[]).map((b) => Buffer.from(b).toString('utf8')) };
+  if (type === 'bool') return { type, dims, data: Uint8Array.from(values as boolean[], (v) => (v ? 1 : 0)) };
+  const Typed = TYPED[type];
+  const out = new Typed(count) as TensorData;
+  const big = type === 'int64' || type === 'uint64';
+  for (let i = 0; i < count; i++) {
+    const v = values[i] as number | string;
+    if (big) {
+      (out as BigInt64Array)[i] = BigInt(v);
+      continue;
+    }
+    (out as Float64Array)[i] = v as number;
+    // int_contents and uint_contents are 32 bits wide: an INT8 or UINT16 input must hold the value.
+    if (!type.startsWith('float') && (out as Float64Array)[i] !== v) fail(`element ${i} (${v}) does not fit ${input.datatype}`);
+  }
+  return { type, dims, data: out };
+}
+
+/** A tensor as gRPC typed contents (undefined for float16, which travels as raw bytes only). */
+export function contentsOf(t: PlainTensor): TensorContents | undefined {
+  const field = CONTENTS_FIELD[t.type];
+  if (!field) return undefined;
+  if (t.type === 'string') return { bytes_contents: (t.data as string[]).map((s) => Buffer.from(s, 'utf8')) };
+  if (t.type === 'bool') return { bool_contents: Array.from(t.data as Uint8Array, (v) => v !== 0) };
+  if (t.data instanceof BigInt64Array || t.data instanceof BigUint64Array) return { [field]: Array.from(t.data, String) };
+  return { [field]: Array.from(t.data as ArrayLike<number>) };
+}
+
+function decodeJson(type: TensorType, flat: unknown[], fail: Fail): TensorData {
   if (type === 'string') {
     return flat.map((v, i) => (typeof v === 'string' ? v : fail(`element ${i} must be a string`)));
   }
@@ -116,7 +189,7 @@ function decodeJson(type: TensorType, flat: unknown[], fail: (m: string) => neve
   return out;
 }
 
-function decodeBinary(type: TensorType, bytes: Uint8Array, count: number, fail: (m: string) => never): TensorData {
+function decodeBinary(type: TensorType, bytes: Uint8Array, count: number, fail: Fail): TensorData {
   if (type === 'string') {
     const out: string[] = [];
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);

@@ -40,7 +40,7 @@ export const predictRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async 
     async (request, reply) => {
       const { model_id } = request.params;
       checkBodyModel(model_id, request.body.model_id);
-      const served = await ctx.registry.resolve(model_id);
+      const served = await ctx.registry.resolveServing(model_id);
       const { result, cache, predictionId } = await ctx.predictor.predict(served, request.body.features);
       reply.header('x-cache', cache);
       return {
@@ -69,7 +69,7 @@ export const predictRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async 
     async (request) => {
       const { model_id } = request.params;
       checkBodyModel(model_id, request.body.model_id);
-      const served = await ctx.registry.resolve(model_id);
+      const served = await ctx.registry.resolveServing(model_id);
       const { results, predictionIds } = await ctx.predictor.predictBatch(served, request.body.instances);
       return {
         predictions: results,

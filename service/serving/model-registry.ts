@@ -266,4 +266,86 @@ export class ModelRegistry {
   async listModels(): Promise<ModelDescription[]> {
     return Promise.all((await this.store.listModels()).map((n) => this.describe(n)));
   }
+
+  // The Open Inference Protocol's model repository extension (open-inference/), appended here.
+
+  /** Models whose production version was unloaded through the repository API: kept in memory only, a restart serves them again. */
+  private readonly unloadedModels = new Set<string>();
+
+  /** resolve(), refusing a model unloaded through the repository API (its pinned versions too) until it is loaded again. */
+  async resolveServing(ref: string): Promise<ServedModel> {
+    const name = ref.split('@', 1)[0]!;
+    if (this.unloaded(name))
+      throw new ServiceError('MODEL_NOT_LOADED', `model ${name} is unloaded; load it (POST /v2/repository/models/${name}/load) to serve it again`);
+    return this.resolve(ref);
+  }
+
+  /** Whether the model was unloaded through the repository API and not loaded (or promoted) since. */
+  unloaded(name: string): boolean {
+    const version = this.production.get(name);
+    return this.unloadedModels.has(name) && version !== undefined && !this.served.has(keyOf(name, version));
+  }
+
+  /** Every model in the store (and every routed one) with its production version and whether that version serves. */
+  async repositoryIndex(): Promise<Array<{ name: string; version: string; state: 'READY' | 'UNAVAILABLE'; reason: string }>> {
+    const names = [...new Set([...(await this.store.listModels()), ...this.production.keys()])].sort();
+    return names.map((name) => {
+      const version = this.production.get(name);
+      if (version === undefined) {
+        const reason = this.routingFromOperator ? 'no imported Production ModelVersion routes it' : 'no production version; promote one';
+        return { name, version: '', state: 'UNAVAILABLE' as const, reason };
+      }
+      if (this.served.has(keyOf(name, version))) return { name, version, state: 'READY' as const, reason: '' };
+      const reason = this.unloadedModels.has(name)
+        ? 'unloaded'
+        : (this.loadErrors.get(name) ?? (this.loading.has(keyOf(name, version)) ? 'loading' : 'not loaded'));
+      return { name, version, state: 'UNAVAILABLE' as const, reason };
+    });
+  }
+
+  /** The repository API's load (standalone): loads a model's production version if needed and serves it again. */
+  async repositoryLoad(name: string): Promise<string> {
+    const version = await this.repositoryVersion(name, 'load');
+    return this.store.withLock(name, async () => {
+      this.unloadedModels.delete(name);
+      const served = await this.loadProduction(name, version);
+      if (!served) throw new ServiceError('MODEL_NOT_LOADED', `model ${name}@${version} failed to load: ${this.loadErrors.get(name) ?? 'unknown error'}`);
+      return version;
+    });
+  }
+
+  /**
+   * The repository API's unload (standalone): the production version stops serving at once (its
+   * requests answer "not loaded"); it is freed when the requests already running on it are done.
+   */
+  async repositoryUnload(name: string): Promise<string> {
+    const version = await this.repositoryVersion(name, 'unload');
+    return this.store.withLock(name, async () => {
+      this.unloadedModels.add(name);
+      this.loadErrors.set(name, 'unloaded through the model repository API');
+      const key = keyOf(name, version);
+      const served = this.served.get(key);
+      if (served) {
+        this.served.delete(key);
+        this.metrics.modelsLoaded.set(this.served.size);
+        while (served.busy) await new Promise((resolve) => setTimeout(resolve, 5));
+        // Unless a request pinned to this version loaded it again meanwhile.
+        if (!this.served.has(key) && !this.loading.has(key)) await this.pool.unload(key);
+      }
+      await this.onModelChanged(name);
+      return version;
+    });
+  }
+
+  private async repositoryVersion(name: string, verb: 'load' | 'unload'): Promise<string> {
+    if (this.routingFromOperator)
+      throw new ServiceError(
+        'MANAGED_BY_KUBERNETES',
+        `in Kubernetes mode ModelVersions decide what serves, not ${verb} requests: kubectl apply a ModelVersion with stage Production to serve ${name}, set its stage to Archived or delete it to stop`,
+      );
+    if (!MODEL_NAME.test(name) || (await this.store.listVersions(name)).length === 0) throw noModel(name);
+    const version = this.production.get(name);
+    if (version === undefined) throw new ServiceError('MODEL_NOT_FOUND', `model ${name} has no production version; promote one`);
+    return version;
+  }
 }

@@ -100,7 +100,10 @@ describe('infra/dist', () => {
     assert.equal(c.livenessProbe.httpGet.path, '/health');
     assert.equal(c.readinessProbe.httpGet.path, '/ready');
     assert.equal(c.startupProbe.httpGet.path, '/health');
-    assert.deepEqual(c.ports, [{ containerPort: 8080, name: 'http' }]);
+    assert.deepEqual(c.ports, [
+      { containerPort: 8080, name: 'http' },
+      { containerPort: 8081, name: 'grpc' },
+    ]);
     const mounts = Object.fromEntries(c.volumeMounts.map((m: Obj) => [m.mountPath, m.name]));
     const volumes = Object.fromEntries(d.spec.template.spec.volumes.map((v: Obj) => [v.name, v]));
     assert.equal(volumes[mounts['/app/models']].persistentVolumeClaim.claimName, 'analytics-models');
@@ -116,6 +119,7 @@ describe('infra/dist', () => {
       {
         HOST: '0.0.0.0',
         PORT: '8080',
+        GRPC_PORT: '8081',
         MODELS_DIR: '/app/models',
         CONTROL_PLANE: 'kubernetes',
         REDIS_URL: 'redis://redis:6379',
@@ -156,7 +160,10 @@ describe('infra/dist', () => {
   test('Service, Ingress and PodDisruptionBudget of the service', () => {
     const svc = find(objects, 'Service', 'analytics-api');
     assert.equal(svc.spec.type, 'ClusterIP');
-    assert.deepEqual(svc.spec.ports, [{ name: 'http', port: 80, targetPort: 8080 }]);
+    assert.deepEqual(svc.spec.ports, [
+      { name: 'http', port: 80, targetPort: 8080 },
+      { name: 'grpc', port: 8081, targetPort: 8081 },
+    ]);
     assert.deepEqual(svc.spec.selector, { [LABELS.name]: 'analytics-api' });
     const ing = find(objects, 'Ingress', 'analytics-api');
     assert.equal(ing.spec.ingressClassName, 'nginx');

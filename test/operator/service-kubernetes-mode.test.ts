@@ -4,6 +4,8 @@ import { modelVersionName, ROUTING_CONFIGMAP, ROUTING_KEY } from '../../contract
 import { serviceRules } from '../../contract/rbac.ts';
 import { routingText } from '../../contract/routing.ts';
 import type { ControlPlane } from '../k8s/control-plane.ts';
+import type * as grpc from '@grpc/grpc-js';
+import { call, grpcClient } from '../helpers/grpc.ts';
 import { waitFor } from '../helpers/processes.ts';
 import { startService, uploadSample, type TestService } from '../helpers/service.ts';
 import { getMv, grantRole, kubectlApply, ns, startCluster } from './helpers.ts';
@@ -20,7 +22,7 @@ let svc: TestService;
 before(async () => {
   cp = await startCluster({ controllers: false });
   const user = await grantRole(cp, 'analytics-api', serviceRules);
-  svc = await startService({ CONTROL_PLANE: 'kubernetes', POD_NAMESPACE: ns }, { kubeConfig: cp.impersonatedKubeConfig(user) });
+  svc = await startService({ CONTROL_PLANE: 'kubernetes', POD_NAMESPACE: ns, GRPC_PORT: '0' }, { kubeConfig: cp.impersonatedKubeConfig(user) });
 });
 after(async () => {
   await svc?.close();
@@ -125,5 +127,35 @@ describe('what serves follows the routing ConfigMap, in place', () => {
     assert.equal((await uploadSample(svc.app, 'wine-forest', '1', {}, 'wine')).statusCode, 201, 'the same upload works once the API is back');
     await route({ iris: '2.0' });
     await waitFor('routing to 2.0 after the restart', async () => (await predict()).json().model_version === '2.0', 20_000, 100);
+  });
+});
+
+describe('the Open Inference Protocol under the operator', () => {
+  test('the repository index lists what serves; load and unload say that ModelVersions decide, over REST and gRPC', async () => {
+    await route({ iris: '1.0' });
+    await waitFor('routing to 1.0', async () => (await predict()).json().model_version === '1.0', 10_000, 100);
+    const expected = [
+      { name: 'iris', version: '1.0', state: 'READY', reason: '' },
+      { name: 'wine', version: '', state: 'UNAVAILABLE', reason: 'no imported Production ModelVersion routes it' },
+    ];
+    assert.deepEqual((await svc.app.inject({ method: 'POST', url: '/v2/repository/index' })).json(), expected);
+    const rest = await svc.app.inject({ method: 'POST', url: '/v2/repository/models/iris/unload' });
+    assert.equal(rest.statusCode, 409);
+    assert.match(rest.json().error, /ModelVersions decide what serves/);
+    const client = grpcClient(await svc.app.ctx.grpc!.listen());
+    try {
+      const index = await call<{ models: unknown[] }>(client, 'RepositoryIndex', {});
+      assert.deepEqual(index.models, expected);
+      for (const method of ['RepositoryModelLoad', 'RepositoryModelUnload']) {
+        const err = await call(client, method, { model_name: 'iris' }).then(
+          () => assert.fail(`${method} answered`),
+          (e: grpc.ServiceError) => e,
+        );
+        assert.equal(err.code, 9, `${method}: FAILED_PRECONDITION`);
+        assert.match(err.details, /ModelVersions decide what serves.*kubectl/);
+      }
+    } finally {
+      client.close();
+    }
   });
 });

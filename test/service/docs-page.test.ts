@@ -81,7 +81,7 @@ describe('GET /docs/json', () => {
       .filter((o) => o.op.security)
       .map((o) => o.op.operationId)
       .sort();
-    assert.deepEqual(secured, ['deleteModelVersion', 'promoteModelVersion', 'uploadModel']);
+    assert.deepEqual(secured, ['deleteModelVersion', 'promoteModelVersion', 'repositoryModelLoad', 'repositoryModelUnload', 'uploadModel']);
     for (const id of secured) assert.deepEqual(byId(id!).op.security, [{ bearer: [] }]);
   });
 

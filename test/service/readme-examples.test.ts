@@ -9,7 +9,7 @@ import { loadConfig } from '../../service/config.ts';
 import { freePort, startProcess, stopProcess, waitFor } from '../helpers/processes.ts';
 
 // The README's "Try it" commands, run as printed against the service as `make run` starts it
-// (only the port and the data folder differ), and the configuration's error messages. No
+// (only the ports and the data folder differ), and the configuration's error messages. No
 // pipefail: `curl ... | head` closing the pipe early is how a person runs it too.
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -23,7 +23,7 @@ test('the README examples work against the service as make run starts it', async
   const port = await freePort();
   const service = startProcess(process.execPath, ['service/main.ts'], {
     cwd: ROOT,
-    env: { ...process.env, PORT: String(port), MODELS_DIR: join(data, 'models'), SAMPLE_MODELS_DIR: 'models', LOG_LEVEL: 'warn' },
+    env: { ...process.env, PORT: String(port), GRPC_PORT: '0', MODELS_DIR: join(data, 'models'), SAMPLE_MODELS_DIR: 'models', LOG_LEVEL: 'warn' },
   });
   try {
     await waitFor('the service', async () => (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200, 60_000, 200);

@@ -76,6 +76,23 @@ describe('Open Inference Protocol (V2) with tritonclient', () => {
     assert.deepEqual(report.models['iris-logreg'].default_outputs, ['output_label', 'probabilities']);
   });
 
+  test('the repository extension: index, unload, load; the model configuration', () => {
+    const { index, config, after_unload, after_load } = report.repository;
+    assert.deepEqual(
+      index,
+      [...MODELS_UNDER_TEST].sort().map((name) => ({ name, version: '1', state: 'READY', reason: '' })),
+    );
+    assert.equal(config.name, 'iris-logreg');
+    assert.deepEqual(config.input, [{ name: 'input', data_type: 'TYPE_FP32', dims: [-1, 4] }]);
+    assert.equal(after_unload.model_ready, false);
+    assert.deepEqual(
+      after_unload.index.find((m: { name: string }) => m.name === 'iris-logreg'),
+      { name: 'iris-logreg', version: '1', state: 'UNAVAILABLE', reason: 'unloaded' },
+    );
+    assert.equal(after_load.model_ready, true);
+    assert.equal(after_load.statistics.model_stats[0].name, 'iris-logreg');
+  });
+
   test('a shape mismatch is a 400 that says what is wrong', () => {
     assert.equal(report.bad_shape.status, '400');
     assert.match(report.bad_shape.message, /shape \[1,3\] does not fit the model's \[-1,4\]/);
@@ -143,6 +160,79 @@ describe('V2 errors and batching', () => {
     for (const [i, p] of (together as number[][]).entries()) for (const [c, v] of p.entries()) assert.ok(closeTo(v, alone[i][c], 1e-6, 1e-7), `request ${i}`);
     const runs = afterCounts.runs - before.runs;
     assert.ok(runs < xs.length, `${xs.length} requests took ${runs} ONNX runs`);
+  });
+});
+
+describe('V2 model repository over REST', () => {
+  let svc: TestService;
+  before(async () => {
+    svc = await startService();
+    await uploadSample(svc.app, 'iris-logreg');
+    // A second version, not promoted.
+    assert.equal((await uploadSample(svc.app, 'iris-mlp', '2', {}, 'iris-logreg')).statusCode, 201);
+  });
+  after(() => svc.close());
+  const IRIS = { 'sepal length (cm)': 5.9, 'sepal width (cm)': 3.0, 'petal length (cm)': 5.1, 'petal width (cm)': 1.8 };
+  const predict = (model = 'iris-logreg') => svc.app.inject({ method: 'POST', url: `/api/v1/predict/${model}`, payload: { features: IRIS } });
+  const v2infer = () =>
+    svc.app.inject({
+      method: 'POST',
+      url: '/v2/models/iris-logreg/infer',
+      payload: JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: Object.values(IRIS) }] }),
+    });
+  const loaded = async () =>
+    Object.fromEntries(
+      (await svc.app.inject({ url: '/api/v1/models/iris-logreg' })).json().versions.map((v: { version: string; loaded: boolean }) => [v.version, v.loaded]),
+    );
+
+  test("a version's metadata and readiness are read without loading it", async () => {
+    const meta = await svc.app.inject({ url: '/v2/models/iris-logreg/versions/2' });
+    assert.equal(meta.statusCode, 200, meta.body);
+    assert.deepEqual(meta.json().versions, ['1', '2']);
+    assert.equal(meta.json().outputs[0].name, 'label', "version 2's (iris-mlp), not version 1's output_label");
+    const ready = await svc.app.inject({ url: '/v2/models/iris-logreg/versions/2/ready' });
+    assert.deepEqual([ready.statusCode, ready.json()], [400, { name: 'iris-logreg', ready: false }]);
+    assert.deepEqual(await loaded(), { 1: true, 2: false });
+    assert.equal((await svc.app.inject({ url: '/v2/models/iris-logreg/versions/9' })).statusCode, 404);
+  });
+
+  test('unload stops serving the model over every API, /ready says so; load serves it again', async () => {
+    assert.deepEqual((await svc.app.inject({ method: 'POST', url: '/v2/repository/index' })).json(), [
+      { name: 'iris-logreg', version: '1', state: 'READY', reason: '' },
+    ]);
+    const unload = await svc.app.inject({
+      method: 'POST',
+      url: '/v2/repository/models/iris-logreg/unload',
+      payload: '{"parameters": {"unload_dependents": false}}',
+    });
+    assert.equal(unload.statusCode, 200, unload.body);
+    assert.deepEqual(await loaded(), { 1: false, 2: false });
+    for (const res of [await predict(), await predict('iris-logreg@1')]) {
+      assert.equal(res.statusCode, 503);
+      assert.equal(res.json().code, 'MODEL_NOT_LOADED');
+    }
+    const infer = await v2infer();
+    assert.equal(infer.statusCode, 503);
+    assert.match(infer.json().error, /unloaded; load it/);
+    const ready = await svc.app.inject({ url: '/ready' });
+    assert.equal(ready.statusCode, 503);
+    assert.deepEqual(ready.json().models, [{ name: 'iris-logreg', version: '1', loaded: false, error: 'unloaded through the model repository API' }]);
+    assert.equal((await svc.app.inject({ url: '/v2/health/ready' })).statusCode, 503);
+    assert.equal((await svc.app.inject({ url: '/v2/models/iris-logreg' })).statusCode, 200, 'metadata still answers');
+    assert.deepEqual((await svc.app.inject({ method: 'POST', url: '/v2/repository/index', payload: '{"ready": true}' })).json(), []);
+
+    assert.equal((await svc.app.inject({ method: 'POST', url: '/v2/repository/models/iris-logreg/load' })).statusCode, 200);
+    assert.equal((await predict()).statusCode, 200);
+    assert.equal((await v2infer()).statusCode, 200);
+    assert.equal((await svc.app.inject({ url: '/ready' })).statusCode, 200);
+  });
+
+  test('load and unload of an unknown model are 404s', async () => {
+    for (const action of ['load', 'unload']) {
+      const res = await svc.app.inject({ method: 'POST', url: `/v2/repository/models/nope/${action}` });
+      assert.equal(res.statusCode, 404);
+      assert.match(res.json().error, /no model named "nope"/);
+    }
   });
 });
 

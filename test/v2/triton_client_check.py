@@ -55,6 +55,15 @@ for name in names:
         entry["default_outputs"] = sorted(client.infer(name, [inp]).get_response()["outputs"][i]["name"] for i in range(len(meta["outputs"])))
     report["models"][name] = entry
 
+# The model repository extension and the model configuration, as tritonclient calls them.
+first = names[0]
+repository = {"index": client.get_model_repository_index(), "config": client.get_model_config(first)}
+client.unload_model(first)
+repository["after_unload"] = {"model_ready": client.is_model_ready(first), "index": client.get_model_repository_index()}
+client.load_model(first)
+repository["after_load"] = {"model_ready": client.is_model_ready(first), "statistics": client.get_inference_statistics(first)}
+report["repository"] = repository
+
 # A shape mismatch is a clear client error.
 try:
     bad = httpclient.InferInput("input", [1, 3], "FP32")
