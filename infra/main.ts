@@ -3,10 +3,12 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { manifestFiles } from './app.ts';
+import { CHART_DIR, helmChartFiles } from './helm-chart.ts';
 import { defaultSettings, settingsFromEnvironment } from './settings.ts';
 
 // `make synth`: writes the manifests of the default settings to infra/dist/ (committed, so
-// `kubectl apply -f infra/dist/` works without Node), and removes files no chart writes any more. With settings (NAMESPACE=..., SERVICE_REPLICAS=...,
+// `kubectl apply -f infra/dist/` works without Node) and the Helm chart to infra/helm/, and
+// removes files no chart writes any more. With settings (NAMESPACE=..., SERVICE_REPLICAS=...,
 // OPERATOR_REPLICAS=..., INGRESS_CLASS=..., RUNBOOK_BASE_URL=..., SETTINGS_FILE=file.json) it
 // writes only the manifests, to OUT (default infra/build/<namespace>/, not committed), so the
 // committed defaults stay as they are.
@@ -58,4 +60,6 @@ if (custom) {
   const dist = out.startsWith(`${root}/`) ? relative(root, out) : out;
   console.log(`settings: ${JSON.stringify(settings)}`);
   console.log(`deploy with: make deploy NAMESPACE=${settings.namespace} DIST=${dist}   (or kubectl apply -f ${dist}/)`);
+} else {
+  writeTree(join(root, CHART_DIR), helmChartFiles(), /./, () => '');
 }

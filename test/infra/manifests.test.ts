@@ -274,9 +274,22 @@ describe('make synth with settings: another namespace, replicas, resources, ingr
   before(async () => {
     const settings = join(out, 'settings.json');
     writeFileSync(settings, JSON.stringify({ operator: { resources: { limits: { cpu: '750m' } } }, redis: { resources: { requests: { memory: '256Mi' } } } }));
-    const r = await run('make', ['--no-print-directory', 'synth', `NAMESPACE=${NS}`, 'SERVICE_REPLICAS=3', 'OPERATOR_REPLICAS=1', 'INGRESS_CLASS=traefik', `SETTINGS_FILE=${settings}`, `OUT=${join(out, 'dist')}`], {
-      timeoutMs: 60_000,
-    });
+    const r = await run(
+      'make',
+      [
+        '--no-print-directory',
+        'synth',
+        `NAMESPACE=${NS}`,
+        'SERVICE_REPLICAS=3',
+        'OPERATOR_REPLICAS=1',
+        'INGRESS_CLASS=traefik',
+        `SETTINGS_FILE=${settings}`,
+        `OUT=${join(out, 'dist')}`,
+      ],
+      {
+        timeoutMs: 60_000,
+      },
+    );
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, new RegExp(`make deploy NAMESPACE=${NS} DIST=`));
     objs = readdirSync(join(out, 'dist'), { recursive: true, withFileTypes: true })
@@ -336,7 +349,9 @@ describe('make synth with settings: another namespace, replicas, resources, ingr
   });
 
   test('a bad setting stops make synth with its path named', async () => {
-    const r = await run('make', ['--no-print-directory', 'synth', 'NAMESPACE=ML_Serving', 'SERVICE_REPLICAS=0', `OUT=${join(out, 'bad')}`], { timeoutMs: 60_000 });
+    const r = await run('make', ['--no-print-directory', 'synth', 'NAMESPACE=ML_Serving', 'SERVICE_REPLICAS=0', `OUT=${join(out, 'bad')}`], {
+      timeoutMs: 60_000,
+    });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /namespace: must be a lowercase DNS label/);
     assert.match(r.stderr, /service\.replicas: /);
