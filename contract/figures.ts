@@ -20,3 +20,16 @@ export const figures = {
     cpuOfLimit: 0.9,
   },
 } as const;
+
+/**
+ * Targets the specification leaves open ("Maximum response time: To be determined", "Error
+ * rates"): this platform's choices, stated once for the alerts, the dashboard and the tests.
+ */
+export const platformTargets = {
+  /** p99 of a prediction request, seconds (a bucket boundary of http_request_duration_seconds). */
+  predictP99Seconds: 0.5,
+  /** Share of responses that are 5xx. */
+  serverErrorRatio: 0.01,
+  /** Below this many cache lookups per second the hit ratio says nothing. */
+  minCacheLookupsPerSecond: 0.1,
+} as const;

@@ -53,6 +53,19 @@ export const OPERATOR_METRICS_PORT = 8081;
  */
 export const CREATE_ONLY_LABEL = 'serving.analytics.dev/create-only';
 
+/** The ingress class of the ingress-nginx that `make cluster` installs (the default of the settings). */
+export const INGRESS_CLASS = 'nginx';
+
+/**
+ * A cluster-wide name (a PersistentVolume, a folder of the node) of something that belongs to one
+ * namespace: as it is in the default namespace, suffixed with the namespace in any other, so
+ * installs in several namespaces never share a volume or a model store. The Helm chart's
+ * `analytics-api.perNamespace` template is the same rule.
+ */
+export function perNamespace(name: string, namespace: string): string {
+  return namespace === NAMESPACE ? name : `${name}-${namespace}`;
+}
+
 /** The kind pod network: the ingress controller's address is in it, so its X-Forwarded-For is believed. */
 export const KIND_POD_CIDR = '10.244.0.0/16';
 

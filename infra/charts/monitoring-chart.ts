@@ -2,7 +2,7 @@ import { ApiObject, Chart } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import type { Construct } from 'constructs';
 import { alertGroups } from '../monitoring/alerts.ts';
-import { DASHBOARD_UID, dashboard } from '../monitoring/dashboard.ts';
+import { dashboard, dashboardUid } from '../monitoring/dashboard.ts';
 import { NAMESPACE, OPERATOR_NAME, SERVICE_NAME, labelsFor, selectorFor } from '../names.ts';
 
 // For the Prometheus operator (kube-prometheus-stack): ServiceMonitors for the service and the
@@ -13,6 +13,8 @@ export interface MonitoringChartProps {
   namespace?: string;
   /** Scrape interval. */
   interval?: string;
+  /** Where docs/runbooks.md is served (each alert's runbook_url). */
+  runbookBaseUrl?: string;
 }
 
 const MONITORING = 'monitoring.coreos.com/v1';
@@ -42,17 +44,19 @@ export class MonitoringChart extends Chart {
       apiVersion: MONITORING,
       kind: 'PrometheusRule',
       metadata: { name: SERVICE_NAME, labels },
-      spec: { groups: alertGroups },
+      spec: { groups: alertGroups({ namespace, runbookBaseUrl: props.runbookBaseUrl ?? 'docs/runbooks.md' }) },
     });
 
     new kplus.ConfigMap(this, 'dashboard', {
       metadata: {
         name: `${SERVICE_NAME}-dashboard`,
-        // The label Grafana's dashboard sidecar looks for; the annotation names its folder.
+        // The label kube-prometheus-stack's Grafana sidecar looks for (label grafana_dashboard,
+        // labelValue "1"); the folder annotation counts only where the sidecar is told its key
+        // (sidecar.dashboards.folderAnnotation: grafana_folder, docs/monitoring.md).
         labels: { ...labels, grafana_dashboard: '1' },
         annotations: { grafana_folder: 'Analytics' },
       },
-      data: { [`${DASHBOARD_UID}.json`]: JSON.stringify(dashboard(), null, 2) },
+      data: { [`${dashboardUid(namespace)}.json`]: JSON.stringify(dashboard({ namespace }), null, 2) },
     });
   }
 }

@@ -3,7 +3,7 @@ import * as kplus from 'cdk8s-plus-27';
 import type { Construct } from 'constructs';
 import { serviceRules } from '../../contract/rbac.ts';
 import { figures } from '../../contract/figures.ts';
-import { HardenedDeployment, resourcesFromFigures } from '../constructs/hardened-deployment.ts';
+import { HardenedDeployment, type Resources, resourcesFromFigures } from '../constructs/hardened-deployment.ts';
 import { HostFolderClaim } from '../constructs/host-folder-claim.ts';
 import { ServiceAccountRole } from '../constructs/service-account-role.ts';
 import {
@@ -39,6 +39,8 @@ export interface ServiceChartProps {
   namespace?: string;
   image?: string;
   replicas?: number;
+  /** Default: the specification's figures (contract/figures.ts). */
+  resources?: Resources;
   /** CIDRs of the proxies whose X-Forwarded-For is believed (the ingress controller's pods). */
   trustedProxies?: string;
   modelsStorage?: Size;
@@ -112,7 +114,7 @@ export class ServiceChart extends Chart {
         POD_NAMESPACE: kplus.EnvValue.fromFieldRef(kplus.EnvFieldPaths.POD_NAMESPACE),
         API_TOKEN: kplus.EnvValue.fromSecretValue({ secret: token, key: TOKEN_KEY }),
       },
-      resources: resourcesFromFigures(figures.resources),
+      resources: props.resources ?? resourcesFromFigures(figures.resources),
       // Up to 60 s to start (load the routed models) before liveness counts.
       startup: probe('/health', { periodSeconds: Duration.seconds(2), failureThreshold: 30 }),
       liveness: probe('/health', { periodSeconds: Duration.seconds(10), failureThreshold: 3 }),

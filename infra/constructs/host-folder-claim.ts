@@ -1,6 +1,7 @@
 import { JsonPatch, type Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
+import { perNamespace } from '../names.ts';
 
 // A PersistentVolumeClaim bound to a PersistentVolume on a folder of the node (on kind, a host
 // folder mounted into the node by kind-config.yaml's extraMounts). The volume is reserved for
@@ -8,12 +9,12 @@ import { Construct } from 'constructs';
 // manifests never deletes the folder's files.
 
 export interface HostFolderClaimProps {
-  /** Name of both the PersistentVolume and the claim. */
+  /** The claim's name; the PersistentVolume's outside the default namespace has the namespace appended (perNamespace). */
   name: string;
   /** The claim's namespace (the volume is reserved for it). */
   namespace: string;
   labels: Record<string, string>;
-  /** The folder on the node. */
+  /** The folder on the node (outside the default namespace, with the namespace appended). */
   nodePath: string;
   storage: Size;
 }
@@ -27,14 +28,15 @@ export class HostFolderClaim extends Construct {
   constructor(scope: Construct, id: string, props: HostFolderClaimProps) {
     super(scope, id);
     const quantity = kplus.k8s.Quantity.fromString(`${props.storage.toGibibytes()}Gi`);
+    const volumeName = perNamespace(props.name, props.namespace);
     const volume = new kplus.k8s.KubePersistentVolume(this, 'volume', {
-      metadata: { name: props.name, labels: props.labels },
+      metadata: { name: volumeName, labels: props.labels },
       spec: {
         capacity: { storage: quantity },
         accessModes: ['ReadWriteMany'],
         persistentVolumeReclaimPolicy: 'Retain',
         storageClassName: HOST_FOLDER_STORAGE_CLASS,
-        hostPath: { path: props.nodePath, type: 'DirectoryOrCreate' },
+        hostPath: { path: perNamespace(props.nodePath, props.namespace), type: 'DirectoryOrCreate' },
         claimRef: { namespace: props.namespace, name: props.name },
       },
     });
@@ -45,7 +47,7 @@ export class HostFolderClaim extends Construct {
       accessModes: [kplus.PersistentVolumeAccessMode.READ_WRITE_MANY],
       storage: props.storage,
       storageClassName: HOST_FOLDER_STORAGE_CLASS,
-      volume: kplus.PersistentVolume.fromPersistentVolumeName(this, 'bound', props.name),
+      volume: kplus.PersistentVolume.fromPersistentVolumeName(this, 'bound', volumeName),
     });
   }
 }

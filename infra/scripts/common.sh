@@ -9,6 +9,8 @@ KUBE_CONTEXT=${KUBE_CONTEXT:-kind-$CLUSTER_NAME}
 NAMESPACE=${NAMESPACE:-analytics}
 IMAGE=${IMAGE:-analytics-api:latest}
 ROLLOUT_TIMEOUT=${ROLLOUT_TIMEOUT:-300s}
+# The manifests deploy/undeploy apply: infra/dist/, or what `make synth NAMESPACE=...` wrote.
+DIST=${DIST:-$root/infra/dist}
 
 if [[ -t 2 ]]; then
   say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

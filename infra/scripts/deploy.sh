@@ -7,11 +7,12 @@ set -euo pipefail
 # shellcheck source=infra/scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need kubectl "see https://kubernetes.io/docs/tasks/tools/"
-dist="$root/infra/dist"
+dist=$DIST
+shown=${dist#"$root"/} # infra/dist when it is the default
 manager=analytics-deploy
 create_only=serving.analytics.dev/create-only
 
-say "applying infra/dist/ to $KUBE_CONTEXT"
+say "applying $shown/ to $KUBE_CONTEXT"
 kc apply --server-side --field-manager="$manager" -f "$dist/" -l "$create_only!=true"
 
 if ! kc -n "$NAMESPACE" get secret analytics-api-token >/dev/null 2>&1; then
@@ -29,10 +30,10 @@ if ! out=$(kc create --save-config=false -f "$dist/" -l "$create_only=true" 2>&1
 fi
 
 if kc get crd servicemonitors.monitoring.coreos.com prometheusrules.monitoring.coreos.com >/dev/null 2>&1; then
-  say "applying infra/dist/monitoring/ (ServiceMonitors, PrometheusRule, Grafana dashboard)"
+  say "applying $shown/monitoring/ (ServiceMonitors, PrometheusRule, Grafana dashboard)"
   kc apply --server-side --field-manager="$manager" -f "$dist/monitoring/"
 else
-  say "skipping infra/dist/monitoring/: no Prometheus operator CRDs in this cluster (see docs/wsl2.md)"
+  say "skipping $shown/monitoring/: no Prometheus operator CRDs in this cluster (see docs/wsl2.md)"
 fi
 
 if [[ ${SKIP_ROLLOUT_WAIT:-} != 1 ]]; then

@@ -142,6 +142,8 @@ export class OperatorMetrics {
     labelNames: ['phase'] as const,
     registers: [this.registry],
     collect: () => {
+      // Phases no object is in any more go (a "" counted before the first status stayed at 1).
+      this.modelVersions.reset();
       for (const [phase, n] of this.phases()) this.modelVersions.set({ phase }, n);
     },
   });

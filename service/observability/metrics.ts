@@ -101,6 +101,24 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
+  private servingSource: () => Iterable<{ name: string; version: string; loaded: boolean }> = () => [];
+
+  readonly servingInfo = new Gauge({
+    name: 'model_serving_info',
+    help: 'The version each model serves: 1 when it is loaded and answers, 0 while it is the production version but not loaded',
+    labelNames: ['model', 'version'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.servingInfo.reset();
+      for (const m of this.servingSource()) this.servingInfo.set({ model: m.name, version: m.version }, m.loaded ? 1 : 0);
+    },
+  });
+
+  /** Where model_serving_info reads which version serves each model, at every scrape (the model registry). */
+  reportServing(source: () => Iterable<{ name: string; version: string; loaded: boolean }>): void {
+    this.servingSource = source;
+  }
+
   readonly cacheRequests = new Counter({
     name: 'cache_requests_total',
     help: 'Prediction cache lookups by model and result (hit, miss, error)',
@@ -211,11 +229,10 @@ export class ServiceMetrics {
     if (result !== 'error') this.recentHits.record(result === 'hit');
   }
 
-  /** CPU and memory as fractions of the container's own limits (the specification: < 0.9, < 0.8). */
+  /** The container's CPU time and limits, and memory as a fraction of its limit (the specification: < 0.9, < 0.8). */
   private registerResourceGauges(cgroup: CgroupReader): void {
     const cpuLimit = () => cgroup.cpuLimitCores() ?? availableParallelism();
     const memoryLimit = () => cgroup.memoryLimitBytes() ?? totalmem();
-    let last = { at: performance.now(), cpu: this.cpuSeconds(cgroup) };
     new Gauge({
       name: 'container_cpu_limit_cores',
       help: "CPU limit of the container (cgroup), or the host's cores without one",
@@ -232,18 +249,16 @@ export class ServiceMetrics {
         this.set(memoryLimit());
       },
     });
+    // A counter, as cAdvisor's CPU seconds: rate() over any window / the limit is the share of
+    // the limit, the same whoever scrapes and however often.
     const self = this;
-    new Gauge({
-      name: 'container_cpu_usage_ratio',
-      help: 'CPU used since the previous scrape as a fraction of the CPU limit',
+    new Counter({
+      name: 'container_cpu_seconds_total',
+      help: "CPU time used by the container's cgroup (or this process without one), in seconds",
       registers: [this.registry],
       collect() {
-        const now = { at: performance.now(), cpu: self.cpuSeconds(cgroup) };
-        const wall = (now.at - last.at) / 1000;
-        if (wall > 0.05) {
-          this.set((now.cpu - last.cpu) / wall / cpuLimit());
-          last = now;
-        }
+        this.reset();
+        this.inc(self.cpuSeconds(cgroup));
       },
     });
     new Gauge({

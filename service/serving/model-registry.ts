@@ -55,6 +55,8 @@ export class ModelRegistry {
     this.metrics = deps.metrics;
     this.log = deps.log;
     this.batching = deps.batching;
+    // model_serving_info: each production version, read at every scrape (start, promote, routing).
+    this.metrics.reportServing(() => this.status());
   }
 
   /** Loads every model's production version. Failures are logged and reported by /ready. */

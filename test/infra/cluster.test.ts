@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startControlPlane, waitFor, type ControlPlane } from '../k8s/control-plane.ts';
 import { ROUTING_CONFIGMAP, ROUTING_KEY } from '../../contract/names.ts';
+import { manifestFiles } from '../../infra/app.ts';
 import { TOKEN_KEY, TOKEN_SECRET } from '../../infra/names.ts';
+import { resolveSettings } from '../../infra/settings.ts';
 import { distDir, distObjects, repoRoot, run, type Obj } from './helpers.ts';
 
 // The manifests on a real API server (etcd + kube-apiserver, with kube-controller-manager,
@@ -144,6 +146,54 @@ describe('infra/dist on a real API server', () => {
     assert.doesNotMatch(r.stderr, /creating Secret/);
     assert.equal((await getJson(['-n', 'analytics', 'get', 'secret', TOKEN_SECRET])).data[TOKEN_KEY], tokenBefore);
     assert.equal((await getJson(['-n', 'analytics', 'get', 'configmap', ROUTING_CONFIGMAP])).data[ROUTING_KEY], routed);
+  });
+
+  test('a second install in another namespace beside it: make deploy and make undeploy with NAMESPACE and DIST', { timeout: 300_000 }, async () => {
+    const other = 'ml-serving';
+    const dist = join(home, 'dist-ml-serving');
+    for (const f of manifestFiles(resolveSettings({ namespace: other }))) {
+      mkdirSync(dirname(join(dist, f.path)), { recursive: true });
+      writeFileSync(join(dist, f.path), f.yaml);
+    }
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'PersistentVolume',
+        metadata: { name: 'test-redis-data-2' },
+        spec: { capacity: { storage: '1Gi' }, accessModes: ['ReadWriteOnce'], storageClassName: 'standard', hostPath: { path: '/tmp/test-redis-data-2' } },
+      }),
+    );
+    const env = { ...scriptEnv(), NAMESPACE: other, DIST: dist };
+    const deployed = await run('bash', [join(repoRoot, 'infra/scripts/deploy.sh')], { env, timeoutMs: 240_000 });
+    assert.equal(deployed.code, 0, deployed.stdout + deployed.stderr);
+    for (const ns of ['analytics', other]) {
+      const d = await getJson(['-n', ns, 'get', 'deployment', 'analytics-api']);
+      assert.equal(d.status.readyReplicas, d.spec.replicas, `${ns} rolled out`);
+      await getJson(['-n', ns, 'get', 'secret', TOKEN_SECRET]);
+    }
+    assert.equal((await getJson(['-n', other, 'get', 'pvc', 'analytics-models'])).spec.volumeName, `analytics-models-${other}`);
+    assert.equal((await getJson(['get', 'pv', 'analytics-models'])).spec.claimRef.namespace, 'analytics', "the default install's volume is still its own");
+
+    // A ModelVersion in the default namespace: the shared CRD must outlive the other install.
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'serving.analytics.dev/v1alpha1',
+        kind: 'ModelVersion',
+        metadata: { name: 'iris-9', namespace: 'analytics' },
+        spec: { model: 'iris', version: '9', source: { url: 'https://models.invalid/iris-9.onnx' }, stage: 'Staging' },
+      }),
+    );
+    const undeployed = await run('bash', [join(repoRoot, 'infra/scripts/undeploy.sh')], { env, timeoutMs: 240_000 });
+    assert.equal(undeployed.code, 0, undeployed.stdout + undeployed.stderr);
+    assert.match(undeployed.stderr, /keeping the ModelVersion CRD: 1 ModelVersion\(s\) in other namespaces/);
+    await waitFor(`namespace ${other} gone`, async () => (await cp.kubectl(['get', 'namespace', other])).code !== 0, 120_000);
+    assert.notEqual((await cp.kubectl(['get', 'pv', `analytics-models-${other}`])).code, 0);
+    await getJson(['get', 'crd', 'modelversions.serving.analytics.dev']);
+    await getJson(['-n', 'analytics', 'get', 'modelversion', 'iris-9']);
+    await getJson(['-n', 'analytics', 'get', 'deployment', 'analytics-api']);
+    await getJson(['get', 'pv', 'analytics-models']);
   });
 
   test('make undeploy: removes the namespace, the volumes and the CRD', { timeout: 240_000 }, async () => {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { modelVersionCrd } from '../../contract/crd.ts';
 import { LABELS, ROUTING_CONFIGMAP, ROUTING_KEY } from '../../contract/names.ts';
 import { operatorConfigSchema } from '../../operator/config.ts';
@@ -12,7 +13,7 @@ import { manifestFiles } from '../../infra/app.ts';
 import { parseQuantity } from '../../infra/capacity.ts';
 import { INGRESS_PATHS } from '../../infra/charts/service-chart.ts';
 import { CREATE_ONLY_LABEL, KIND_POD_CIDR, TOKEN_SECRET } from '../../infra/names.ts';
-import { distDir, distFiles, distObjects, find, type Obj } from './helpers.ts';
+import { distDir, distFiles, distObjects, find, loadYaml, run, type Obj } from './helpers.ts';
 
 // The committed manifests (infra/dist/): in step with the cdk8s code, in an order kubectl can
 // apply, with the specification's figures, and hardened.
@@ -257,15 +258,114 @@ describe('infra/dist', () => {
     for (const t of [
       'Request rate',
       'Latency p50 / p99',
-      'Errors',
+      '5xx share of responses',
+      'Error responses',
+      'Serving version per model',
       'Cache hit ratio',
       'Inference latency p99',
       'Predictions',
       'CPU of limit',
       'Memory of limit',
       'Model load time',
+      'Operator leader',
+      'ModelVersions by phase',
+      'Reconciles',
+      'Work queue depth',
     ]) {
       assert.ok(titles.includes(t), `panel ${t}`);
     }
+  });
+});
+
+describe('make synth with settings: another namespace, replicas, resources, ingress class', () => {
+  const out = mkdtempSync(join(tmpdir(), 'synth-settings-'));
+  after(() => rmSync(out, { recursive: true, force: true }));
+  const NS = 'ml-serving';
+  let objs: Obj[] = [];
+
+  before(async () => {
+    const settings = join(out, 'settings.json');
+    writeFileSync(settings, JSON.stringify({ operator: { resources: { limits: { cpu: '750m' } } }, redis: { resources: { requests: { memory: '256Mi' } } } }));
+    const r = await run(
+      'make',
+      [
+        '--no-print-directory',
+        'synth',
+        `NAMESPACE=${NS}`,
+        'SERVICE_REPLICAS=3',
+        'OPERATOR_REPLICAS=1',
+        'INGRESS_CLASS=traefik',
+        `SETTINGS_FILE=${settings}`,
+        `OUT=${join(out, 'dist')}`,
+      ],
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, new RegExp(`make deploy NAMESPACE=${NS} DIST=`));
+    objs = readdirSync(join(out, 'dist'), { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile() && e.name.endsWith('.yaml'))
+      .flatMap((e) => loadYaml(join(e.parentPath, e.name)));
+  });
+
+  test('leaves infra/dist/ and the chart alone', () => {
+    for (const f of manifestFiles()) assert.equal(readFileSync(join(distDir, f.path), 'utf8'), f.yaml, `infra/dist/${f.path}`);
+  });
+
+  test('every namespaced object, RBAC subject, claimRef and ServiceMonitor is in that namespace', () => {
+    assert.deepEqual(
+      objs.filter((o) => o.kind === 'Namespace').map((o) => o.metadata.name),
+      [NS],
+    );
+    for (const o of objs.filter((x) => !['Namespace', 'CustomResourceDefinition', 'PersistentVolume'].includes(x.kind))) {
+      assert.equal(o.metadata.namespace, NS, `${o.kind}/${o.metadata.name}`);
+    }
+    for (const rb of objs.filter((o) => o.kind === 'RoleBinding')) assert.deepEqual(rb.subjects[0].namespace, NS, rb.metadata.name);
+    for (const pv of objs.filter((o) => o.kind === 'PersistentVolume')) assert.equal(pv.spec.claimRef.namespace, NS);
+    for (const sm of objs.filter((o) => o.kind === 'ServiceMonitor')) assert.deepEqual(sm.spec.namespaceSelector, { matchNames: [NS] });
+    // Nothing says the default namespace any more (the dashboard's tag "analytics" is not one).
+    const text = JSON.stringify(objs);
+    assert.doesNotMatch(text, /namespace(\\?")?[=:] ?(\\?")?analytics\b/);
+  });
+
+  test('its volumes and node folders are its own, so it installs beside the default one', () => {
+    const pvs = objs.filter((o) => o.kind === 'PersistentVolume');
+    assert.deepEqual(pvs.map((pv) => pv.metadata.name).sort(), [`analytics-backups-${NS}`, `analytics-models-${NS}`]);
+    assert.deepEqual(pvs.map((pv) => pv.spec.hostPath.path).sort(), [`/var/local/analytics-backups-${NS}`, `/var/local/analytics-models-${NS}`]);
+    for (const pvc of objs.filter((o) => o.kind === 'PersistentVolumeClaim' && o.spec.volumeName)) {
+      assert.equal(pvc.spec.volumeName, `${pvc.metadata.name}-${NS}`, 'the claim keeps its name (the operator mounts it) and binds its own volume');
+    }
+  });
+
+  test('the alerts select that namespace and the dashboard defaults to it', () => {
+    const rule = find(objs, 'PrometheusRule', 'analytics-api');
+    for (const r of rule.spec.groups.flatMap((g: Obj) => g.rules)) assert.match(r.expr, new RegExp(`namespace="${NS}"`), r.alert);
+    const cm = find(objs, 'ConfigMap', 'analytics-api-dashboard');
+    const [key, json] = Object.entries(cm.data as Record<string, string>)[0]!;
+    const model = JSON.parse(json);
+    assert.equal(key, `analytics-api-${NS}.json`);
+    assert.equal(model.uid, `analytics-api-${NS}`, 'its own dashboard uid: Grafana keeps both installs apart');
+    assert.equal(model.templating.list.find((v: Obj) => v.name === 'namespace').current.value, NS);
+  });
+
+  test('replicas, resources and the ingress class are the settings', () => {
+    const d = (name: string) => find(objs, 'Deployment', name);
+    assert.equal(d('analytics-api').spec.replicas, 3);
+    assert.equal(d('analytics-operator').spec.replicas, 1);
+    assert.equal(find(objs, 'Ingress', 'analytics-api').spec.ingressClassName, 'traefik');
+    const res = (name: string) => d(name).spec.template.spec.containers[0].resources;
+    assert.deepEqual(res('analytics-operator'), { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '750m', memory: '512Mi' } });
+    assert.equal(res('redis').requests.memory, '256Mi');
+    assert.equal(parseQuantity(res('analytics-api').limits.cpu), figures.resources.limits.cpu);
+  });
+
+  test('a bad setting stops make synth with its path named', async () => {
+    const r = await run('make', ['--no-print-directory', 'synth', 'NAMESPACE=ML_Serving', 'SERVICE_REPLICAS=0', `OUT=${join(out, 'bad')}`], {
+      timeoutMs: 60_000,
+    });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /namespace: must be a lowercase DNS label/);
+    assert.match(r.stderr, /service\.replicas: /);
   });
 });

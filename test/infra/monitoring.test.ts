@@ -1,17 +1,17 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { figures } from '../../contract/figures.ts';
+import { figures, platformTargets } from '../../contract/figures.ts';
 import { ServiceMetrics } from '../../service/observability/metrics.ts';
-import { platformTargets } from '../../infra/monitoring/alerts.ts';
+import { runbookAnchor } from '../../infra/monitoring/alerts.ts';
 import { dashboardQueries } from '../../infra/monitoring/dashboard.ts';
-import { PROMTOOL, distObjects, find, run, type Obj } from './helpers.ts';
+import { PROMTOOL, distObjects, find, repoRoot, run, type Obj } from './helpers.ts';
 
 // The PrometheusRule and the dashboard as deployed (infra/dist/), through Prometheus's own
-// promtool: every expression parses, and the alerts fire at the specification's thresholds and
-// not below them, on synthetic series.
+// promtool: every expression parses, the alerts fire at the specification's thresholds and not
+// below them, on synthetic series, and each links a runbook that exists.
 
 const dir = mkdtempSync(join(tmpdir(), 'infra-monitoring-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -55,11 +55,33 @@ describe('monitoring rules and dashboard (promtool)', () => {
     }
   });
 
+  test('every alert has a runbook_url whose anchor is a heading of docs/runbooks.md', () => {
+    const runbooks = readFileSync(join(repoRoot, 'docs/runbooks.md'), 'utf8');
+    const anchors = new Set(
+      [...runbooks.matchAll(/^#+ (.+)$/gm)].map((m) =>
+        m[1]!
+          .trim()
+          .toLowerCase()
+          .replace(/[^a-z0-9 -]/g, '')
+          .replaceAll(' ', '-'),
+      ),
+    );
+    for (const r of groups.flatMap((g) => g.rules)) {
+      assert.equal(r.annotations.runbook_url, `docs/runbooks.md#${runbookAnchor(r.alert)}`, r.alert);
+      assert.ok(anchors.has(runbookAnchor(r.alert)), `docs/runbooks.md has a heading for ${r.alert}`);
+    }
+  });
+
   test('promtool check rules: every query of the Grafana dashboard', { timeout: 60_000 }, async () => {
     const dashboard = JSON.parse(Object.values(find(distObjects(), 'ConfigMap', 'analytics-api-dashboard').data)[0] as string);
-    const exprs = (dashboard.panels as Obj[]).flatMap((p) => (p.targets as Obj[]).map((t) => t.expr as string));
-    assert.deepEqual(exprs, dashboardQueries());
-    const rules = exprs.map((expr, i) => ({ record: `dashboard:query_${i}`, expr: expr.replaceAll('$__rate_interval', '5m') }));
+    const exprs = (dashboard.panels as Obj[]).flatMap((p) => ((p.targets ?? []) as Obj[]).map((t) => t.expr as string));
+    assert.deepEqual(
+      exprs,
+      dashboardQueries().map((q) => q.expr),
+    );
+    const vars = { $__rate_interval: '5m', $namespace: 'analytics', $operator_job: 'analytics-operator-metrics', $job: 'analytics-api', $pod: '.*' };
+    const substitute = (e: string) => Object.entries(vars).reduce((x, [k, v]) => x.replaceAll(k, v), e);
+    const rules = exprs.map((expr, i) => ({ record: `dashboard:query_${i}`, expr: substitute(expr) }));
     const r = await promtool(['check', 'rules', writeJson('dashboard.json', { groups: [{ name: 'dashboard', rules }] })]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, new RegExp(`SUCCESS: ${rules.length} rules found`));
@@ -103,11 +125,13 @@ describe('monitoring rules and dashboard (promtool)', () => {
         ],
         alert_rule_test: [{ eval_time: '40m', alertname: 'AnalyticsApiCacheHitRatioLow', exp_alerts: [] }],
       },
-      // Memory and CPU gauges just over and just under the figures.
+      // Memory just over and just under its figure; CPU as a counter of seconds against a 4-core
+      // limit, rising at 95 % and 85 % of it (60 s × 4 cores × share per minute).
       {
         input_series: [
           { series: s('container_memory_usage_ratio', pod), values: `${t.memoryOfLimit + 0.05}x30` },
-          { series: s('container_cpu_usage_ratio', pod), values: `${t.cpuOfLimit + 0.05}x30` },
+          { series: s('container_cpu_seconds_total', pod), values: `0+${Math.round(60 * 4 * (t.cpuOfLimit + 0.05))}x30` },
+          { series: s('container_cpu_limit_cores', pod), values: '4x30' },
         ],
         alert_rule_test: [
           {
@@ -125,26 +149,45 @@ describe('monitoring rules and dashboard (promtool)', () => {
       {
         input_series: [
           { series: s('container_memory_usage_ratio', pod), values: `${t.memoryOfLimit - 0.05}x30` },
-          { series: s('container_cpu_usage_ratio', pod), values: `${t.cpuOfLimit - 0.05}x30` },
+          { series: s('container_cpu_seconds_total', pod), values: `0+${Math.round(60 * 4 * (t.cpuOfLimit - 0.05))}x30` },
+          { series: s('container_cpu_limit_cores', pod), values: '4x30' },
         ],
         alert_rule_test: [
           { eval_time: '20m', alertname: 'AnalyticsApiMemoryNearLimit', exp_alerts: [] },
           { eval_time: '20m', alertname: 'AnalyticsApiCpuNearLimit', exp_alerts: [] },
         ],
       },
-      // One load of a version slower than the target (it lands above the target's bucket) fires; a fast one does not.
+      // A version is loaded once per pod, and its histogram series appears with that load in it
+      // (prom-client creates a label set at its first observation): a slow one (above the
+      // target's bucket) fires, a fast one does not.
       {
         input_series: [
-          { series: s('model_load_duration_seconds_count', 'model="iris",version="2"'), values: '0x10 1x20' },
-          { series: s('model_load_duration_seconds_bucket', `model="iris",version="2",le="${t.modelLoadSeconds}"`), values: '0x30' },
-          { series: s('model_load_duration_seconds_count', 'model="wine",version="1"'), values: '0x10 1x20' },
-          { series: s('model_load_duration_seconds_bucket', `model="wine",version="1",le="${t.modelLoadSeconds}"`), values: '0x10 1x20' },
+          { series: s('model_load_duration_seconds_count', `${pod},model="iris",version="2"`), values: '1x30' },
+          { series: s('model_load_duration_seconds_bucket', `${pod},model="iris",version="2",le="${t.modelLoadSeconds}"`), values: '0x30' },
+          { series: s('model_load_duration_seconds_count', `${pod},model="wine",version="1"`), values: '1x30' },
+          { series: s('model_load_duration_seconds_bucket', `${pod},model="wine",version="1",le="${t.modelLoadSeconds}"`), values: '1x30' },
         ],
         alert_rule_test: [
           {
             eval_time: '15m',
             alertname: 'AnalyticsApiModelLoadSlow',
-            exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'analytics', model: 'iris', version: '2' } }],
+            exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'analytics', pod: 'analytics-api-0', model: 'iris', version: '2' } }],
+          },
+        ],
+      },
+      // A slow load more than an hour ago is over; a second slow load of the same version is new.
+      {
+        input_series: [
+          { series: s('model_load_duration_seconds_count', `${pod},model="iris",version="1"`), values: '1x100' },
+          { series: s('model_load_duration_seconds_bucket', `${pod},model="iris",version="1",le="${t.modelLoadSeconds}"`), values: '0x100' },
+          { series: s('model_load_duration_seconds_count', `${pod},model="wine",version="3"`), values: '1x80 2x20' },
+          { series: s('model_load_duration_seconds_bucket', `${pod},model="wine",version="3",le="${t.modelLoadSeconds}"`), values: '0x100' },
+        ],
+        alert_rule_test: [
+          {
+            eval_time: '90m',
+            alertname: 'AnalyticsApiModelLoadSlow',
+            exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 'analytics', pod: 'analytics-api-0', model: 'wine', version: '3' } }],
           },
         ],
       },
@@ -189,10 +232,32 @@ describe('monitoring rules and dashboard (promtool)', () => {
         ],
         alert_rule_test: [{ eval_time: '20m', alertname: 'AnalyticsApiServerErrors', exp_alerts: [] }],
       },
-      // Every target down.
+      // Every target down; no target at all (a ServiceMonitor that selects nothing); one up of two.
       {
         input_series: [{ series: `up{${sel},pod="analytics-api-0"}`, values: '1x5 0x20' }],
         alert_rule_test: [{ eval_time: '15m', alertname: 'AnalyticsApiDown', exp_alerts: [{ exp_labels: { severity: 'critical' } }] }],
+      },
+      {
+        input_series: [{ series: 'up{job="something-else",namespace="analytics"}', values: '1x20' }],
+        alert_rule_test: [
+          {
+            eval_time: '15m',
+            alertname: 'AnalyticsApiDown',
+            exp_alerts: [{ exp_labels: { severity: 'critical', job: 'analytics-api', namespace: 'analytics' } }],
+          },
+          {
+            eval_time: '15m',
+            alertname: 'AnalyticsOperatorDown',
+            exp_alerts: [{ exp_labels: { severity: 'warning', job: 'analytics-operator-metrics', namespace: 'analytics' } }],
+          },
+        ],
+      },
+      {
+        input_series: [
+          { series: `up{${sel},pod="analytics-api-0"}`, values: '0x20' },
+          { series: `up{${sel},pod="analytics-api-1"}`, values: '1x20' },
+        ],
+        alert_rule_test: [{ eval_time: '15m', alertname: 'AnalyticsApiDown', exp_alerts: [] }],
       },
     ];
     const testsFile = writeJson('tests.json', {
