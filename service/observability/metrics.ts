@@ -84,17 +84,6 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
-  /**
-   * The last load's duration, set by every load: an alert or panel over it sees a version's first
-   * load too (a histogram series born at its first observation shows no increase() for it).
-   */
-  readonly lastLoadDuration = new Gauge({
-    name: 'model_load_last_duration_seconds',
-    help: 'Time the last load of a model version into every inference worker took',
-    labelNames: ['model', 'version'] as const,
-    registers: [this.registry],
-  });
-
   readonly modelsLoaded = new Gauge({
     name: 'models_loaded',
     help: 'Model versions loaded in the inference workers',

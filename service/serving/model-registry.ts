@@ -142,7 +142,6 @@ export class ModelRegistry {
     await this.pool.load(key, bytes);
     const seconds = (performance.now() - started) / 1000;
     this.metrics.loadDuration.observe({ model: name, version }, seconds);
-    this.metrics.lastLoadDuration.set({ model: name, version }, seconds);
     const served = new ServedModel({
       key,
       meta,
