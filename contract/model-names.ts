@@ -11,8 +11,8 @@ import { z } from 'zod';
 
 export const MODEL_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
-const NUMBER = String.raw`(0|[1-9][0-9]*)`;
-const PRERELEASE_PART = String.raw`(0|[1-9][0-9]*|[0-9]*[a-z-][0-9a-z-]*)`;
+const NUMBER = '(0|[1-9][0-9]*)';
+const PRERELEASE_PART = '(0|[1-9][0-9]*|[0-9]*[a-z-][0-9a-z-]*)';
 export const VERSION_NAME = new RegExp(String.raw`^${NUMBER}(\.${NUMBER}){0,2}(-${PRERELEASE_PART}(\.${PRERELEASE_PART})*)?$`);
 const VERSION_MAX = 63;
 
