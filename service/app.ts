@@ -1,8 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
-import type { Redis } from 'ioredis';
 import type { Config } from './config.ts';
-import { auth } from './http/auth.ts';
+import { Admission, auth } from './http/auth.ts';
 import { docs } from './http/docs.ts';
 import { httpMetrics } from './http/metrics.ts';
 import { problems, routerProblem } from './http/problems.ts';
@@ -19,7 +18,7 @@ import { MemoryCache } from './prediction/memory-cache.ts';
 import { MemoryPredictionLog, RedisPredictionLog, type PredictionLog } from './prediction/prediction-log.ts';
 import { Predictor } from './prediction/predictor.ts';
 import { RedisCache } from './prediction/redis-cache.ts';
-import { createRedis } from './redis-client.ts';
+import { RedisConnection } from './redis-client.ts';
 import { healthRoutes } from './routes/health.ts';
 import { modelRoutes } from './routes/models.ts';
 import { predictRoutes } from './routes/predict.ts';
@@ -38,12 +37,14 @@ export interface ServiceContext {
   registry: ModelRegistry;
   cache: CacheBackend;
   /** The shared Redis connection, when REDIS_URL is set. */
-  redis: Redis | undefined;
+  redis: RedisConnection | undefined;
   predictor: Predictor;
   metrics: ServiceMetrics;
   serviceVersion: string;
   /** Kubernetes mode: ModelVersion calls for uploads and promotes. */
   modelVersions: ModelVersionApi | undefined;
+  /** Who may change models (REST and gRPC). */
+  admission: Admission;
   /** The Open Inference Protocol over gRPC (unless GRPC_PORT=off): main.ts, or a test, calls listen() after the HTTP listen. */
   grpc: GrpcEndpoint | undefined;
 }
@@ -99,10 +100,12 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     log: app.log,
     batching: { maxBatchSize: config.BATCH_MAX_SIZE, maxQueueDelayMs: config.BATCH_MAX_DELAY_MS },
   });
-  const redis = config.REDIS_URL ? createRedis(config.REDIS_URL, config.REDIS_TIMEOUT_MS) : undefined;
+  const redis = config.REDIS_URL ? new RedisConnection(config.REDIS_URL, config.REDIS_TIMEOUT_MS) : undefined;
   const cache: CacheBackend = redis ? new RedisCache(redis) : new MemoryCache(config.CACHE_MAX_ENTRIES);
   const predictionLog: PredictionLog = redis
-    ? new RedisPredictionLog(redis, config.PREDICTION_LOG_TTL_SECONDS, () => metrics.cacheErrors.inc({ operation: 'prediction_log' }))
+    ? new RedisPredictionLog(redis, config.PREDICTION_LOG_TTL_SECONDS, config.PREDICTION_LOG_MAX_ENTRIES, () =>
+        metrics.cacheErrors.inc({ operation: 'prediction_log' }),
+      )
     : new MemoryPredictionLog(config.PREDICTION_LOG_TTL_SECONDS, config.PREDICTION_LOG_MAX_ENTRIES);
   registry.onModelChanged = (name) =>
     cache.purgeModel(name).catch((err: Error) => {
@@ -116,16 +119,17 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     ? (await import('./kubernetes/kubernetes-mode.ts')).kubernetesMode(config.POD_NAMESPACE, options.kubeConfig, options.modelVersions)
     : undefined;
   const modelVersions = k8s?.modelVersions;
-  const ctx: ServiceContext = { config, store, pool, registry, cache, redis, predictor, metrics, serviceVersion, modelVersions, grpc: undefined };
+  const admission = new Admission(config.API_TOKEN);
+  const ctx: ServiceContext = { config, store, pool, registry, cache, redis, predictor, metrics, serviceVersion, modelVersions, admission, grpc: undefined };
   app.decorate('ctx', ctx);
 
   await app.register(rateLimit, {
     predictPerMinute: config.RATE_LIMIT_PREDICT_PER_MINUTE,
     uploadPerMinute: config.RATE_LIMIT_UPLOAD_PER_MINUTE,
-    redis,
+    admission,
     metrics,
   });
-  await app.register(auth, { token: config.API_TOKEN });
+  await app.register(auth, { admission });
   // Before any route, so that every route (/metrics too) is in the document.
   if (config.DOCS) await app.register(docs, { version: serviceVersion });
   await app.register(httpMetrics, { metrics });

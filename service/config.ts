@@ -18,7 +18,12 @@ export const configSchema = z.object({
   CACHE_TTL_SECONDS: z.coerce.number().int().min(1).max(86400).default(figures.cacheTtlSeconds),
   CACHE_MAX_ENTRIES: z.coerce.number().int().min(1).default(100_000).describe('In-memory cache bound'),
   REDIS_TIMEOUT_MS: z.coerce.number().int().min(1).max(10_000).default(50).describe('Per-command Redis timeout; past it the cache is skipped'),
-  RATE_LIMIT_PREDICT_PER_MINUTE: z.coerce.number().int().min(1).default(60_000).describe('Per client (bearer token, else IP), predictions and feedback'),
+  RATE_LIMIT_PREDICT_PER_MINUTE: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(600_000)
+    .describe('Per client (the API token, else its address) and replica: predictions, infer and feedback; 10,000 a second by default'),
   RATE_LIMIT_UPLOAD_PER_MINUTE: z.coerce.number().int().min(1).default(30).describe('Per client, model uploads'),
   TRUSTED_PROXIES: z.string().optional().describe('Comma-separated addresses/CIDRs of proxies (the ingress) whose X-Forwarded-For is believed'),
   PREDICTION_LOG_TTL_SECONDS: z.coerce.number().int().min(1).default(3600).describe('How long a prediction_id accepts feedback'),

@@ -22,6 +22,7 @@ export const errorCatalog = {
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
   MODEL_NOT_LOADED: { status: 503, title: 'The model is not loaded yet' },
   KUBERNETES_UNAVAILABLE: { status: 503, title: 'The Kubernetes API could not be reached' },
+  REDIS_UNAVAILABLE: { status: 503, title: 'Redis could not be reached' },
   INFERENCE_FAILED: { status: 500, title: 'The model failed to run' },
   STORE_CORRUPT: { status: 500, title: 'The model store holds a damaged artifact' },
   INTERNAL: { status: 500, title: 'Internal error' },

@@ -1,19 +1,75 @@
 import { Redis } from 'ioredis';
 
-// The one Redis connection (cache, shared rate limits, prediction log). Tight timeouts and no
+// The one Redis connection (the prediction cache and the prediction log). Tight timeouts and no
 // offline queue: with Redis slow or down, commands fail fast and callers fall back, rather than
 // queueing behind a dead connection. It reconnects by itself, at most a second apart.
-export function createRedis(url: string, commandTimeoutMs: number): Redis {
-  const redis = new Redis(url, {
-    lazyConnect: false,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: commandTimeoutMs,
-    connectTimeout: 1000,
-    retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
-    reconnectOnError: () => true,
-  });
-  // Errors surface through the commands that fail; the connection's own are expected while Redis is away.
-  redis.on('error', () => {});
-  return redis;
+//
+// A circuit breaker in front of it: after a few failures in a row (a frozen Redis answers nothing
+// until each command's timeout), Redis is skipped for a while, so a request waits for at most one
+// timeout, not one per command; then one call probes it, and the first success closes the circuit.
+// /health says degraded while it is open.
+
+const FAILURES_TO_OPEN = 3;
+const COOLDOWN_MS = 1_000;
+const COOLDOWN_MAX_MS = 10_000;
+
+/** Redis was not asked: the circuit is open (it failed just now). */
+class RedisSkipped extends Error {}
+
+export class RedisConnection {
+  readonly redis: Redis;
+  private failures = 0;
+  private openUntil = 0;
+  private cooldown = COOLDOWN_MS;
+  private probing = false;
+  private lastError: string | undefined;
+
+  constructor(url: string, commandTimeoutMs: number) {
+    this.redis = new Redis(url, {
+      lazyConnect: false,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: commandTimeoutMs,
+      connectTimeout: 1000,
+      retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
+      reconnectOnError: () => true,
+    });
+    // Errors surface through the commands that fail; the connection's own are expected while Redis is away.
+    this.redis.on('error', (err: Error) => {
+      this.lastError = err.message;
+    });
+  }
+
+  /** Runs a command through the breaker: RedisSkipped while it is open, the command's error when it fails. */
+  async run<T>(command: (redis: Redis) => Promise<T>): Promise<T> {
+    const now = Date.now();
+    if (now < this.openUntil || (this.failures >= FAILURES_TO_OPEN && this.probing)) throw new RedisSkipped('Redis is skipped for a moment after failing');
+    const probe = this.failures >= FAILURES_TO_OPEN;
+    if (probe) this.probing = true;
+    try {
+      const result = await command(this.redis);
+      this.failures = 0;
+      this.cooldown = COOLDOWN_MS;
+      return result;
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      if (++this.failures >= FAILURES_TO_OPEN) {
+        this.openUntil = Date.now() + this.cooldown;
+        if (probe) this.cooldown = Math.min(this.cooldown * 2, COOLDOWN_MAX_MS);
+      }
+      throw err;
+    } finally {
+      if (probe) this.probing = false;
+    }
+  }
+
+  state(): { status: 'ok' | 'degraded'; detail?: string } {
+    if (this.redis.status === 'ready' && this.failures < FAILURES_TO_OPEN) return { status: 'ok' };
+    const why = this.failures >= FAILURES_TO_OPEN ? `skipped after ${this.failures} failures in a row` : `connection ${this.redis.status}`;
+    return { status: 'degraded', detail: `redis ${why}${this.lastError ? ` (${this.lastError})` : ''}` };
+  }
+
+  close(): void {
+    this.redis.disconnect();
+  }
 }

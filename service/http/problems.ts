@@ -83,6 +83,8 @@ export const problems = fp<{ metrics: ServiceMetrics }>(async (app, { metrics })
     metrics.errors.inc({ code });
     reply.code(body.status).type('application/problem+json');
     if (code === 'RATE_LIMITED') for (const [k, v] of Object.entries((err as { headers?: Record<string, string> }).headers ?? {})) reply.header(k, v);
+    // A dependency that is away (or a model still loading): the client should come back shortly.
+    if (body.status === 503) reply.header('retry-after', '5');
     return reply.send(body);
   });
 

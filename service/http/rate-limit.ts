@@ -1,12 +1,12 @@
 import fastifyRateLimit from '@fastify/rate-limit';
-import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import type { Redis } from 'ioredis';
 import type { ServiceMetrics } from '../observability/metrics.ts';
+import type { Admission } from './auth.ts';
 
-// Per-route limits per client, shared by every replica through Redis when configured. A Redis
-// failure lets requests through (skipOnError) rather than blocking them.
+// Per-route limits per client and replica, in memory: a check costs microseconds and no Redis
+// round trip, and a Redis outage or freeze cannot slow or block it. A client is the API token when
+// the request carries it (verified: an invented bearer value is no new client), else its address.
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -17,15 +17,8 @@ declare module 'fastify' {
 export interface RateLimitOptions {
   predictPerMinute: number;
   uploadPerMinute: number;
-  redis: Redis | undefined;
+  admission: Admission;
   metrics: ServiceMetrics;
-}
-
-/** Rate-limit key: the bearer token (hashed, never kept in clear) when present, else the client IP. */
-function rateLimitKey(request: FastifyRequest): string {
-  const auth = request.headers.authorization;
-  const who = auth?.startsWith('Bearer ') ? `token:${createHash('sha256').update(auth.slice(7)).digest('base64url').slice(0, 22)}` : `ip:${request.ip}`;
-  return `${request.routeOptions.config.rateLimitClass}:${who}`;
 }
 
 export const rateLimit = fp<RateLimitOptions>(async (app, options) => {
@@ -34,9 +27,8 @@ export const rateLimit = fp<RateLimitOptions>(async (app, options) => {
     allowList: (request) => request.routeOptions.config.rateLimitClass === undefined,
     max: (request) => (request.routeOptions.config.rateLimitClass === 'upload' ? options.uploadPerMinute : options.predictPerMinute),
     timeWindow: 60_000,
-    keyGenerator: rateLimitKey,
-    ...(options.redis ? { redis: options.redis, nameSpace: 'ratelimit:' } : {}),
-    skipOnError: true,
+    keyGenerator: (request: FastifyRequest) =>
+      `${request.routeOptions.config.rateLimitClass}:${options.admission.hasToken(request.headers.authorization) ? 'token' : `ip:${request.ip}`}`,
     onExceeded: (request) => options.metrics.rateLimited.inc({ route: request.routeOptions.url ?? 'unmatched' }),
     // The x-ratelimit-* headers go on 429s (with retry-after), not on every answer: they cost on the hot path.
     addHeadersOnExceeding: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false },

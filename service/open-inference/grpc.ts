@@ -4,7 +4,6 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import type { ServiceContext } from '../app.ts';
 import { type ErrorCode, ServiceError } from '../errors.ts';
-import { adminDenial } from '../http/auth.ts';
 import { errorOutcome } from '../http/problems.ts';
 import { type InferInput, OpenInference } from './dataplane.ts';
 import { binaryData, contentsOf, decodeContents, decodeInput, type TensorContents, v2Datatype } from './tensors.ts';
@@ -42,6 +41,7 @@ const STATUS: Record<ErrorCode, grpc.status> = {
   RATE_LIMITED: grpc.status.RESOURCE_EXHAUSTED,
   MODEL_NOT_LOADED: grpc.status.UNAVAILABLE,
   KUBERNETES_UNAVAILABLE: grpc.status.UNAVAILABLE,
+  REDIS_UNAVAILABLE: grpc.status.UNAVAILABLE,
   INFERENCE_FAILED: grpc.status.INTERNAL,
   STORE_CORRUPT: grpc.status.INTERNAL,
   INTERNAL: grpc.status.INTERNAL,
@@ -162,7 +162,7 @@ export class GrpcEndpoint {
     };
 
     const admin = (call: Call) => {
-      const denied = adminDenial(metadataValue(call, 'authorization'), peerAddress(call), ctx.config.API_TOKEN);
+      const denied = ctx.admission.denial(metadataValue(call, 'authorization'), peerAddress(call));
       if (denied) throw denied;
     };
     // Triton's clients send model_name (field 2); KServe's put theirs in field 1 (repository_name here).

@@ -98,6 +98,7 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
     const { status } = errorCatalog[code];
     if (status >= 500) request.log.error({ err }, 'V2 request failed');
     ctx.metrics.errors.inc({ code });
+    if (status === 503) reply.header('retry-after', '5');
     reply.code(status).send({ error: detail });
   });
 

@@ -1,5 +1,6 @@
-import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
+import { ServiceError } from '../errors.ts';
+import type { RedisConnection } from '../redis-client.ts';
 
 // What was predicted under each prediction_id, kept long enough for ground truth to arrive
 // (POST /api/v1/feedback). Bounded: a TTL and, in memory, a maximum number of entries; with Redis
@@ -37,23 +38,44 @@ export class MemoryPredictionLog implements PredictionLog {
   }
 }
 
+/**
+ * Through Redis, so every replica sees every id. During a Redis outage the ids this replica hands
+ * out are kept in its own memory (bounded like the in-memory log) and feedback for them works on
+ * this replica; feedback that needs Redis while it is away is a 503 with Retry-After, and nothing
+ * is taken from the log until it answers.
+ */
 export class RedisPredictionLog implements PredictionLog {
-  private readonly redis: Redis;
+  private readonly connection: RedisConnection;
   private readonly ttlSeconds: number;
   private readonly onError: (err: Error) => void;
+  private readonly local: MemoryPredictionLog;
 
-  constructor(redis: Redis, ttlSeconds: number, onError: (err: Error) => void) {
-    this.redis = redis;
+  constructor(connection: RedisConnection, ttlSeconds: number, maxLocalEntries: number, onError: (err: Error) => void) {
+    this.connection = connection;
     this.ttlSeconds = ttlSeconds;
     this.onError = onError;
+    this.local = new MemoryPredictionLog(ttlSeconds, maxLocalEntries);
   }
 
   remember(id: string, record: PredictionRecord): void {
-    this.redis.set(`predlog:${id}`, JSON.stringify(record), 'EX', this.ttlSeconds).catch(this.onError);
+    this.connection
+      .run((r) => r.set(`predlog:${id}`, JSON.stringify(record), 'EX', this.ttlSeconds))
+      .catch((err: Error) => {
+        this.local.remember(id, record);
+        this.onError(err);
+      });
   }
 
   async take(id: string): Promise<PredictionRecord | undefined> {
-    const raw = await this.redis.getdel(`predlog:${id}`);
+    const kept = await this.local.take(id);
+    if (kept) return kept;
+    let raw: string | null;
+    try {
+      raw = await this.connection.run((r) => r.getdel(`predlog:${id}`));
+    } catch (err) {
+      this.onError(err as Error);
+      throw new ServiceError('REDIS_UNAVAILABLE', 'the prediction log (Redis) cannot be reached just now; send the feedback again in a few seconds');
+    }
     return raw === null ? undefined : (JSON.parse(raw) as PredictionRecord);
   }
 }

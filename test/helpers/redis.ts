@@ -10,6 +10,9 @@ export interface RedisServer {
   url: string;
   start(): Promise<void>;
   stop(signal?: NodeJS.Signals): Promise<void>;
+  /** SIGSTOP: connections stay open, nothing answers (a frozen Redis). */
+  freeze(): void;
+  thaw(): void;
 }
 
 function ping(port: number): Promise<boolean> {
@@ -53,7 +56,14 @@ export async function startRedis(): Promise<RedisServer> {
       const c = child;
       await waitFor(`redis-server on ${port} (${recentOutput(c)})`, async () => (await ping(port)) || undefined, 10_000);
     },
+    freeze() {
+      child?.kill('SIGSTOP');
+    },
+    thaw() {
+      child?.kill('SIGCONT');
+    },
     async stop(signal = 'SIGKILL') {
+      child?.kill('SIGCONT');
       if (child) await stopProcess(child, signal);
       child = undefined;
     },

@@ -65,11 +65,19 @@ export async function startService(env: Record<string, string> = {}, options: Pa
 }
 
 /** Uploads models/<name>.onnx as JSON with base64 model_data and the reference's feature names. */
-export async function uploadSample(app: FastifyInstance, name: string, version = '1', extra: Record<string, unknown> = {}, as = name) {
+export async function uploadSample(
+  app: FastifyInstance,
+  name: string,
+  version = '1',
+  extra: Record<string, unknown> = {},
+  as = name,
+  headers: Record<string, string> = {},
+) {
   const ref = await reference(name);
   return app.inject({
     method: 'POST',
     url: '/api/v1/models',
+    headers,
     payload: { name: as, version, metadata: { dataset: name }, model_data: (await modelBytes(name)).toString('base64'), features: ref.features, ...extra },
   });
 }

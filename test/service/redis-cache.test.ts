@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { after, before, describe, test } from 'node:test';
+import { waitFor } from '../helpers/processes.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
 import { startService, uploadSample, type TestService } from '../helpers/service.ts';
 
@@ -135,6 +136,76 @@ test('fail-open: Redis killed during steady load, zero failed requests, cache ba
     const metrics = (await svc.app.inject({ url: '/metrics' })).body;
     assert.match(metrics, /cache_requests_total\{model="iris",result="error"\} [1-9]/);
     assert.ok(slowest.ms < 2000, `a request stalled ${slowest.ms} ms`);
+  } finally {
+    await svc.close();
+    await redis.stop();
+  }
+});
+
+test('a frozen Redis (SIGSTOP): a prediction waits for one timeout at most, /health says degraded, and it recovers by itself', async () => {
+  const redis = await startRedis();
+  const svc = await startService({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '50' });
+  try {
+    await uploadSample(svc.app, 'iris-logreg', '1', {}, 'iris');
+    const predict = (i: number) => svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris', payload: { features: features(i) } });
+    assert.equal((await predict(0)).statusCode, 200);
+    redis.freeze();
+    const times: number[] = [];
+    for (let i = 1; i <= 30; i++) {
+      const t0 = performance.now();
+      assert.equal((await predict(i)).statusCode, 200);
+      times.push(performance.now() - t0);
+    }
+    const slow = times.filter((ms) => ms > 40);
+    assert.ok(slow.length <= 4, `requests that waited for Redis: ${slow.map((ms) => ms.toFixed(0)).join(', ')} ms`);
+    assert.ok(
+      Math.max(...times) < 200,
+      `the slowest waited ${Math.max(...times).toFixed(0)} ms: one 50 ms timeout at most (${times.map((t) => t.toFixed(0)).join(' ')})`,
+    );
+    const health = (await svc.app.inject({ url: '/health' })).json();
+    assert.equal(health.status, 'degraded');
+    assert.match(health.cache.detail, /skipped after \d+ failures/);
+    redis.thaw();
+    await waitFor(
+      'the cache back',
+      async () => {
+        await predict(100);
+        return (await predict(100)).headers['x-cache'] === 'hit';
+      },
+      20_000,
+      200,
+    );
+    assert.equal((await svc.app.inject({ url: '/health' })).json().cache.status, 'ok');
+  } finally {
+    redis.thaw();
+    await svc.close();
+    await redis.stop();
+  }
+});
+
+test("feedback while Redis is frozen: 503 with Retry-After for what Redis holds; this replica's ids of the outage still work", async () => {
+  const redis = await startRedis();
+  const svc = await startService({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '50' });
+  try {
+    await uploadSample(svc.app, 'iris-logreg', '1', {}, 'iris');
+    const predict = async (i: number) => (await svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris', payload: { features: features(i) } })).json();
+    const feedback = (p: { prediction_id: string; prediction: number }) =>
+      svc.app.inject({ method: 'POST', url: '/api/v1/feedback', payload: { prediction_id: p.prediction_id, actual: p.prediction } });
+    const before = await predict(1);
+    const client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+    await waitFor('the id in Redis', async () => (await client.exists(`predlog:${before.prediction_id}`)) === 1, 5_000);
+    client.disconnect();
+    redis.freeze();
+    const during = await predict(2);
+    await new Promise((r) => setTimeout(r, 200)); // its write to Redis timed out by now: kept here
+    const answer = await feedback(before);
+    assert.equal(answer.statusCode, 503, answer.body);
+    assert.equal(answer.json().code, 'REDIS_UNAVAILABLE');
+    assert.equal(answer.headers['retry-after'], '5');
+    const local = await feedback(during);
+    assert.equal(local.statusCode, 200, local.body);
+    redis.thaw();
+    await waitFor('feedback through Redis again', async () => (await feedback(before)).statusCode === 200, 20_000, 250);
   } finally {
     await svc.close();
     await redis.stop();
