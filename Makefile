@@ -35,7 +35,7 @@ k8s-bins:
 	test/k8s/build-bins.sh
 
 cluster-local: node_modules/.install-stamp k8s-bins
-	node test/k8s/cluster-local.ts
+	node test/k8s/cluster-local.ts $(if $(NODE),--node=$(NODE))   # NODE=real: kubelet + containerd instead of kwok
 
 test: node_modules/.install-stamp system-packages python-test-deps infra-tools k8s-bins typecheck lint
 	node --test --test-concurrency=1 --test-timeout=600000 '{contract,service,operator,infra}/**/*.test.ts' 'test/**/*.test.ts'

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the test control plane's binaries from source with Go (no Docker, no binary downloads):
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (test/k8s/kube, k8s.io/kubernetes)
+#   kubelet, kube-proxy (the real node, test/k8s/real-node.ts)         (test/k8s/kube, k8s.io/kubernetes)
 #   etcd                                                               (test/k8s/etcd, go.etcd.io/etcd/server/v3)
 #   kwok                                                               (test/k8s/kwok, sigs.k8s.io/kwok)
+#   coredns (the real node's cluster DNS)                              (test/k8s/coredns, github.com/coredns/coredns)
 # into .cache/k8s-bins/<tag>/, where <tag> names the pinned versions read from the go.mod files.
 # Does nothing (in well under a second) when that folder already holds a complete build of the
 # same go.mod/go.sum files. Prints the folder on stdout's last line.
@@ -27,18 +29,20 @@ pin() {
 k8s=$(pin kube k8s.io/kubernetes)
 etcd=$(pin etcd go.etcd.io/etcd/server/v3)
 kwok=$(pin kwok sigs.k8s.io/kwok)
-[[ -n $k8s && -n $etcd && -n $kwok ]] || die "could not read the pinned versions from test/k8s/{kube,etcd,kwok}/go.mod"
-tag="k8s-$k8s-etcd-$etcd-kwok-$kwok"
+coredns=$(pin coredns github.com/coredns/coredns)
+[[ -n $k8s && -n $etcd && -n $kwok && -n $coredns ]] || die "could not read the pinned versions from test/k8s/{kube,etcd,kwok,coredns}/go.mod"
+tag="k8s-$k8s-etcd-$etcd-kwok-$kwok-coredns-$coredns"
 out="$cache/$tag"
-bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
+bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok coredns)
 # kwok's stage configs (the ones kwokctl uses by default), copied from the pinned kwok module.
 stages=(node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
   pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml)
 
-# What the build depends on: the module files and this script's build flags (below).
-flags_rev=2
+# What the build depends on: the module files (and CoreDNS's main.go) and this script's build
+# flags (below).
+flags_rev=3
 stamp_of() {
-  { cat "$here"/{kube,etcd,kwok}/go.{mod,sum}; echo "flags-rev=$flags_rev"; } | sha256sum | cut -c1-16
+  { cat "$here"/{kube,etcd,kwok,coredns}/go.{mod,sum} "$here/coredns/main.go"; echo "flags-rev=$flags_rev"; } | sha256sum | cut -c1-16
 }
 want=$(stamp_of)
 
@@ -70,7 +74,7 @@ if [[ ${K8S_BINS_FORCE:-} != 1 ]] && complete; then
 fi
 
 say "building $tag into $out ($(go version | cut -d' ' -f3), -p ${K8S_BUILD_P:-$(nproc)})"
-say "a cold build takes about 8 minutes on 2 cores; later runs reuse Go's build cache ($(go env GOCACHE))"
+say "a cold build takes about 10 minutes on 2 cores; later runs reuse Go's build cache ($(go env GOCACHE))"
 tmp=$(mktemp -d "$cache/.build-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
@@ -94,7 +98,7 @@ build() {
 }
 
 say "downloading modules (skipped when already in $(go env GOMODCACHE))"
-for dir in kube etcd kwok; do
+for dir in kube etcd kwok coredns; do
   (cd "$here/$dir" && go mod download) || die "go mod download failed in test/k8s/$dir (is the Go module proxy reachable?)"
 done
 
@@ -104,6 +108,9 @@ build kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$kver"
 build kube kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$kver"
 build kube kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$kver"
 build kube kubectl k8s.io/kubernetes/cmd/kubectl "$kver"
+build kube kubelet k8s.io/kubernetes/cmd/kubelet "$kver"
+build kube kube-proxy k8s.io/kubernetes/cmd/kube-proxy "$kver"
+build coredns coredns .
 
 kwokdir=$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok) || die "cannot locate the kwok module"
 for s in "${stages[@]}"; do
@@ -113,6 +120,9 @@ done >"$tmp/kwok-stages.yaml"
 
 for b in "${bins[@]}"; do [[ -x $tmp/$b ]] || die "missing $b after the build"; done
 "$tmp/kube-apiserver" --version >&2 || die "the built kube-apiserver does not run"
+"$tmp/kubelet" --version >&2 || die "the built kubelet does not run"
+coredns_version=$("$tmp/coredns" -version) || die "the built coredns does not run"
+printf '%s\n' "${coredns_version%%$'\n'*}" >&2
 # Captured, then printed: under pipefail `etcd --version | head -1` fails whenever etcd writes
 # its next line after head has quit (SIGPIPE), which happened in 49 of 200 runs.
 etcd_version=$("$tmp/etcd" --version) || die "the built etcd does not run"

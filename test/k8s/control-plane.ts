@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
@@ -22,6 +22,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 export interface ControlPlaneOptions {
   /** Also run kube-controller-manager, kube-scheduler and kwok with one fake Node. */
   controllers?: boolean;
+  /** With `controllers`: run kwok and its fake Node (default true). false: no node until one joins (real-node.ts). */
+  kwok?: boolean;
   /** Stream the components' logs to stderr (always written to files in the temp folder too). */
   log?: boolean;
   /** Overall start-up deadline (default 120 s). */
@@ -62,7 +64,7 @@ export interface ControlPlane {
   startupMs: number;
   /** Milliseconds each start-up phase took. */
   timings: Record<string, number>;
-  /** Name of the fake Node (controllers only). */
+  /** Name of the fake Node (controllers only), or of the real node once startRealNode has started it. */
   nodeName?: string;
   /** A fresh KubeConfig loaded from the admin kubeconfig. */
   kubeConfig(): KubeConfig;
@@ -263,11 +265,13 @@ export async function stopAll(): Promise<void> {
 }
 
 // Reaps the components if this Node.js process dies without running its exit handlers (SIGKILL):
-// polls the parent pid, then kills the pids listed in <dir>/pids that still run one of our binaries.
+// polls the parent pid, runs the clean-up hooks in <dir>/cleanup.d (see runCleanupHooks), then kills
+// the pids listed in <dir>/pids that still run one of our binaries.
 const WATCHDOG = `
 parent=$1 dir=$2 bindir=$3
 while kill -0 "$parent" 2>/dev/null && [ -d "$dir" ]; do sleep 1; done
 [ -d "$dir" ] || exit 0
+for f in "$dir"/cleanup.d/*.sh; do [ -f "$f" ] && sh "$f" >/dev/null 2>&1; done
 ours() { grep -qaF "$bindir" "/proc/$1/cmdline" 2>/dev/null; }
 for p in $(cat "$dir/pids" 2>/dev/null); do ours "$p" && kill -TERM "$p" 2>/dev/null; done
 sleep 5
@@ -430,6 +434,8 @@ class ControlPlaneImpl implements ControlPlane {
       'extendedKeyUsage=serverAuth',
     ]);
     signCert(d, 'admin', '/O=system:masters/CN=admin', ['extendedKeyUsage=clientAuth']);
+    // The API server's client certificate for kubelets (logs, exec, port-forward), as kubeadm's.
+    signCert(d, 'apiserver-kubelet-client', '/O=system:masters/CN=kube-apiserver-kubelet-client', ['extendedKeyUsage=clientAuth']);
     // Front proxy (request-header authentication), as kubeadm sets it up: lets aggregated API
     // servers and the controllers' delegated authentication find a requestheader CA.
     signCert(d, 'front-proxy-client', '/CN=front-proxy-client', ['extendedKeyUsage=clientAuth']);
@@ -502,6 +508,12 @@ class ControlPlaneImpl implements ControlPlane {
       '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
       '--service-cluster-ip-range=10.0.0.0/24',
       '--allow-privileged=true',
+      // A real kubelet (real-node.ts): authenticate to it, check its serving certificate, reach
+      // it at the node's InternalIP (its hostname does not resolve).
+      `--kubelet-client-certificate=${p('apiserver-kubelet-client.crt')}`,
+      `--kubelet-client-key=${p('apiserver-kubelet-client.key')}`,
+      `--kubelet-certificate-authority=${p('ca.crt')}`,
+      '--kubelet-preferred-address-types=InternalIP',
       // The "kubernetes" Service's endpoints would be 127.0.0.1, which Endpoints validation refuses.
       '--endpoint-reconciler-type=none',
       // On SIGTERM, end the clients' open watches (they re-connect) instead of waiting for them.
@@ -603,6 +615,17 @@ class ControlPlaneImpl implements ControlPlane {
       '--profiling=false',
       '--v=0',
     ]);
+    const tlsAny = { insecure: true };
+    const waits = () => [
+      this.waitReady('kube-controller-manager /healthz', async () => (await get(`https://127.0.0.1:${kcmPort}/healthz`, tlsAny)).status === 200, timeoutMs, kcm),
+      this.waitReady('kube-scheduler /readyz', async () => (await get(`https://127.0.0.1:${schedPort}/readyz`, tlsAny)).status === 200, timeoutMs, sched),
+      // Pods need their namespace's "default" ServiceAccount: proof the controllers run.
+      this.waitReady('ServiceAccount default/default', async () => (await get(`${this.server}/api/v1/namespaces/default/serviceaccounts/default`, this.tlsAdmin())).status === 200, timeoutMs, kcm),
+    ];
+    if (this.opts.kwok === false) {
+      await Promise.all(waits());
+      return;
+    }
     this.nodeName = 'kwok-node-0';
     const kwok = this.spawnComponent('kwok', 'kwok', [
       `--kubeconfig=${kc}`,
@@ -616,10 +639,8 @@ class ControlPlaneImpl implements ControlPlane {
     await this.kubectl(['apply', '-f', '-'], { input: JSON.stringify(fakeNode(this.nodeName)) }).then((r) => {
       if (r.code !== 0) throw new Error(`creating the fake node failed: ${r.stderr}`);
     });
-    const tlsAny = { insecure: true };
     await Promise.all([
-      this.waitReady('kube-controller-manager /healthz', async () => (await get(`https://127.0.0.1:${kcmPort}/healthz`, tlsAny)).status === 200, timeoutMs, kcm),
-      this.waitReady('kube-scheduler /readyz', async () => (await get(`https://127.0.0.1:${schedPort}/readyz`, tlsAny)).status === 200, timeoutMs, sched),
+      ...waits(),
       this.waitReady(`node ${this.nodeName} Ready (kwok)`, async () => {
         const r = await get(`${this.server}/api/v1/nodes/${this.nodeName}`, this.tlsAdmin());
         if (r.status !== 200) return false;
@@ -629,8 +650,6 @@ class ControlPlaneImpl implements ControlPlane {
         const tainted = node.spec?.taints?.some((t) => t.key.startsWith('node.kubernetes.io/')) ?? false;
         return ready && !tainted;
       }, timeoutMs, kwok),
-      // Pods need their namespace's "default" ServiceAccount: proof the controllers run.
-      this.waitReady('ServiceAccount default/default', async () => (await get(`${this.server}/api/v1/namespaces/default/serviceaccounts/default`, this.tlsAdmin())).status === 200, timeoutMs, kcm),
     ]);
   }
 
@@ -693,6 +712,7 @@ class ControlPlaneImpl implements ControlPlane {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.stopped = true;
+      await this.runCleanupHooks();
       // Reverse start order: clients of the API first, etcd last.
       for (const name of ['kwok', 'kube-scheduler', 'kube-controller-manager']) await this.stopProc(name, 5_000);
       await this.stopProc('kube-apiserver', 10_000);
@@ -711,8 +731,42 @@ class ControlPlaneImpl implements ControlPlane {
     return this.stopping;
   }
 
+  /** Clean-up hooks that parts started next to this control plane (real-node.ts) leave in <dir>/cleanup.d/*.sh. */
+  private hooks(): string[] {
+    try {
+      return readdirSync(this.path('cleanup.d')).filter((f) => f.endsWith('.sh')).sort().map((f) => this.path(join('cleanup.d', f)));
+    } catch {
+      return [];
+    }
+  }
+
+  /**
+   * Runs each clean-up hook (bounded by a time-out) and removes it, before anything else stops.
+   * The watchdog runs the same files after a SIGKILL; killSync runs them synchronously.
+   */
+  private async runCleanupHooks(): Promise<void> {
+    for (const hook of this.hooks()) {
+      // No stdin pipe: a hook that is quickly done must not fail this with an EPIPE.
+      const code = await new Promise<number | null>((resolve) => {
+        const child = spawn('sh', [hook], { stdio: ['ignore', 'ignore', 'inherit'] });
+        const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+        child.on('error', () => resolve(-1));
+        child.on('exit', (c) => {
+          clearTimeout(timer);
+          resolve(c);
+        });
+      });
+      if (code !== 0) process.stderr.write(`[control-plane] clean-up hook ${hook} failed (exit ${code})\n`);
+      rmSync(hook, { force: true });
+    }
+  }
+
   /** Synchronous last-resort cleanup for process 'exit'. */
   killSync(): void {
+    for (const hook of this.hooks()) {
+      spawnSync('sh', [hook], { stdio: 'ignore', timeout: 120_000 });
+      rmSync(hook, { force: true });
+    }
     for (const proc of this.procs.values()) {
       if (proc.exitCode === undefined && proc.child.pid) {
         try {
