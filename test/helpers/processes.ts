@@ -87,6 +87,8 @@ export function runCommand(
       clearTimeout(timer);
       resolve({ code: code ?? -1, stdout, stderr: signal ? `${stderr}\n(${cmd} killed by ${signal})` : stderr });
     });
+    // A command that exits before reading its input closes the pipe: that is not the test's error.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
 }

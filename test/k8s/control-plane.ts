@@ -134,13 +134,15 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
 /** `n` distinct free TCP ports on 127.0.0.1 (bound together, then released, as envtest does). */
 export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
-    Array.from({ length: n }, () =>
-      new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-        const srv = createServer();
-        srv.unref();
-        srv.on('error', reject);
-        srv.listen(0, '127.0.0.1', () => resolve(srv));
-      }),
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const srv = createServer();
+          srv.unref();
+          srv.on('error', reject);
+          srv.listen(0, '127.0.0.1', () => resolve(srv));
+        }),
     ),
   );
   const ports = servers.map((srv) => {
@@ -167,10 +169,26 @@ function signCert(dir: string, name: string, subject: string, ext: string[]): vo
   ecKey(join(dir, `${name}.key`));
   openssl(
     [
-      'req', '-x509', '-new', '-key', `${name}.key`, '-CA', 'ca.crt', '-CAkey', 'ca.key',
-      '-subj', subject, '-days', '7', '-sha256', '-out', `${name}.crt`,
-      '-addext', 'basicConstraints=critical,CA:FALSE',
-      '-addext', 'keyUsage=critical,digitalSignature,keyEncipherment',
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      `${name}.key`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-subj',
+      subject,
+      '-days',
+      '7',
+      '-sha256',
+      '-out',
+      `${name}.crt`,
+      '-addext',
+      'basicConstraints=critical,CA:FALSE',
+      '-addext',
+      'keyUsage=critical,digitalSignature,keyEncipherment',
       ...ext.flatMap((e) => ['-addext', e]),
     ],
     dir,
@@ -207,9 +225,7 @@ function get(url: string, tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; inse
     const opts = {
       method: 'GET',
       timeout: 5000,
-      ...(u.protocol === 'https:'
-        ? { ca: tls?.ca, cert: tls?.cert, key: tls?.key, rejectUnauthorized: !tls?.insecure }
-        : {}),
+      ...(u.protocol === 'https:' ? { ca: tls?.ca, cert: tls?.cert, key: tls?.key, rejectUnauthorized: !tls?.insecure } : {}),
     };
     const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, opts, (res) => {
       let body = '';
@@ -422,10 +438,22 @@ class ControlPlaneImpl implements ControlPlane {
     ecKey(this.path('ca.key'));
     openssl(
       [
-        'req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=test-control-plane-ca', '-days', '7', '-sha256',
-        '-out', 'ca.crt',
-        '-addext', 'basicConstraints=critical,CA:TRUE',
-        '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+        'req',
+        '-x509',
+        '-new',
+        '-key',
+        'ca.key',
+        '-subj',
+        '/CN=test-control-plane-ca',
+        '-days',
+        '7',
+        '-sha256',
+        '-out',
+        'ca.crt',
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
       ],
       d,
     );
@@ -541,12 +569,7 @@ class ControlPlaneImpl implements ControlPlane {
     if (existing && existing.exitCode === undefined) throw new Error('kube-apiserver is already running');
     const proc = this.spawnComponent('kube-apiserver', 'kube-apiserver', this.apiArgs);
     const tls = this.tlsAdmin();
-    await this.waitReady(
-      'kube-apiserver /readyz',
-      async () => (await get(`${this.server}/readyz`, tls)).status === 200,
-      timeoutMs,
-      proc,
-    );
+    await this.waitReady('kube-apiserver /readyz', async () => (await get(`${this.server}/readyz`, tls)).status === 200, timeoutMs, proc);
   }
 
   async stopApiServer(): Promise<void> {
@@ -617,10 +640,20 @@ class ControlPlaneImpl implements ControlPlane {
     ]);
     const tlsAny = { insecure: true };
     const waits = () => [
-      this.waitReady('kube-controller-manager /healthz', async () => (await get(`https://127.0.0.1:${kcmPort}/healthz`, tlsAny)).status === 200, timeoutMs, kcm),
+      this.waitReady(
+        'kube-controller-manager /healthz',
+        async () => (await get(`https://127.0.0.1:${kcmPort}/healthz`, tlsAny)).status === 200,
+        timeoutMs,
+        kcm,
+      ),
       this.waitReady('kube-scheduler /readyz', async () => (await get(`https://127.0.0.1:${schedPort}/readyz`, tlsAny)).status === 200, timeoutMs, sched),
       // Pods need their namespace's "default" ServiceAccount: proof the controllers run.
-      this.waitReady('ServiceAccount default/default', async () => (await get(`${this.server}/api/v1/namespaces/default/serviceaccounts/default`, this.tlsAdmin())).status === 200, timeoutMs, kcm),
+      this.waitReady(
+        'ServiceAccount default/default',
+        async () => (await get(`${this.server}/api/v1/namespaces/default/serviceaccounts/default`, this.tlsAdmin())).status === 200,
+        timeoutMs,
+        kcm,
+      ),
     ];
     if (this.opts.kwok === false) {
       await Promise.all(waits());
@@ -641,15 +674,20 @@ class ControlPlaneImpl implements ControlPlane {
     });
     await Promise.all([
       ...waits(),
-      this.waitReady(`node ${this.nodeName} Ready (kwok)`, async () => {
-        const r = await get(`${this.server}/api/v1/nodes/${this.nodeName}`, this.tlsAdmin());
-        if (r.status !== 200) return false;
-        const node = JSON.parse(r.body) as { spec?: { taints?: { key: string }[] }; status?: { conditions?: { type: string; status: string }[] } };
-        const ready = node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
-        // The node lifecycle controller removes its not-ready taint once it has seen the node Ready.
-        const tainted = node.spec?.taints?.some((t) => t.key.startsWith('node.kubernetes.io/')) ?? false;
-        return ready && !tainted;
-      }, timeoutMs, kwok),
+      this.waitReady(
+        `node ${this.nodeName} Ready (kwok)`,
+        async () => {
+          const r = await get(`${this.server}/api/v1/nodes/${this.nodeName}`, this.tlsAdmin());
+          if (r.status !== 200) return false;
+          const node = JSON.parse(r.body) as { spec?: { taints?: { key: string }[] }; status?: { conditions?: { type: string; status: string }[] } };
+          const ready = node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+          // The node lifecycle controller removes its not-ready taint once it has seen the node Ready.
+          const tainted = node.spec?.taints?.some((t) => t.key.startsWith('node.kubernetes.io/')) ?? false;
+          return ready && !tainted;
+        },
+        timeoutMs,
+        kwok,
+      ),
     ]);
   }
 
@@ -734,7 +772,10 @@ class ControlPlaneImpl implements ControlPlane {
   /** Clean-up hooks that parts started next to this control plane (real-node.ts) leave in <dir>/cleanup.d/*.sh. */
   private hooks(): string[] {
     try {
-      return readdirSync(this.path('cleanup.d')).filter((f) => f.endsWith('.sh')).sort().map((f) => this.path(join('cleanup.d', f)));
+      return readdirSync(this.path('cleanup.d'))
+        .filter((f) => f.endsWith('.sh'))
+        .sort()
+        .map((f) => this.path(join('cleanup.d', f)));
     } catch {
       return [];
     }
@@ -826,7 +867,9 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   // Count the (normally instant) binaries check too.
   cp.startupMs = Math.round(performance.now() - t0);
   cp.log(
-    `ready in ${cp.startupMs} ms (${Object.entries(cp.timings).map(([k, v]) => `${k} ${v}`).join(', ')}) at ${cp.server}; kubeconfig ${cp.kubeconfigPath}`,
+    `ready in ${cp.startupMs} ms (${Object.entries(cp.timings)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}) at ${cp.server}; kubeconfig ${cp.kubeconfigPath}`,
   );
   return cp;
 }
