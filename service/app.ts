@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { Config } from './config.ts';
 import { Admission, auth } from './http/auth.ts';
+import { JSON_BODY_LIMIT_BYTES } from './http/body-limits.ts';
 import { docs } from './http/docs.ts';
 import { httpMetrics } from './http/metrics.ts';
 import { problems, routerProblem } from './http/problems.ts';
@@ -71,7 +72,14 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
       level: config.LOG_LEVEL,
       redact: { paths: ['req.headers.authorization', 'body.model_data'], censor: '[redacted]' },
     },
-    bodyLimit: config.BODY_LIMIT_BYTES,
+    bodyLimit: JSON_BODY_LIMIT_BYTES,
+    // Slow or half-open clients do not hold sockets: headers and the whole request are timed
+    // (Node checks them every connectionsCheckingInterval).
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    http: {
+      headersTimeout: Math.min(config.HEADERS_TIMEOUT_MS, config.REQUEST_TIMEOUT_MS),
+      connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(config.HEADERS_TIMEOUT_MS / 2))),
+    },
     // Every name@version fits; past it, and for a bad URL, the router's answer is a problem too.
     routerOptions: { maxParamLength: MAX_PATH_PARAMETER },
     frameworkErrors: (err, request, reply) => routerProblem(err, request, reply, metrics),
@@ -86,8 +94,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   app.setValidatorCompiler(validatorCompiler);
   // Responses are documented by the zod schemas; they are written with plain JSON.stringify.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  // JSON only (the upload route also takes application/octet-stream, routes/models.ts): anything else is a 415.
   app.removeContentTypeParser('text/plain');
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.BODY_LIMIT_BYTES }, (_req, body, done) => done(null, body));
 
   const metrics = new ServiceMetrics();
   const store = new ModelStore(config.MODELS_DIR);

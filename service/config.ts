@@ -31,6 +31,13 @@ export const configSchema = z.object({
   API_TOKEN: z.string().min(16, 'API_TOKEN must be at least 16 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(figures.bodyLimitBytes),
+  REQUEST_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(120_000)
+    .describe('A request must arrive whole (headers and body) within this long, or its socket is closed'),
+  HEADERS_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000).describe("A request's headers must arrive within this long"),
   INFERENCE_THREADS: z.coerce.number().int().min(1).max(64).optional().describe('Worker threads; default from the cgroup CPU limit'),
   BATCH_MAX_SIZE: z.coerce
     .number()

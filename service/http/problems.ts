@@ -22,7 +22,7 @@ function problemBody(code: ErrorCode, detail: string, instance: string, details?
 }
 
 /** Fastify's own errors (and the zod validator's) → the service's codes. */
-function classify(err: FastifyError): { code: ErrorCode; detail: string; details?: ProblemDetail[] } {
+function classify(err: FastifyError, bodyLimit?: number): { code: ErrorCode; detail: string; details?: ProblemDetail[] } {
   if (hasZodFastifySchemaValidationErrors(err)) {
     const details = err.validation.map((v) => {
       const path = v.instancePath.replace(/^\//, '').replaceAll('/', '.');
@@ -37,7 +37,10 @@ function classify(err: FastifyError): { code: ErrorCode; detail: string; details
     case 'FST_ERR_BAD_URL':
       return { code: 'VALIDATION_FAILED', detail: 'the path is not a valid URL (a bad percent-encoding?)' };
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return { code: 'BODY_TOO_LARGE', detail: `${err.message}; for large models upload the raw .onnx as application/octet-stream, or raise BODY_LIMIT_BYTES` };
+      return {
+        code: 'BODY_TOO_LARGE',
+        detail: `${err.message}: this route takes at most ${bodyLimit ?? '?'} bytes; send many rows to /batch, upload large models as application/octet-stream (BODY_LIMIT_BYTES)`,
+      };
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return { code: 'UNSUPPORTED_MEDIA_TYPE', detail: `${err.message}; send application/json (or application/octet-stream to upload a model)` };
     case 'FST_ERR_RATE_LIMITED':
@@ -51,9 +54,9 @@ function classify(err: FastifyError): { code: ErrorCode; detail: string; details
 }
 
 /** Any error → the service's code, a detail that says what to fix, and the fields at fault. */
-export function errorOutcome(err: Error): { code: ErrorCode; detail: string; details?: ProblemDetail[] } {
+export function errorOutcome(err: Error, bodyLimit?: number): { code: ErrorCode; detail: string; details?: ProblemDetail[] } {
   if (err instanceof ServiceError) return { code: err.code, detail: err.message, ...(err.details ? { details: err.details } : {}) };
-  return classify(err as FastifyError);
+  return classify(err as FastifyError, bodyLimit);
 }
 
 const pathOf = (url: string) => url.split('?')[0]!;
@@ -77,7 +80,7 @@ export function routerProblem(err: FastifyError, request: FastifyRequest, reply:
 
 export const problems = fp<{ metrics: ServiceMetrics }>(async (app, { metrics }) => {
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    const { code, detail, details } = errorOutcome(err);
+    const { code, detail, details } = errorOutcome(err, request.routeOptions.bodyLimit);
     const body = problemBody(code, detail, pathOf(request.url), details);
     if (body.status >= 500) request.log.error({ err }, 'request failed');
     metrics.errors.inc({ code });

@@ -4,6 +4,7 @@ import type { ServiceContext } from '../app.ts';
 import { errorCatalog, parseRequest, ServiceError } from '../errors.ts';
 import { errorOutcome } from '../http/problems.ts';
 import { type InferInput, type ModelRef, OpenInference } from './dataplane.ts';
+import { BATCH_BODY_LIMIT_BYTES } from '../http/body-limits.ts';
 import { binaryData, decodeInput, jsonData, v2Datatype, type V2InputRequest } from './tensors.ts';
 
 // The Open Inference Protocol (KServe V2, Triton) over REST, so KServe and Triton clients work
@@ -91,10 +92,10 @@ function parseBody(request: FastifyRequest, optional = false): { header: unknown
 export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (app, { ctx }) => {
   // Every body as bytes: JSON and binary requests alike, with or without a content type (tritonclient sends none).
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: ctx.config.BODY_LIMIT_BYTES }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BATCH_BODY_LIMIT_BYTES }, (_req, body, done) => done(null, body));
 
   app.setErrorHandler((err: Error, request, reply) => {
-    const { code, detail } = errorOutcome(err);
+    const { code, detail } = errorOutcome(err, request.routeOptions.bodyLimit);
     const { status } = errorCatalog[code];
     if (status >= 500) request.log.error({ err }, 'V2 request failed');
     ctx.metrics.errors.inc({ code });

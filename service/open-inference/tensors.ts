@@ -54,9 +54,27 @@ export function v2Shape(shape: Array<number | string> | undefined): number[] {
 
 const elementCount = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-function flatten(data: unknown, out: unknown[]): void {
-  if (Array.isArray(data)) for (const d of data) flatten(d, out);
-  else out.push(data);
+/**
+ * Nested (row-major) or flat data as one flat list, without recursion: arrays nested deeper than
+ * the tensor's rank are refused (15,000 levels used to overflow the stack), and so is more data
+ * than the shape holds.
+ */
+function flatten(data: unknown, maxDepth: number, maxElements: number, fail: Fail): unknown[] {
+  const out: unknown[] = [];
+  const stack: Array<{ items: unknown[]; next: number }> = [{ items: Array.isArray(data) ? data : [data], next: 0 }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    if (top.next >= top.items.length) {
+      stack.pop();
+      continue;
+    }
+    const item = top.items[top.next++];
+    if (Array.isArray(item)) {
+      if (stack.length >= maxDepth) fail(`data is nested more than ${maxDepth} deep for a tensor of rank ${maxDepth}`);
+      stack.push({ items: item, next: 0 });
+    } else if (out.push(item) > maxElements) fail(`data holds more than the ${maxElements} elements of its shape`);
+  }
+  return out;
 }
 
 export interface V2InputRequest {
@@ -91,8 +109,7 @@ export function decodeInput(input: V2InputRequest, expected: ValueSignature, bin
   const { type, count, fail } = checkInput(input, expected);
   if (binary) return { type, dims: input.shape, data: decodeBinary(type, binary, count, fail) };
   if (input.data === undefined) fail('has no data (and no binary_data_size)');
-  const flat: unknown[] = [];
-  flatten(input.data, flat);
+  const flat = flatten(input.data, Math.max(1, input.shape.length), count, fail);
   if (flat.length !== count) fail(`shape [${input.shape}] holds ${count} elements, data has ${flat.length}`);
   return { type, dims: input.shape, data: decodeJson(type, flat, fail) };
 }
@@ -164,6 +181,9 @@ export function contentsOf(t: PlainTensor): TensorContents | undefined {
   return { [field]: Array.from(t.data as ArrayLike<number>) };
 }
 
+/** The largest finite values of the narrower float types: beyond them a value would be Infinity. */
+const FLOAT_MAX = { float32: 3.4028234663852886e38, float16: 65504 };
+
 function decodeJson(type: TensorType, flat: unknown[], fail: Fail): TensorData {
   if (type === 'string') {
     return flat.map((v, i) => (typeof v === 'string' ? v : fail(`element ${i} must be a string`)));
@@ -176,8 +196,10 @@ function decodeJson(type: TensorType, flat: unknown[], fail: Fail): TensorData {
     if (type === 'bool') {
       if (typeof v !== 'boolean') fail(`element ${i} must be true or false`);
       (out as Uint8Array)[i] = v ? 1 : 0;
-    } else if (typeof v !== 'number' || (!Number.isFinite(v) && !type.startsWith('float'))) {
-      fail(`element ${i} must be a number`);
+    } else if (typeof v !== 'number' || !Number.isFinite(v)) {
+      fail(`element ${i} must be a finite number`);
+    } else if (type in FLOAT_MAX && Math.abs(v) > FLOAT_MAX[type as keyof typeof FLOAT_MAX]) {
+      fail(`element ${i} is ${v}, beyond what ${type} holds`);
     } else if (big) {
       if (!Number.isInteger(v)) fail(`element ${i} must be an integer`);
       (out as BigInt64Array)[i] = BigInt(v);

@@ -82,46 +82,53 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem };
 
-  app.post(
-    '/api/v1/models',
-    {
-      config: { admin: true, rateLimitClass: 'upload' },
-      schema: {
-        operationId: 'uploadModel',
-        tags: ['models'],
-        summary: 'Upload a model version',
-        description:
-          'Two forms: application/json with the .onnx file base64-encoded in model_data (no query parameters), or the raw .onnx as application/octet-stream with name, version, features, promote and metadata in the query.',
-        body: { content: { 'application/json': { schema: UploadModelRequest }, 'application/octet-stream': { schema: OnnxFile } } },
-        querystring: UploadModelQuery.partial(),
-        response: { 201: VersionDescription, ...errors, 413: Problem, 503: Problem },
+  // The one route that takes raw bytes, and the upload's own body limit.
+  await app.register(async (uploads) => {
+    uploads.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: ctx.config.BODY_LIMIT_BYTES }, (_req, body, done) =>
+      done(null, body),
+    );
+    uploads.withTypeProvider<ZodTypeProvider>().post(
+      '/api/v1/models',
+      {
+        bodyLimit: ctx.config.BODY_LIMIT_BYTES,
+        config: { admin: true, rateLimitClass: 'upload' },
+        schema: {
+          operationId: 'uploadModel',
+          tags: ['models'],
+          summary: 'Upload a model version',
+          description:
+            'Two forms: application/json with the .onnx file base64-encoded in model_data (no query parameters), or the raw .onnx as application/octet-stream with name, version, features, promote and metadata in the query.',
+          body: { content: { 'application/json': { schema: UploadModelRequest }, 'application/octet-stream': { schema: OnnxFile } } },
+          querystring: UploadModelQuery.partial(),
+          response: { 201: VersionDescription, ...errors, 413: Problem, 503: Problem },
+        },
+        // Both bodies are validated in the handler: the schema above documents them.
+        validatorCompiler: () => (data) => ({ value: data }),
       },
-      // Both bodies are validated in the handler: the schema above documents them.
-      validatorCompiler: () => (data) => ({ value: data }),
-    },
-    async (request: FastifyRequest, reply) => {
-      const input = Buffer.isBuffer(request.body) ? uploadFromOctets(request.query, request.body) : uploadFromJson(request.body, request.query);
-      const isFirst = (await ctx.store.listVersions(input.name)).length === 0;
-      const meta = await ctx.registry.upload(input);
-      if (ctx.modelVersions) {
-        // Kubernetes mode: the ModelVersion makes it real; without it the artifact is not kept.
-        try {
-          await ctx.modelVersions.create(meta, input.promote || isFirst ? 'Production' : 'Staging');
-        } catch (err) {
-          await ctx.registry.deleteVersion(meta.name, meta.version).catch(() => undefined);
-          if (err instanceof ServiceError && err.code !== 'KUBERNETES_UNAVAILABLE') throw err;
-          throw new ServiceError(
-            'KUBERNETES_UNAVAILABLE',
-            `the model was valid but its ModelVersion could not be created (${(err as Error).message}); nothing was kept, try again`,
-          );
+      async (request: FastifyRequest, reply) => {
+        const input = Buffer.isBuffer(request.body) ? uploadFromOctets(request.query, request.body) : uploadFromJson(request.body, request.query);
+        const isFirst = (await ctx.store.listVersions(input.name)).length === 0;
+        const meta = await ctx.registry.upload(input);
+        if (ctx.modelVersions) {
+          // Kubernetes mode: the ModelVersion makes it real; without it the artifact is not kept.
+          try {
+            await ctx.modelVersions.create(meta, input.promote || isFirst ? 'Production' : 'Staging');
+          } catch (err) {
+            await ctx.registry.deleteVersion(meta.name, meta.version).catch(() => undefined);
+            if (err instanceof ServiceError && err.code !== 'KUBERNETES_UNAVAILABLE') throw err;
+            throw new ServiceError(
+              'KUBERNETES_UNAVAILABLE',
+              `the model was valid but its ModelVersion could not be created (${(err as Error).message}); nothing was kept, try again`,
+            );
+          }
         }
-      }
-      request.log.info({ model: meta.name, version: meta.version, sizeBytes: meta.sizeBytes, sha256: meta.sha256 }, 'model version uploaded');
-      reply.code(201).header('location', `/api/v1/models/${meta.name}`);
-      const desc = await ctx.registry.describe(meta.name);
-      return publicVersion(desc.versions.find((v) => v.version === meta.version) ?? meta);
-    },
-  );
+        request.log.info({ model: meta.name, version: meta.version, sizeBytes: meta.sizeBytes, sha256: meta.sha256 }, 'model version uploaded');
+        reply.code(201).header('location', `/api/v1/models/${meta.name}`);
+        const desc = await ctx.registry.describe(meta.name);
+        return publicVersion(desc.versions.find((v) => v.version === meta.version) ?? meta);
+      },
+    );
+  });
 
   app.get(
     '/api/v1/models',

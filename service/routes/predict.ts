@@ -11,6 +11,7 @@ import {
   PredictionResponse,
   Problem,
 } from './schemas.ts';
+import { BATCH_BODY_LIMIT_BYTES } from '../http/body-limits.ts';
 import { ServiceError } from '../errors.ts';
 
 // Predictions: the specification's PredictionRequest → PredictionResponse, and a batch form.
@@ -56,6 +57,7 @@ export const predictRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async 
   app.post(
     '/api/v1/predict/:model_id/batch',
     {
+      bodyLimit: BATCH_BODY_LIMIT_BYTES,
       config: { rateLimitClass: 'predict' },
       schema: {
         operationId: 'predictBatch',

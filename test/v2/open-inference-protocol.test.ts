@@ -120,7 +120,7 @@ describe('V2 errors and batching', () => {
       [{ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP64', data: row }] }, /datatype FP64 given, the model expects FP32/],
       [{ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3] }] }, /holds 4 elements, data has 3/],
       [{ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: row }] }, /unknown input "x"/],
-      [{ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: ['a', 1, 2, 3] }] }, /element 0 must be a number/],
+      [{ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: ['a', 1, 2, 3] }] }, /element 0 must be a finite number/],
       [{ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: row }], outputs: [{ name: 'nope' }] }, /unknown output "nope"/],
       [{ inputs: [] }, /inputs/],
       [{ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: row }] }, /no model named "nope"/, '/v2/models/nope/infer'],
