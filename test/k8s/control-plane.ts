@@ -721,7 +721,7 @@ class ControlPlaneImpl implements ControlPlane {
   async userKubeConfig(user: string, groups: string[] = []): Promise<UserKubeConfig> {
     const name = `user-${this.userCount + 1}`;
     const esc = (s: string) => s.replace(/[/\\=+,]/g, (c) => `\\${c}`);
-    const subject = groups.map((g) => `/O=${esc(g)}`).join('') + `/CN=${esc(user)}`;
+    const subject = `${groups.map((g) => `/O=${esc(g)}`).join('')}/CN=${esc(user)}`;
     signCert(this.dir, name, subject, ['extendedKeyUsage=clientAuth']);
     return this.writeUserKubeconfig({
       'client-certificate-data': b64(this.path(`${name}.crt`)),
