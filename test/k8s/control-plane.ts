@@ -24,6 +24,8 @@ export interface ControlPlaneOptions {
   controllers?: boolean;
   /** With `controllers`: run kwok and its fake Node (default true). false: no node until one joins (real-node.ts). */
   kwok?: boolean;
+  /** With kwok: rewrites kwok's stages (the YAML built from sigs.k8s.io/kwok's fast pod and node stages). */
+  kwokStages?: (stages: string) => string;
   /** Stream the components' logs to stderr (always written to files in the temp folder too). */
   log?: boolean;
   /** Overall start-up deadline (default 120 s). */
@@ -660,9 +662,15 @@ class ControlPlaneImpl implements ControlPlane {
       return;
     }
     this.nodeName = 'kwok-node-0';
+    let stages = join(this.binDir, 'kwok-stages.yaml');
+    if (this.opts.kwokStages) {
+      const rewritten = join(this.dir, 'kwok-stages.yaml');
+      writeFileSync(rewritten, this.opts.kwokStages(readFileSync(stages, 'utf8')));
+      stages = rewritten;
+    }
     const kwok = this.spawnComponent('kwok', 'kwok', [
       `--kubeconfig=${kc}`,
-      `--config=${join(this.binDir, 'kwok-stages.yaml')}`,
+      `--config=${stages}`,
       '--manage-all-nodes=false',
       '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
       '--node-lease-duration-seconds=40',

@@ -10,7 +10,9 @@ import type { KubeConfig, V1Deployment } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from '../../contract/model-version.ts';
 import type { ModelVersion, ModelVersionSpecInput } from '../../contract/model-version.ts';
 import { modelVersionCrd } from '../../contract/crd.ts';
-import { BACKUPS_PVC, MODELS_PVC, NAMESPACE, SERVICE_NAME } from '../../contract/names.ts';
+import { modelFilePath } from '../../contract/store-layout.ts';
+import { BACKUPS_PVC, LABELS, MODELS_PVC, NAMESPACE, SERVICE_NAME } from '../../contract/names.ts';
+import { IMPORT_COMPONENT } from '../../operator/builders/import-job.ts';
 import type { PolicyRule } from '../../contract/rbac.ts';
 import { freePort } from '../helpers/processes.ts';
 import { startControlPlane, waitFor, type ControlPlane } from '../k8s/control-plane.ts';
@@ -23,8 +25,73 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const NODE = process.execPath;
 export const ns = NAMESPACE;
 
+/**
+ * kwok runs no containers, so an import pod would "complete" with no result and the operator would
+ * fail the version. On kwok's fake node the import pods instead report what the import command
+ * would, read from their own arguments (--model, --version, --features; features default to
+ * ["feature_0"]), with a size of 0 and a sha256 that says it is fake.
+ * Tests that need real imports run on the real node (test/e2e/, lifecycle.test.ts).
+ */
+export const FAKE_IMPORT_SHA256 = 'kwok-fake-import-no-container-ran';
+
+export function fakeImportStages(stages: string): string {
+  const docs = stages.split('\n---\n');
+  const i = docs.findIndex((d) => /^ {2}name: pod-complete$/m.test(d));
+  const jobOwned = "      values:\n      - 'Job'\n";
+  if (i < 0 || !docs[i]!.includes(jobOwned)) throw new Error("kwok's pod-complete stage changed: update fakeImportStages");
+  docs[i] = docs[i]!.replace(
+    jobOwned,
+    `${jobOwned}    - key: '.metadata.labels["${LABELS.component}"]'\n      operator: 'NotIn'\n      values:\n      - '${IMPORT_COMPONENT}'\n`,
+  );
+  docs.splice(i + 1, 0, FAKE_IMPORT_STAGE);
+  return docs.join('\n---\n');
+}
+
+const FAKE_IMPORT_STAGE = `apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-complete-fake-import
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values:
+      - 'Running'
+    - key: '.metadata.labels["${LABELS.component}"]'
+      operator: 'In'
+      values:
+      - '${IMPORT_COMPONENT}'
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      {{ $container := index .spec.containers 0 }}
+      {{ $args := $container.args }}
+      {{ $model := "" }}{{ $version := "" }}{{ $features := list "feature_0" }}
+      {{ range $i, $a := $args }}{{ if eq $a "--model" }}{{ $model = index $args (add1 $i) }}{{ end }}{{ if eq $a "--version" }}{{ $version = index $args (add1 $i) }}{{ end }}{{ if eq $a "--features" }}{{ $features = index $args (add1 $i) | fromJson }}{{ end }}{{ end }}
+      {{ $result := dict "model" $model "version" $version "path" (printf "${modelFilePath('%s', '%s')}" $model $version) "sha256" "${FAKE_IMPORT_SHA256}" "sizeBytes" 0 "features" $features "alreadyPresent" false }}
+      containerStatuses:
+      - image: {{ $container.image | Quote }}
+        name: {{ $container.name | Quote }}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          terminated:
+            exitCode: 0
+            finishedAt: {{ $now | Quote }}
+            reason: Completed
+            startedAt: {{ $now | Quote }}
+            message: {{ $result | toJson | Quote }}
+      phase: Succeeded`;
+
 export async function startCluster(opts: { controllers?: boolean } = {}): Promise<ControlPlane> {
-  const cp = await startControlPlane({ controllers: opts.controllers ?? true, log: !!process.env.K8S_TEST_LOG });
+  const cp = await startControlPlane({ controllers: opts.controllers ?? true, kwokStages: fakeImportStages, log: !!process.env.K8S_TEST_LOG });
   await installCrd(cp);
   const r = await cp.kubectl(['create', 'namespace', ns]);
   assert.equal(r.code, 0, r.stderr);
