@@ -1,11 +1,13 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
+import { logOptions } from '../contract/logging.ts';
 import type { Config } from './config.ts';
 import { Admission, auth } from './http/auth.ts';
 import { docs } from './http/docs.ts';
 import { httpMetrics } from './http/metrics.ts';
 import { problems, routerProblem } from './http/problems.ts';
 import { rateLimit } from './http/rate-limit.ts';
+import { RequestLog } from './http/request-log.ts';
 import { InferencePool } from './inference/inference-pool.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { ModelVersionApi } from './kubernetes/routing-follower.ts';
@@ -67,10 +69,9 @@ export interface BuildOptions {
 export async function buildApp(options: BuildOptions): Promise<FastifyInstance> {
   const { config } = options;
   const app = Fastify({
-    logger: options.logger ?? {
-      level: config.LOG_LEVEL,
-      redact: { paths: ['req.headers.authorization', 'body.model_data'], censor: '[redacted]' },
-    },
+    // Pretty at a terminal, JSON in a pod (contract/logging.ts); one line per request (http/request-log.ts).
+    logger: options.logger ?? logOptions({ level: config.LOG_LEVEL, format: config.LOG_FORMAT, redact: ['req.headers.authorization', 'body.model_data'] }),
+    logController: new RequestLog(),
     bodyLimit: config.BODY_LIMIT_BYTES,
     // Every name@version fits; past it, and for a bad URL, the router's answer is a problem too.
     routerOptions: { maxParamLength: MAX_PATH_PARAMETER },
