@@ -10,6 +10,8 @@ export interface CliIO {
   stdout(text: string): void;
   stderr(text: string): void;
   env: NodeJS.ProcessEnv;
+  /** stderr is a terminal: long commands show their progress there. */
+  stderrIsTerminal?: boolean;
   /** Aborted on SIGINT/SIGTERM; long commands stop cleanly and exit 130. */
   signal: AbortSignal;
 }
@@ -89,6 +91,7 @@ export async function runProcess(argv: string[]): Promise<number> {
       stdout: (t) => process.stdout.write(t),
       stderr: (t) => process.stderr.write(t),
       env: process.env,
+      stderrIsTerminal: process.stderr.isTTY === true,
       signal: controller.signal,
     });
   } finally {
