@@ -21,7 +21,7 @@ async function store(root: string, files: number, mib: number): Promise<string> 
 /** The CLI on a pseudo-terminal (script(1)): what the terminal got, stdout and stderr together. */
 async function atTerminal(args: string[], env: Record<string, string>) {
   const quoted = [process.execPath, BIN, ...args].map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(' ');
-  return runCommand('script', ['-q', '-e', '-c', quoted, '/dev/null'], { cwd: ROOT, env: cliEnv(env), timeout: 120_000 });
+  return runCommand('script', ['-q', '-e', '-c', quoted, '/dev/null'], { cwd: ROOT, env: cliEnv(env), timeoutMs: 120_000 });
 }
 
 test('backup create shows files and bytes done of the total at a terminal, and nothing without one', { timeout: 180_000 }, async (t) => {
