@@ -15,7 +15,7 @@ node_modules/.install-stamp: package.json package-lock.json
 	touch $@
 
 run: node_modules/.install-stamp
-	SAMPLE_MODELS_DIR=$${SAMPLE_MODELS_DIR-models} node service/main.ts
+	SAMPLE_MODELS_DIR=$${SAMPLE_MODELS_DIR-models} node bin/analytics-api.js serve
 
 typecheck: node_modules/.install-stamp
 	tsc --noEmit -p tsconfig.json

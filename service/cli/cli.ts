@@ -28,6 +28,10 @@ const commands: Record<string, { summary: string; load: () => Promise<CliCommand
     summary: 'create, list, verify, restore and prune backups of the model store and Redis data',
     load: async () => (await import('../backup/command.ts')).backupCommand,
   },
+  serve: {
+    summary: 'run the inference service (configured by the environment)',
+    load: async () => (await import('./serve.ts')).serveCommand,
+  },
   import: {
     summary: "validate an ONNX model as the service would and store it as a version (the operator's import Jobs)",
     load: async () => (await import('./import.ts')).importCommand,

@@ -120,8 +120,8 @@ describe('the service logs at a terminal', () => {
   test('are text, not JSON; probes show at LOG_LEVEL=debug', { timeout: 60_000 }, async () => {
     const data = await mkdtemp(join(tmpdir(), 'logs-tty-'));
     const port = await freePort();
-    // script(1) runs the service on a pseudo-terminal and copies what it prints to our pipe.
-    const command = `PORT=${port} GRPC_PORT=off MODELS_DIR=${join(data, 'models')} LOG_LEVEL=debug exec ${process.execPath} service/main.ts`;
+    // script(1) runs the service (as make run does) on a pseudo-terminal and copies what it prints to our pipe.
+    const command = `PORT=${port} GRPC_PORT=off MODELS_DIR=${join(data, 'models')} LOG_LEVEL=debug exec ${process.execPath} bin/analytics-api.js serve`;
     const child = startProcess('script', ['-q', '-e', '-c', command, '/dev/null'], { cwd: ROOT, env: { ...process.env, TERM: 'dumb' } });
     try {
       await waitFor('the service', async () => (await fetch(`http://127.0.0.1:${port}/health`)).ok, 60_000, 200);
