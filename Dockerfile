@@ -5,7 +5,8 @@
 # Built by `make images` (and `docker compose build`); checked by hadolint in `make test`.
 
 # Production dependencies only. onnxruntime-node's CPU binaries ship in its npm package; its
-# install script would download CUDA files from a host outside the registries: skipped.
+# install script would download CUDA files from a host outside the registries: skipped (denied in
+# package.json's allowScripts, and by the variable the script reads for an npm without that policy).
 FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 ENV ONNXRUNTIME_NODE_INSTALL=skip

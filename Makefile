@@ -1,5 +1,8 @@
 # Every target sets itself up: `make run` and `make test` work on a fresh clone.
 SHELL := /bin/bash
+# onnxruntime-node's install script would download CUDA libraries from outside the registries:
+# package.json's allowScripts denies it (npm 11's install-script policy); the variable, which the
+# script itself reads, covers an npm that predates allowScripts.
 export ONNXRUNTIME_NODE_INSTALL := skip
 # The project's Node.js 24 (the npm package `node`) comes first on PATH.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
@@ -12,7 +15,7 @@ node_modules/.install-stamp: package.json package-lock.json
 	touch $@
 
 run: node_modules/.install-stamp
-	SAMPLE_MODELS_DIR=$${SAMPLE_MODELS_DIR-models} node service/main.ts
+	SAMPLE_MODELS_DIR=$${SAMPLE_MODELS_DIR-models} node bin/analytics-api.js serve
 
 typecheck: node_modules/.install-stamp
 	tsc --noEmit -p tsconfig.json

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { parseEnvironment } from '../contract/environment.ts';
+import { LOG_FORMAT_DESCRIPTION, LOG_FORMATS } from '../contract/logging.ts';
 import { BACKUPS_PVC, MODELS_PVC, NAMESPACE, SERVICE_NAME } from '../contract/names.ts';
 
 // The operator's configuration, read from the environment once at start (KUBECONFIG is read by
@@ -42,6 +43,7 @@ export const operatorConfigSchema = z
     RETRY_QPS: z.coerce.number().positive().default(10).describe('Overall rate of retries (token bucket)'),
     RETRY_BURST: z.coerce.number().int().positive().default(100),
     LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+    LOG_FORMAT: z.enum(LOG_FORMATS).optional().describe(LOG_FORMAT_DESCRIPTION),
   })
   .refine((c) => c.RENEW_DEADLINE_SECONDS < c.LEASE_DURATION_SECONDS, {
     message: 'RENEW_DEADLINE_SECONDS must be shorter than LEASE_DURATION_SECONDS',

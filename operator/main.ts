@@ -14,7 +14,7 @@ try {
   process.stderr.write(`${(err as Error).message}\n`);
   process.exit(2);
 }
-const log = createLogger(config.LOG_LEVEL, 'operator', { identity: config.identity });
+const log = createLogger({ level: config.LOG_LEVEL, format: config.LOG_FORMAT, fields: { identity: config.identity } });
 const kc = new KubeConfig();
 kc.loadFromDefault();
 const cluster = kc.getCurrentCluster();

@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
+import { logOptions } from '../contract/logging.ts';
 import type { Config } from './config.ts';
 import { Admission, auth } from './http/auth.ts';
 import { JSON_BODY_LIMIT_BYTES } from './http/body-limits.ts';
@@ -7,6 +8,7 @@ import { docs } from './http/docs.ts';
 import { httpMetrics } from './http/metrics.ts';
 import { problems, routerProblem } from './http/problems.ts';
 import { rateLimit } from './http/rate-limit.ts';
+import { RequestLog } from './http/request-log.ts';
 import { InferencePool } from './inference/inference-pool.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { ModelVersionApi } from './kubernetes/routing-follower.ts';
@@ -68,10 +70,9 @@ export interface BuildOptions {
 export async function buildApp(options: BuildOptions): Promise<FastifyInstance> {
   const { config } = options;
   const app = Fastify({
-    logger: options.logger ?? {
-      level: config.LOG_LEVEL,
-      redact: { paths: ['req.headers.authorization', 'body.model_data'], censor: '[redacted]' },
-    },
+    // Pretty at a terminal, JSON in a pod (contract/logging.ts); one line per request (http/request-log.ts).
+    logger: options.logger ?? logOptions({ level: config.LOG_LEVEL, format: config.LOG_FORMAT, redact: ['req.headers.authorization', 'body.model_data'] }),
+    logController: new RequestLog(),
     bodyLimit: JSON_BODY_LIMIT_BYTES,
     // Slow or half-open clients do not hold sockets: headers and the whole request are timed
     // (Node checks them every connectionsCheckingInterval).

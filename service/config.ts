@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseEnvironment } from '../contract/environment.ts';
 import { figures } from '../contract/figures.ts';
+import { LOG_FORMAT_DESCRIPTION, LOG_FORMATS } from '../contract/logging.ts';
 import { parseSchedule } from './backup/schedule.ts';
 
 // The service's whole configuration, read from the environment once at start. A bad value stops
@@ -30,6 +31,7 @@ export const configSchema = z.object({
   PREDICTION_LOG_MAX_ENTRIES: z.coerce.number().int().min(1).default(200_000).describe('In-memory bound on remembered predictions'),
   API_TOKEN: z.string().min(16, 'API_TOKEN must be at least 16 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_FORMAT: z.enum(LOG_FORMATS).optional().describe(LOG_FORMAT_DESCRIPTION),
   BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(figures.bodyLimitBytes),
   REQUEST_TIMEOUT_MS: z.coerce
     .number()

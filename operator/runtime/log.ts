@@ -1,8 +1,12 @@
-// Structured logs, one JSON object a line on stderr (what controller-runtime's zap logger prints):
-// {"level":"info","ts":"…","logger":"modelversion","msg":"…", …fields}.
+import pino from 'pino';
+import { type LogFormat, logOptions } from '../../contract/logging.ts';
 
-export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
-const ORDER: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+// The operator's structured logs, on stderr, in the project's one shape (contract/logging.ts: pino,
+// the level as a label, ISO times; pretty at a terminal): `log.info(msg, fields)` as
+// controller-runtime's loggers take them, a child's name in `component` ("operator.modelversion").
+//   {"level":"info","time":"…","pid":…,"hostname":…,"component":"operator.modelversion","msg":"…", …fields}
+
+type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
 export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
@@ -12,25 +16,39 @@ export interface Logger {
   child(name: string, fields?: Record<string, unknown>): Logger;
 }
 
-export function createLogger(
-  level: LogLevel = 'info',
-  name = 'operator',
-  base: Record<string, unknown> = {},
-  write: (line: string) => void = (l) => process.stderr.write(l),
-): Logger {
+export interface LoggerOptions {
+  level?: LogLevel;
+  /** The root's component (default "operator"); a child's is `<parent>.<name>`. */
+  name?: string;
+  /** Fields on every line. */
+  fields?: Record<string, unknown>;
+  format?: LogFormat | undefined;
+  /** Default: stderr. */
+  destination?: { write(line: string): void };
+}
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const { stream, ...pinoOptions } = logOptions({ level: options.level ?? 'info', format: options.format, destination: options.destination ?? 2 });
+  const root = pino(pinoOptions, stream);
+  return named(root, options.name ?? 'operator', options.fields ?? {});
+}
+
+function named(root: pino.Logger, name: string, fields: Record<string, unknown>): Logger {
+  // Each logger is one child of the root (not a child of its parent), so a name or a field is written once.
+  const log = root.child({ component: name, ...fields });
   const at =
-    (lvl: LogLevel) =>
-    (msg: string, fields: Record<string, unknown> = {}) => {
-      if (ORDER[lvl] > ORDER[level]) return;
-      const extra: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(fields)) extra[k] = v instanceof Error ? v.message : v;
-      write(`${JSON.stringify({ level: lvl, ts: new Date().toISOString(), logger: name, msg, ...base, ...extra })}\n`);
+    (level: LogLevel) =>
+    (msg: string, extra: Record<string, unknown> = {}) => {
+      if (!log.isLevelEnabled(level)) return;
+      const plain: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(extra)) if (fields[k] !== v) plain[k] = v instanceof Error ? v.message : v; // a field of the logger once
+      log[level](plain, msg);
     };
   return {
     error: at('error'),
     warn: at('warn'),
     info: at('info'),
     debug: at('debug'),
-    child: (child, fields = {}) => createLogger(level, `${name}.${child}`, { ...base, ...fields }, write),
+    child: (child, more = {}) => named(root, `${name}.${child}`, { ...fields, ...more }),
   };
 }

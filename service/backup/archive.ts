@@ -217,7 +217,7 @@ function parseManifest(bytes: Buffer): Manifest {
  * present exactly once. Throws a BackupError (NOT_FOUND, CORRUPT, CHECKSUM or UNSAFE) at the first
  * problem; reads nothing but the archive and writes nothing.
  */
-export async function verifyArchive(file: string): Promise<VerifiedArchive> {
+export async function verifyArchive(file: string, onRead?: (bytes: number, archiveBytes: number) => void): Promise<VerifiedArchive> {
   let fh: FileHandle;
   try {
     fh = await open(file, 'r');
@@ -301,6 +301,13 @@ export async function verifyArchive(file: string): Promise<VerifiedArchive> {
   });
 
   const input = createReadStream(file);
+  if (onRead) {
+    let read = 0;
+    input.on('data', (chunk) => {
+      read += chunk.length;
+      onRead(read, archiveBytes);
+    });
+  }
   await new Promise<void>((resolve) => {
     parser.on('end', resolve);
     parser.on('error', (err: unknown) => {

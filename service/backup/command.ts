@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import type { CliCommand, CliIO } from '../cli/cli.ts';
 import { configSchema } from '../config.ts';
 import { figures } from '../../contract/figures.ts';
-import { createBackup, DEFAULT_REDIS_DATA_DIR, resolveRedisDataDir } from './create.ts';
+import { createBackup, DEFAULT_REDIS_DATA_DIR, resolveRedisDataDir, type CreateProgress } from './create.ts';
 import { checkModelName, listAllBackups, listBackups, resolveArchive } from './list.ts';
 import { pruneBackups } from './prune.ts';
 import { verifyBackup } from './verify.ts';
@@ -14,40 +14,109 @@ import { restoreBackup } from './restore.ts';
 // restore.ts. Every failure is one line on stderr and a non-zero exit: 1, or 2 for bad usage,
 // 130 when interrupted.
 
+const FOOTER = 'Times are UTC. Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.';
+
 const HELP = `usage: analytics-api backup <subcommand> [options]
 
 subcommands:
-  create                      archive the model store (and the Redis data folder) into --dest;
-                              with --model NAME only production/NAME (no Redis data unless
-                              --include-redis), named analytics-backup-NAME-<time>.tar.gz
+  create                      archive the model store (and the Redis data folder) into --dest
   list                        the archives in --dest, newest first
   verify <archive>|--latest   re-read an archive and check every file against its manifest
-  restore <archive>|--latest  verify, then replace <models-dir>/production (and the Redis folder);
-                              an archive of one model replaces only production/<model>
+  restore <archive>|--latest  verify, then replace <models-dir>/production (and the Redis folder)
   prune                       delete archives older than --retention-days (never the newest)
 
-list, prune and --latest consider only whole-store archives, unless --model NAME is given: then
-only NAME's archives (prune keeps NAME's newest, and never touches other archives).
+analytics-api backup <subcommand> --help shows its options and an example.
+${FOOTER}`;
+
+const DEFAULT_MODELS_DIR = configSchema.shape.MODELS_DIR.parse(undefined);
+const DEST = '  --dest DIR            backup folder (env BACKUP_DIR)';
+const MODELS_DIR = `  --models-dir DIR      model store root, the folder holding production/ (env MODELS_DIR,
+                        default ${DEFAULT_MODELS_DIR})`;
+const REDIS_DIR = `  --redis-dir DIR       Redis data folder (env REDIS_DATA_DIR; default ${DEFAULT_REDIS_DATA_DIR} when it
+                        exists; "" for none)`;
+const JSON_OUT = '  --json                machine-readable output on stdout';
+const ARCHIVE = 'An <archive> is a path, or a file name in --dest.';
+
+/** Each subcommand's help: usage, what it does, its options, an example. */
+const SUB_HELP: Record<string, string> = {
+  create: `usage: analytics-api backup create [--dest DIR] [--models-dir DIR] [--redis-dir DIR] [--model NAME [--include-redis]] [--json]
+
+Archives <models-dir>/production and the Redis data folder into a new tar.gz in --dest
+(analytics-backup-<time>.tar.gz), read back and verified before it gets its name. With --model
+NAME only production/NAME (analytics-backup-NAME-<time>.tar.gz). At a terminal it shows its
+progress on stderr.
 
 options:
-  --dest DIR            backup folder (env BACKUP_DIR)
-  --model NAME          one model: create archives only it; list/prune/--latest take only its
-                        archives; verify/restore of a named archive check that it is NAME's
-  --include-redis       create --model: archive the Redis data folder too
-  --models-dir DIR      model store root, the folder holding production/ (env MODELS_DIR,
-                        default ${configSchema.shape.MODELS_DIR.parse(undefined)})
-  --redis-dir DIR       Redis data folder (env REDIS_DATA_DIR; default ${DEFAULT_REDIS_DATA_DIR} when it
-                        exists; "" for none)
-  --retention-days N    prune: keep archives of the last N days (env BACKUP_RETENTION_DAYS,
-                        default ${figures.backup.retentionDays})
-  --latest              verify/restore: the newest archive in --dest
-  --verify              list: verify every archive too (exit 1 if one fails)
-  --dry-run             prune: show what would be deleted
-  --json                machine-readable output on stdout
+${DEST}
+${MODELS_DIR}
+${REDIS_DIR}
+  --model NAME          archive only this model (no Redis data unless --include-redis)
+  --include-redis       with --model: archive the Redis data folder too
+  --json                the result as JSON on stdout (and no progress)
   -h, --help            this help
 
-An <archive> is a path, or a file name in --dest. Times are UTC.
-Exit status: 0 success, 1 failure, 2 bad usage, 130 interrupted.`;
+example:
+  analytics-api backup create --models-dir data/models --dest data/backups`,
+  list: `usage: analytics-api backup list [--dest DIR] [--model NAME] [--verify] [--json]
+
+The whole-store archives in --dest, newest first; with --model NAME only NAME's.
+
+options:
+${DEST}
+  --model NAME          only this model's archives
+  --verify              verify every archive too (exit 1 if one fails)
+${JSON_OUT}
+  -h, --help            this help
+
+example:
+  analytics-api backup list --dest data/backups --verify`,
+  verify: `usage: analytics-api backup verify (<archive> | --latest) [--dest DIR] [--model NAME] [--json]
+
+Re-reads an archive and checks every file against its manifest. ${ARCHIVE}
+
+options:
+${DEST}
+  --latest              the newest whole-store archive in --dest (with --model: NAME's)
+  --model NAME          the archive must be NAME's
+${JSON_OUT}
+  -h, --help            this help
+
+example:
+  analytics-api backup verify --latest --dest data/backups`,
+  restore: `usage: analytics-api backup restore (<archive> | --latest) [--dest DIR] [--models-dir DIR] [--redis-dir DIR] [--model NAME] [--json]
+
+Verifies an archive, then replaces <models-dir>/production (and the Redis data folder) with its
+contents; an archive of one model replaces only production/<model>. Restart the service (and
+Redis) afterwards. ${ARCHIVE}
+
+options:
+${DEST}
+${MODELS_DIR}
+${REDIS_DIR}
+  --latest              the newest whole-store archive in --dest (with --model: NAME's)
+  --model NAME          the archive must be NAME's
+${JSON_OUT}
+  -h, --help            this help
+
+example:
+  analytics-api backup restore --latest --dest data/backups --models-dir data/models`,
+  prune: `usage: analytics-api backup prune [--dest DIR] [--retention-days N] [--model NAME] [--dry-run] [--json]
+
+Deletes the whole-store archives older than --retention-days, never the newest; with --model NAME
+only NAME's archives (keeping NAME's newest), never another's.
+
+options:
+${DEST}
+  --retention-days N    keep archives of the last N days (env BACKUP_RETENTION_DAYS,
+                        default ${figures.backup.retentionDays})
+  --model NAME          only this model's archives
+  --dry-run             show what would be deleted
+${JSON_OUT}
+  -h, --help            this help
+
+example:
+  analytics-api backup prune --dest data/backups --retention-days 7 --dry-run`,
+};
 
 const OPTIONS = {
   dest: { type: 'string' },
@@ -118,19 +187,54 @@ const utc = (d: Date | string) =>
     .replace(/\.\d{3}Z$/, 'Z');
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
+const PHASES = ['hashing', 'writing', 'verifying'] as const;
+
+/** "2/3 writing 12/40 files, 312 MiB of 514 MiB (61%)". */
+function describeProgress(p: CreateProgress): string {
+  const percent = p.totalBytes > 0 ? Math.floor((100 * p.bytes) / p.totalBytes) : 100;
+  const files = p.phase === 'verifying' ? '' : ` ${p.files}/${p.totalFiles} files,`;
+  return `${PHASES.indexOf(p.phase) + 1}/${PHASES.length} ${p.phase}${files} ${formatBytes(p.bytes)} of ${formatBytes(p.totalBytes)} (${percent}%)`;
+}
+
+/** One line on a terminal's stderr, redrawn at most every 200 ms, cleared before anything else is printed. */
+function progressLine(io: CliIO): { show(text: string): void; clear(): void } {
+  let last = 0;
+  let shown = false;
+  return {
+    show(text) {
+      const now = performance.now();
+      if (shown && now - last < 200) return;
+      last = now;
+      shown = true;
+      io.stderr(`\r\x1b[Kbackup create: ${text}`);
+    },
+    clear() {
+      if (shown) io.stderr('\r\x1b[K');
+      shown = false;
+    },
+  };
+}
+
 async function run(sub: string, positionals: string[], values: Values, io: CliIO): Promise<number> {
   const s = settings(values, io.env);
   const out = io.stdout;
   switch (sub) {
     case 'create': {
-      const r = await createBackup({
-        dest: needDest(s),
-        modelsDir: s.modelsDir,
-        redisDir: s.redisDir,
-        model: s.model,
-        includeRedis: values['include-redis'],
-        signal: io.signal,
-      });
+      const progress = io.stderrIsTerminal && !values.json ? progressLine(io) : undefined;
+      let r;
+      try {
+        r = await createBackup({
+          dest: needDest(s),
+          modelsDir: s.modelsDir,
+          redisDir: s.redisDir,
+          model: s.model,
+          includeRedis: values['include-redis'],
+          signal: io.signal,
+          onProgress: progress && ((p) => progress.show(describeProgress(p))),
+        });
+      } finally {
+        progress?.clear();
+      }
       for (const w of r.warnings) io.stderr(`warning: ${w}\n`);
       if (values.json) out(json(r));
       else
@@ -243,7 +347,7 @@ export const backupCommand: CliCommand = {
       }
       const values = parsed.values as Values;
       if (values.help) {
-        io.stdout(`${HELP}\n`);
+        io.stdout(`${SUB_HELP[sub]}\n\n${FOOTER}\n`);
         return 0;
       }
       for (const name of Object.keys(values) as OptionName[])

@@ -58,6 +58,17 @@ export interface CreateOptions {
   includeRedis?: boolean | undefined;
   now?: () => Date;
   signal?: AbortSignal | undefined;
+  /** Called as bytes are read: hashing the sources, writing the archive, reading it back. */
+  onProgress?: ((progress: CreateProgress) => void) | undefined;
+}
+
+/** How far a backup is: in its phase, files and bytes done of the total (verifying: of the archive's bytes). */
+export interface CreateProgress {
+  phase: 'hashing' | 'writing' | 'verifying';
+  files: number;
+  totalFiles: number;
+  bytes: number;
+  totalBytes: number;
 }
 
 export interface CreateResult {
@@ -102,7 +113,14 @@ function kind(st: Stats): string {
 }
 
 /** Walks a source folder; with `hash`, reads and hashes every file (else only stats them). */
-async function scanSource(root: string, prefix: string, scan: Scan, signal: AbortSignal | undefined, hash = true): Promise<void> {
+async function scanSource(
+  root: string,
+  prefix: string,
+  scan: Scan,
+  signal: AbortSignal | undefined,
+  hash = true,
+  onRead: (bytes: number, fileDone: boolean) => void = () => {},
+): Promise<void> {
   const walk = async (dir: string, rel: string): Promise<void> => {
     let names: string[];
     try {
@@ -153,7 +171,12 @@ async function scanSource(root: string, prefix: string, scan: Scan, signal: Abor
       }
       try {
         const fst = await fh.stat();
-        scan.files.push({ archivePath, absolute, stat: fst, sha256: await readExactly(fh, fst.size, () => checkAborted(signal), absolute) });
+        const read = (chunk: Buffer) => {
+          checkAborted(signal);
+          onRead(chunk.length, false);
+        };
+        scan.files.push({ archivePath, absolute, stat: fst, sha256: await readExactly(fh, fst.size, read, absolute) });
+        onRead(0, true);
       } finally {
         await fh.close();
       }
@@ -191,7 +214,14 @@ async function sourceFolder(path: string, what: string, hint: string): Promise<s
   return absolute;
 }
 
-async function writeArchiveFile(fh: FileHandle, dest: string, manifest: Manifest, scan: Scan, signal: AbortSignal | undefined): Promise<void> {
+async function writeArchiveFile(
+  fh: FileHandle,
+  dest: string,
+  manifest: Manifest,
+  scan: Scan,
+  signal: AbortSignal | undefined,
+  onRead: (bytes: number, fileDone: boolean) => void,
+): Promise<void> {
   // flush: the stream fsyncs before it closes the handle, and the pipeline ends after both.
   const writer = new ArchiveWriter(fh.createWriteStream({ flush: true }));
   try {
@@ -220,7 +250,16 @@ async function writeArchiveFile(fh: FileHandle, dest: string, manifest: Manifest
           const st = await fh2.stat();
           if (st.ino !== f.stat.ino || st.dev !== f.stat.dev)
             throw new BackupError('SOURCE_CHANGED', `${f.absolute} was replaced while it was being backed up`);
-          const sha = await readExactly(fh2, f.stat.size, write, f.absolute);
+          const sha = await readExactly(
+            fh2,
+            f.stat.size,
+            async (chunk) => {
+              await write(chunk);
+              onRead(chunk.length, false);
+            },
+            f.absolute,
+          );
+          onRead(0, true);
           if (sha !== f.sha256) throw new BackupError('SOURCE_CHANGED', `${f.absolute} changed while it was being backed up`);
         } catch (err) {
           if (err instanceof BackupError || writer.outputError !== undefined) throw err;
@@ -236,6 +275,42 @@ async function writeArchiveFile(fh: FileHandle, dest: string, manifest: Manifest
     if (writer.outputError !== undefined) throw destinationError(writer.outputError, dest);
     throw err;
   }
+}
+
+/** Counts a backup's phases for `onProgress`; without it, counts nothing (and walks nothing in advance). */
+async function progressOf(options: CreateOptions, sources: Manifest['sources']) {
+  const report = options.onProgress;
+  let totalFiles = 0;
+  let totalBytes = 0;
+  if (report) {
+    // The totals for hashing, from a walk that only stats; the manifest's replace them for writing.
+    const planned: Scan = { directories: [], files: [], warnings: [] };
+    for (const src of sources) await scanSource(src.path, src.archivePath, planned, options.signal, false);
+    totalFiles = planned.files.length;
+    totalBytes = planned.files.reduce((n, f) => n + f.stat.size, 0);
+  }
+  return {
+    totals(files: number, bytes: number) {
+      totalFiles = files;
+      totalBytes = bytes;
+    },
+    counter(phase: 'hashing' | 'writing'): (bytes: number, fileDone: boolean) => void {
+      if (!report) return () => {};
+      let files = 0;
+      let bytes = 0;
+      report({ phase, files, totalFiles, bytes, totalBytes });
+      return (n, fileDone) => {
+        bytes += n;
+        if (fileDone) files++;
+        // A file that grew since the walk counts whole; the total follows it.
+        report({ phase, files, totalFiles: Math.max(totalFiles, files), bytes, totalBytes: Math.max(totalBytes, bytes) });
+      };
+    },
+    reader(): ((bytes: number, total: number) => void) | undefined {
+      if (!report) return undefined;
+      return (bytes, total) => report({ phase: 'verifying', files: 0, totalFiles: 0, bytes, totalBytes: total });
+    },
+  };
 }
 
 /** Gives the finished partial its final name, never replacing an archive that exists. */
@@ -336,8 +411,9 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
     }
     let closed = false;
     try {
+      const progress = await progressOf(options, sources);
       const scan: Scan = { directories: [], files: [], warnings: [] };
-      for (const src of sources) await scanSource(src.path, src.archivePath, scan, options.signal);
+      for (const src of sources) await scanSource(src.path, src.archivePath, scan, options.signal, true, progress.counter('hashing'));
       const manifest: Manifest = {
         format: FORMAT,
         formatVersion: model === undefined ? FORMAT_VERSION : MODEL_FORMAT_VERSION,
@@ -350,12 +426,13 @@ export async function createBackup(options: CreateOptions): Promise<CreateResult
         files: scan.files.map((f) => ({ path: f.archivePath, size: f.stat.size, sha256: f.sha256 })),
         totals: { files: scan.files.length, bytes: scan.files.reduce((n, f) => n + f.stat.size, 0) },
       };
-      await writeArchiveFile(fh, dest, manifest, scan, options.signal);
+      progress.totals(manifest.totals.files, manifest.totals.bytes);
+      await writeArchiveFile(fh, dest, manifest, scan, options.signal, progress.counter('writing'));
       closed = true; // written, fsynced and closed
       await checkUnchanged(scan, sources, options.signal);
       let verified: VerifiedArchive;
       try {
-        verified = await verifyArchive(partial);
+        verified = await verifyArchive(partial, progress.reader());
       } catch (err) {
         throw new BackupError('CORRUPT', `the archive just written to ${dest} does not read back intact (${(err as Error).message}); check the disk`, {
           cause: err,

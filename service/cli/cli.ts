@@ -10,6 +10,8 @@ export interface CliIO {
   stdout(text: string): void;
   stderr(text: string): void;
   env: NodeJS.ProcessEnv;
+  /** stderr is a terminal: long commands show their progress there. */
+  stderrIsTerminal?: boolean;
   /** Aborted on SIGINT/SIGTERM; long commands stop cleanly and exit 130. */
   signal: AbortSignal;
 }
@@ -25,6 +27,10 @@ const commands: Record<string, { summary: string; load: () => Promise<CliCommand
   backup: {
     summary: 'create, list, verify, restore and prune backups of the model store and Redis data',
     load: async () => (await import('../backup/command.ts')).backupCommand,
+  },
+  serve: {
+    summary: 'run the inference service (configured by the environment)',
+    load: async () => (await import('./serve.ts')).serveCommand,
   },
   import: {
     summary: "validate an ONNX model as the service would and store it as a version (the operator's import Jobs)",
@@ -89,6 +95,7 @@ export async function runProcess(argv: string[]): Promise<number> {
       stdout: (t) => process.stdout.write(t),
       stderr: (t) => process.stderr.write(t),
       env: process.env,
+      stderrIsTerminal: process.stderr.isTTY === true,
       signal: controller.signal,
     });
   } finally {

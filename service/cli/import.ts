@@ -228,7 +228,8 @@ async function importVersion(s: Settings, signal: AbortSignal): Promise<ImportRe
   try {
     let meta: VersionMetadata;
     try {
-      meta = await validateModel(pool, { name: s.model, version: s.version, bytes, features: s.features, metadata: s.metadata });
+      const source = `--${s.source.kind} ${s.source.value}`;
+      meta = await validateModel(pool, { name: s.model, version: s.version, bytes, features: s.features, metadata: s.metadata, source });
     } catch (err) {
       if (err instanceof ServiceError) throw new ImportError(`not a model the service can serve: ${err.message}`);
       throw err;

@@ -65,7 +65,7 @@ async function inspect(bytes: Uint8Array, features: string[] | undefined): Promi
   try {
     facts = inspectGraph(bytes);
   } catch (err) {
-    if (err instanceof OnnxFormatError) throw new ServiceError('INVALID_MODEL', `not an ONNX model (${err.message}); send the bytes of a .onnx file`);
+    if (err instanceof OnnxFormatError) throw new ServiceError('INVALID_MODEL', `not an ONNX model (${err.message}); expected the bytes of a .onnx file`);
     throw err;
   }
   if (facts.externalTensors.length > 0)

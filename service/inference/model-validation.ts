@@ -9,6 +9,12 @@ export interface ModelUpload {
   bytes: Uint8Array;
   features?: string[];
   metadata?: Record<string, unknown>;
+  /**
+   * Where the bytes came from, as the user gave them: "model_data", "the request body",
+   * "--file model.onnx". A model the service cannot serve is named by it ("--file x.txt: not an
+   * ONNX model (…)"), so the CLI and the REST API each name their own input.
+   */
+  source?: string;
 }
 
 /**
@@ -22,8 +28,10 @@ export async function validateModel(pool: InferencePool, input: ModelUpload): Pr
   try {
     checked = await pool.inspect(input.bytes, input.features);
   } catch (err) {
-    if (err instanceof InferenceError && err.code) throw new ServiceError(err.code, err.message, err.details);
-    if (err instanceof InferenceError) throw new ServiceError('INVALID_MODEL', `onnxruntime cannot load the model: ${err.message}`);
+    const named = (message: string) => (input.source ? `${input.source}: ${message}` : message);
+    if (err instanceof InferenceError && err.code)
+      throw new ServiceError(err.code, err.code === 'INVALID_MODEL' ? named(err.message) : err.message, err.details);
+    if (err instanceof InferenceError) throw new ServiceError('INVALID_MODEL', named(`onnxruntime cannot load the model: ${err.message}`));
     throw err;
   }
   return {

@@ -44,6 +44,7 @@ function uploadFromJson(body: unknown, query: unknown): UploadInput {
     name: req.name,
     version: req.version,
     bytes: Buffer.from(req.model_data, 'base64'),
+    source: 'model_data',
     metadata: req.metadata,
     promote: req.promote,
     ...(req.features ? { features: req.features } : {}),
@@ -75,7 +76,15 @@ function uploadFromOctets(query: unknown, body: Buffer): UploadInput {
     }
   }
   if (body.length === 0) throw new ServiceError('VALIDATION_FAILED', 'the request body is empty; send the .onnx file as the body');
-  return { name: q.name, version: q.version, bytes: body, metadata, promote: q.promote ?? false, ...(features ? { features } : {}) };
+  return {
+    name: q.name,
+    version: q.version,
+    bytes: body,
+    source: 'the request body',
+    metadata,
+    promote: q.promote ?? false,
+    ...(features ? { features } : {}),
+  };
 }
 
 export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (fastify, { ctx }) => {

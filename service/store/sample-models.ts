@@ -22,6 +22,7 @@ export async function importSampleModels(dir: string, store: ModelStore, registr
       name,
       version: '1',
       bytes: await readFile(join(dir, file)),
+      source: join(dir, file),
       ...(reference.features ? { features: reference.features } : {}),
       metadata: { source: 'sample', dataset: reference.dataset, estimator: reference.estimator, task: reference.task },
       promote: true,

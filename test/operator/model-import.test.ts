@@ -146,6 +146,9 @@ describe('analytics-api import', () => {
     const r = await run(['--model', 'broken', '--version', '1', '--file', bad, '--models-dir', models]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^analytics-api import: not a model the service can serve: /);
+    // Named as the user gave it: the option, not the REST API's model_data.
+    assert.ok(r.stderr.includes(`: --file ${bad}: not an ONNX model (`), r.stderr);
+    assert.doesNotMatch(r.stderr, /model_data|request body/);
     assert.deepEqual(await versionsOf('broken'), []);
     const truncated = join(dir, 'truncated.onnx');
     await writeFile(truncated, iris.subarray(0, Math.floor(iris.length / 2)));

@@ -25,7 +25,7 @@ import { createServiceDeployment, getMv, grantRole, kubectlApply, modelVersion, 
 // harness's impersonation). Each can do its job, and is refused one step beyond it.
 
 const TEST = 120_000;
-const silent = createLogger('error', 'test', {}, () => {});
+const silent = createLogger({ level: 'error', name: 'test', destination: { write: () => {} } });
 
 async function status(p: Promise<unknown>): Promise<number> {
   try {

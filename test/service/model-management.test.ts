@@ -95,8 +95,16 @@ describe('model upload', () => {
       });
       assert.equal(res.statusCode, 400, res.body);
       assert.equal(res.json().code, 'INVALID_MODEL');
-      assert.match(res.json().detail, /onnx/i);
+      assert.match(res.json().detail, /^model_data: .*onnx/i); // the field the bytes came in
     }
+    const raw = await svc.app.inject({
+      method: 'POST',
+      url: '/api/v1/models?name=broken&version=1',
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: Buffer.from('definitely not onnx'),
+    });
+    assert.equal(raw.statusCode, 400, raw.body);
+    assert.match(raw.json().detail, /^the request body: not an ONNX model \(.*\); expected the bytes of a \.onnx file$/);
     assert.deepEqual(await storeFiles(svc.modelsDir), before);
     assert.equal((await svc.app.inject({ url: '/api/v1/models/broken' })).statusCode, 404);
   });

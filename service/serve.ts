@@ -1,0 +1,53 @@
+import { buildApp } from './app.ts';
+import { resolveRedisDataDir } from './backup/create.ts';
+import { startBackupScheduler } from './backup/scheduler.ts';
+import type { Config } from './config.ts';
+import { importSampleModels } from './store/sample-models.ts';
+
+/**
+ * Runs the service with a configuration read from the environment (`analytics-api serve`, and
+ * `node service/main.ts`): builds the app, imports the sample models, schedules backups and
+ * listens. Resolves once it listens; SIGINT/SIGTERM close it and exit the process (0).
+ */
+export async function serve(config: Config): Promise<void> {
+  const app = await buildApp({ config });
+  if (config.SAMPLE_MODELS_DIR) await importSampleModels(config.SAMPLE_MODELS_DIR, app.ctx.store, app.ctx.registry, app.log);
+
+  // Scheduled backups for docker compose and `make run`; in Kubernetes the operator's CronJobs run the CLI.
+  const backups =
+    config.CONTROL_PLANE === 'standalone' && config.BACKUP_DIR
+      ? startBackupScheduler({
+          schedule: config.BACKUP_SCHEDULE,
+          dest: config.BACKUP_DIR,
+          modelsDir: config.MODELS_DIR,
+          redisDir: resolveRedisDataDir(config.REDIS_DATA_DIR),
+          retentionDays: config.BACKUP_RETENTION_DAYS,
+          log: app.log.child({ component: 'backup' }),
+          onRun: (run) => app.ctx.metrics.recordBackup(run.ok, run.archive?.sizeBytes),
+        })
+      : undefined;
+
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      app.log.info({ signal }, 'shutting down');
+      void backups?.stop(); // a backup cut short leaves only an ignored .partial
+      app.close().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    });
+  }
+
+  try {
+    await app.listen({ port: config.PORT, host: config.HOST });
+  } catch (err) {
+    app.log.fatal({ err }, `cannot listen on ${config.HOST}:${config.PORT}; set PORT (0: any free port) or HOST`);
+    process.exit(1);
+  }
+  try {
+    await app.ctx.grpc?.listen();
+  } catch (err) {
+    app.log.fatal({ err }, `gRPC cannot listen on port ${config.GRPC_PORT}; set GRPC_PORT (0: any free port, off: no gRPC)`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { freePort, recentOutput, runCommand, startProcess, waitFor } from '../helpers/processes.ts';
+
+// `analytics-api serve`: the service as the CLI runs it, the one command a person needs (make run
+// uses it; `node service/main.ts` runs the same serve()).
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const BIN = join(ROOT, 'bin', 'analytics-api.js');
+
+test('analytics-api serve answers predictions and stops on SIGTERM with exit 0', { timeout: 90_000 }, async () => {
+  const data = await mkdtemp(join(tmpdir(), 'serve-'));
+  const port = await freePort();
+  const child = startProcess(process.execPath, [BIN, 'serve'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port), GRPC_PORT: '0', MODELS_DIR: join(data, 'models'), SAMPLE_MODELS_DIR: 'models', LOG_LEVEL: 'info' },
+  });
+  try {
+    await waitFor('the service', async () => (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200, 60_000, 200);
+    const res = await fetch(`http://127.0.0.1:${port}/api/v1/predict/iris-logreg`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ features: { 'sepal length (cm)': 5.9, 'sepal width (cm)': 3.0, 'petal length (cm)': 5.1, 'petal width (cm)': 1.8 } }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(((await res.json()) as { prediction: number }).prediction, 2);
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    const [code] = await exited;
+    assert.equal(code, 0, recentOutput(child));
+    assert.match(recentOutput(child), /"signal":"SIGTERM","msg":"shutting down"/);
+    assert.doesNotMatch(recentOutput(child), /analytics-api: SIGTERM/, 'the service logs its shutdown; the CLI adds no line of its own');
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await rm(data, { recursive: true, force: true });
+  }
+});
+
+test('analytics-api serve: a bad environment, an argument, a taken port', { timeout: 60_000 }, async () => {
+  const data = await mkdtemp(join(tmpdir(), 'serve-bad-'));
+  const env = { ...process.env, MODELS_DIR: join(data, 'models'), GRPC_PORT: 'off' };
+  try {
+    const bad = await runCommand(process.execPath, [BIN, 'serve'], { cwd: ROOT, env: { ...env, PORT: 'eighty', REDIS_URL: 'not a url' } });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^Invalid configuration in the environment:\n {2}PORT: .*\n {2}REDIS_URL: /);
+
+    const arg = await runCommand(process.execPath, [BIN, 'serve', '--port', '8080'], { cwd: ROOT, env });
+    assert.equal(arg.code, 2);
+    assert.match(arg.stderr, /^analytics-api serve: .*--port.*; the service takes its settings from the environment/);
+
+    const help = await runCommand(process.execPath, [BIN, 'serve', '--help'], { cwd: ROOT, env });
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^usage: analytics-api serve\n/);
+    assert.match(help.stdout, /PORT, HOST, GRPC_PORT, MODELS_DIR/);
+
+    const taken = createServer();
+    taken.listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    try {
+      const port = (taken.address() as { port: number }).port;
+      const r = await runCommand(process.execPath, [BIN, 'serve'], { cwd: ROOT, env: { ...env, PORT: String(port) }, timeoutMs: 60_000 });
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      const fatal = r.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { level: string; msg: string })
+        .find((l) => l.level === 'fatal');
+      assert.match(fatal?.msg ?? '', new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}; set PORT`));
+    } finally {
+      taken.close();
+    }
+  } finally {
+    await rm(data, { recursive: true, force: true });
+  }
+});
