@@ -5,6 +5,7 @@
 //   production/<model>/<version>/metadata.json
 //   production/<model>/history.jsonl             append-only events
 //   .staging/                                    writes in progress, renamed into place
+//   .holders/<host>-<pid>.json                   running services, touched every 10 s
 
 export const PRODUCTION_DIR = 'production';
 export const STAGING_DIR = '.staging';
@@ -20,3 +21,6 @@ export const versionPath = (model: string, version: string) => `${modelPath(mode
 
 /** A version's ONNX file, relative to the store root: what ModelVersions and routing.json name. */
 export const modelFilePath = (model: string, version: string) => `${versionPath(model, version)}/${MODEL_FILE}`;
+
+/** Running services' claims on the store (service/store/store-holders.ts): `backup restore` refuses while one is fresh. */
+export const HOLDERS_DIR = '.holders';

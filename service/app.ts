@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
 import { logOptions } from '../contract/logging.ts';
 import type { Config } from './config.ts';
+import { holdStore } from './store/store-holders.ts';
 import { Admission, auth } from './http/auth.ts';
 import { JSON_BODY_LIMIT_BYTES } from './http/body-limits.ts';
 import { docs } from './http/docs.ts';
@@ -101,6 +102,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const metrics = new ServiceMetrics();
   const store = new ModelStore(config.MODELS_DIR);
   await store.init();
+  // `backup restore` refuses while this process serves from the store.
+  const hold = await holdStore(config.MODELS_DIR);
   const pool = new InferencePool({ size: config.INFERENCE_THREADS ?? usableCores() });
   const registry = new ModelRegistry({
     store,
@@ -158,6 +161,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     await routing?.stop();
     await pool.close();
     await cache.close();
+    await hold.release();
   });
 
   return app;

@@ -12,6 +12,7 @@ export type BackupErrorCode =
   | 'CHECKSUM' // an entry's bytes do not match the manifest
   | 'UNSAFE' // an entry restore refuses: absolute path, "..", links, devices, outside the layout
   | 'RESTORE' // the swap into the live folders failed (nothing was changed)
+  | 'STORE_IN_USE' // a running service holds the model store (restore refuses)
   | 'INTERRUPTED' // stopped by SIGINT/SIGTERM; partial output removed
   | 'IO'; // any other file-system failure
 

@@ -5,6 +5,7 @@ import { Unpack } from 'tar';
 import { MODELS_PREFIX, REDIS_PREFIX, checkArchiveModel, modelPrefix, readExactly, verifyArchive, type Manifest, type ManifestFile } from './archive.ts';
 import { BackupError, errnoCode } from './errors.ts';
 import { syncDir } from '../store/durable-fs.ts';
+import { HOLDER_FRESH_MS, storeHolders } from '../store/store-holders.ts';
 import { tempId } from './format.ts';
 
 // Restore: verify the whole archive, extract each part into a fresh folder beside its target,
@@ -226,6 +227,16 @@ async function swapIn(part: Part): Promise<() => Promise<void>> {
  */
 export async function restoreBackup(options: RestoreOptions): Promise<RestoreResult> {
   const archive = resolve(options.archive);
+  const holders = await storeHolders(resolve(options.modelsDir));
+  if (holders.length > 0)
+    throw new BackupError(
+      'STORE_IN_USE',
+      `the model store ${options.modelsDir} is in use by ${holders.length === 1 ? 'a running service' : `${holders.length} running services`} (${holders
+        .map((h) => `${h.name}, seen ${Math.round(h.ageMs / 1000)} s ago`)
+        .join(
+          '; ',
+        )}): it would keep serving what it loaded. Stop ${holders.length === 1 ? 'it' : 'them'} first (in Kubernetes: kubectl scale deployment/analytics-api --replicas=0), restore, then start again; a service killed without stopping is forgotten ${HOLDER_FRESH_MS / 1000} s after it last touched the store`,
+    );
   const { manifest } = await verifyArchive(archive); // nothing is written before this passes
   checkArchiveModel(archive, manifest, options.model);
   const notes: string[] = [];

@@ -39,6 +39,10 @@ export class ServedModel {
   readonly meta: VersionMetadata;
   /** Set when another version took over or this one is deleted: freed once idle. */
   retired = false;
+  /** Its session was freed in the pool. */
+  unloaded = false;
+  /** The version in cache keys, with its bytes' sha256: answers of other bytes under the same version never mix. */
+  readonly cacheVersion: string;
   private readonly model: ModelInterface;
   /** Feature name → column, so checking a row is linear in its size. */
   private readonly columns: Map<string, number>;
@@ -61,6 +65,7 @@ export class ServedModel {
     const { key, meta, metrics } = options;
     this.key = key;
     this.meta = meta;
+    this.cacheVersion = `${meta.version}~${meta.sha256.slice(0, 12)}`;
     this.model = meta.interface;
     this.columns = new Map(this.model.features.map((name, i) => [name, i]));
     this.float32 = this.model.input.dtype === 'float32';
@@ -131,7 +136,8 @@ export class ServedModel {
       return decodeOutputs(this.model, outputs, rows.length);
     } catch (err) {
       // Never a 200 that breaks the answer's shape (and never cached).
-      if (err instanceof OutputError) throw new ServiceError('INFERENCE_FAILED', `model ${this.key} gave no usable answer: ${err.message}`);
+      if (err instanceof OutputError)
+        throw new ServiceError('INFERENCE_FAILED', `model ${this.meta.name}@${this.meta.version} gave no usable answer: ${err.message}`);
       throw err;
     }
   }
@@ -148,7 +154,8 @@ export class ServedModel {
       return outputs;
     } catch (err) {
       this.observe.error.inc(rows);
-      if (err instanceof InferenceError) throw new ServiceError('INFERENCE_FAILED', `model ${this.key} failed to run: ${err.message}`);
+      if (err instanceof InferenceError)
+        throw new ServiceError('INFERENCE_FAILED', `model ${this.meta.name}@${this.meta.version} failed to run: ${err.message}`);
       throw err;
     } finally {
       this.inflight--;

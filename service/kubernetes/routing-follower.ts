@@ -49,7 +49,7 @@ export function followRouting(options: { kc: KubeConfig; namespace: string; regi
           log.error({ configMap: ROUTING_CONFIGMAP }, `${ROUTING_KEY} is missing or not valid routing; keeping the current routing`);
           continue;
         }
-        await registry.applyRouting(new Map(Object.entries(routing.models).map(([model, route]) => [model, route.version])));
+        await registry.applyRouting(new Map(Object.entries(routing.models)));
       }
     } finally {
       applying = false;

@@ -33,9 +33,9 @@ export class Predictor {
   }
 
   async predict(served: ServedModel, features: Record<string, number>): Promise<{ result: Prediction; cache: CacheOutcome; predictionId: string }> {
-    const { name, version } = served.meta;
+    const { name } = served.meta;
     const [row] = served.rows([features]);
-    const key = cacheKey(name, version, row!);
+    const key = cacheKey(name, served.cacheVersion, row!);
     // One flight per key covers the lookup and the run: identical concurrent requests cost one cache
     // read and at most one inference, and a late one cannot miss both the flight and the cache.
     let owner = false;

@@ -106,10 +106,16 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
           tags: ['models'],
           summary: 'Upload a model version',
           description:
-            'Two forms: application/json with the .onnx file base64-encoded in model_data (no query parameters), or the raw .onnx as application/octet-stream with name, version, features, promote and metadata in the query.',
+            'Two forms: application/json with the .onnx file base64-encoded in model_data (no query parameters), or the raw .onnx as application/octet-stream with name, version, features, promote and metadata in the query. A new version answers 201; the same bytes again under the same version (a retry) answer 200 with the stored version; other bytes under a stored version, 409.',
           body: { content: { 'application/json': { schema: UploadModelRequest }, 'application/octet-stream': { schema: OnnxFile } } },
           querystring: UploadModelQuery.partial(),
-          response: { 201: VersionDescription, ...errors, 413: Problem, 503: Problem },
+          response: {
+            201: VersionDescription,
+            200: VersionDescription.describe('The same bytes were already stored under this version (a retry): the stored version'),
+            ...errors,
+            413: Problem,
+            503: Problem,
+          },
         },
         // Both bodies are validated in the handler: the schema above documents them.
         validatorCompiler: () => (data) => ({ value: data }),
@@ -117,13 +123,14 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
       async (request: FastifyRequest, reply) => {
         const input = Buffer.isBuffer(request.body) ? uploadFromOctets(request.query, request.body) : uploadFromJson(request.body, request.query);
         const isFirst = (await ctx.store.listVersions(input.name)).length === 0;
-        const meta = await ctx.registry.upload(input);
+        const { meta, stored } = await ctx.registry.upload(input);
         if (ctx.modelVersions) {
           // Kubernetes mode: the ModelVersion makes it real; without it the artifact is not kept.
           try {
             await ctx.modelVersions.create(meta, input.promote || isFirst ? 'Production' : 'Staging');
           } catch (err) {
-            await ctx.registry.deleteVersion(meta.name, meta.version).catch(() => undefined);
+            // Only what this request stored goes (a retry's version was stored before).
+            if (stored) await ctx.registry.deleteVersion(meta.name, meta.version).catch(() => undefined);
             if (err instanceof ServiceError && err.code !== 'KUBERNETES_UNAVAILABLE') throw err;
             throw new ServiceError(
               'KUBERNETES_UNAVAILABLE',
@@ -131,8 +138,11 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
             );
           }
         }
-        request.log.info({ model: meta.name, version: meta.version, sizeBytes: meta.sizeBytes, sha256: meta.sha256 }, 'model version uploaded');
-        reply.code(201).header('location', `/api/v1/models/${meta.name}`);
+        request.log.info(
+          { model: meta.name, version: meta.version, sizeBytes: meta.sizeBytes, sha256: meta.sha256 },
+          stored ? 'model version uploaded' : 'model version uploaded again with the same bytes',
+        );
+        reply.code(stored ? 201 : 200).header('location', `/api/v1/models/${meta.name}`);
         const desc = await ctx.registry.describe(meta.name);
         return publicVersion(desc.versions.find((v) => v.version === meta.version) ?? meta);
       },

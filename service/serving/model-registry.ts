@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import { sha256Hex } from '../../contract/hashing.ts';
 import { MODEL_NAME, compareVersions, isVersionName } from '../../contract/model-names.ts';
 import { ServiceError } from '../errors.ts';
 import type { BatchingOptions } from '../inference/dynamic-batcher.ts';
@@ -24,6 +25,11 @@ export interface ModelDescription {
 }
 
 const keyOf = (name: string, version: string) => `${name}@${version}`;
+/** The pool's key of loaded bytes: the same version with other bytes (a restore) is another session. */
+const sessionKey = (meta: VersionMetadata) => `${meta.name}@${meta.version}#${meta.sha256.slice(0, 16)}`;
+
+/** A version's wanted bytes: any (undefined) or these (the routing's sha256). */
+type Wanted = { sha256?: string | undefined };
 
 const noModel = (name: string) => new ServiceError('MODEL_NOT_FOUND', `no model named "${name}"`);
 const noVersion = (name: string, version: string) => new ServiceError('VERSION_NOT_FOUND', `model ${name} has no version "${version}"`);
@@ -46,6 +52,8 @@ export class ModelRegistry {
   private readonly served = new Map<string, ServedModel>();
   private readonly loading = new Map<string, Promise<ServedModel>>();
   private readonly loadErrors = new Map<string, string>();
+  /** name@version being deleted: no request brings it back meanwhile. */
+  private readonly deleting = new Set<string>();
   /** Kubernetes mode: whether a routing has been applied yet (not ready before). */
   private routingApplied = false;
 
@@ -70,8 +78,8 @@ export class ModelRegistry {
     }
   }
 
-  private async loadProduction(name: string, version: string): Promise<ServedModel | undefined> {
-    return this.ensureLoaded(name, version).catch((err: Error) => {
+  private async loadProduction(name: string, version: string, wanted: Wanted = {}): Promise<ServedModel | undefined> {
+    return this.ensureLoaded(name, version, wanted).catch((err: Error) => {
       this.loadErrors.set(name, err.message);
       this.log.error({ model: name, version, err: err.message }, 'production model failed to load');
       return undefined;
@@ -82,10 +90,11 @@ export class ModelRegistry {
    * Serves exactly the routed versions (Kubernetes mode: the operator's routing file). Each new
    * version is loaded before it takes over, then the old one is freed; models no longer routed stop serving.
    */
-  async applyRouting(routing: Map<string, string>): Promise<void> {
-    for (const [name, version] of routing) {
-      if (this.production.get(name) === version && this.served.has(keyOf(name, version))) continue;
-      const incoming = await this.loadProduction(name, version);
+  async applyRouting(routing: Map<string, { version: string; sha256?: string | undefined }>): Promise<void> {
+    for (const [name, { version, sha256 }] of routing) {
+      const current = this.served.get(keyOf(name, version));
+      if (this.production.get(name) === version && current && (sha256 === undefined || current.meta.sha256 === sha256)) continue;
+      const incoming = await this.loadProduction(name, version, { sha256 });
       const previous = this.production.get(name);
       this.production.set(name, version);
       if (!incoming) continue;
@@ -118,26 +127,34 @@ export class ModelRegistry {
     return this.status().every((m) => m.loaded);
   }
 
-  private async ensureLoaded(name: string, version: string): Promise<ServedModel> {
+  /**
+   * The loaded session of name@version, loading it if needed. A session of other bytes than the
+   * wanted ones (the store's now, or the routing's sha256) is retired and the right bytes loaded:
+   * a version restored with new bytes never serves the old weights.
+   */
+  private async ensureLoaded(name: string, version: string, wanted: Wanted = {}): Promise<ServedModel> {
     const key = keyOf(name, version);
+    if (this.deleting.has(key)) throw noVersion(name, version);
     const current = this.served.get(key);
-    if (current) {
+    if (current && (wanted.sha256 === undefined || current.meta.sha256 === wanted.sha256)) {
       current.retired = false;
       return current;
     }
     let pending = this.loading.get(key);
     if (!pending) {
-      pending = this.load(name, version).finally(() => this.loading.delete(key));
+      pending = this.load(name, version, wanted).finally(() => this.loading.delete(key));
       this.loading.set(key, pending);
     }
     return pending;
   }
 
-  private async load(name: string, version: string): Promise<ServedModel> {
+  private async load(name: string, version: string, wanted: Wanted): Promise<ServedModel> {
     const meta = await this.store.readMetadata(name, version);
     if (!meta) throw noVersion(name, version);
+    if (wanted.sha256 !== undefined && meta.sha256 !== wanted.sha256)
+      throw new ServiceError('STORE_CORRUPT', `model ${name}@${version} in the store has sha256 ${meta.sha256}, the routing names ${wanted.sha256}`);
     const bytes = await this.store.readModel(meta);
-    const key = keyOf(name, version);
+    const key = sessionKey(meta);
     const started = performance.now();
     await this.pool.load(key, bytes);
     const seconds = (performance.now() - started) / 1000;
@@ -150,7 +167,19 @@ export class ModelRegistry {
       metrics: this.metrics,
       onIdle: (s) => void this.unload(s),
     });
-    this.served.set(key, served);
+    if (this.deleting.has(keyOf(name, version)) || !(await this.store.hasVersion(name, version))) {
+      // Deleted while it loaded (a pinned request): it never serves.
+      await this.pool.unload(key);
+      throw noVersion(name, version);
+    }
+    const replaced = this.served.get(keyOf(name, version));
+    this.served.set(keyOf(name, version), served);
+    if (replaced) {
+      // The same version with other bytes (restored under it): the old session goes once idle.
+      this.log.warn({ model: name, version, was: replaced.meta.sha256, now: meta.sha256 }, 'the store holds other bytes for this version now: reloaded');
+      replaced.retired = true;
+      if (!replaced.busy) void this.unload(replaced);
+    }
     this.metrics.modelsLoaded.set(this.served.size);
     this.loadErrors.delete(name);
     this.log.info({ model: name, version, seconds }, 'model loaded');
@@ -167,8 +196,11 @@ export class ModelRegistry {
   }
 
   private async unload(served: ServedModel): Promise<void> {
-    if (this.served.get(served.key) !== served || !served.retired || served.busy) return;
-    this.served.delete(served.key);
+    if (!served.retired || served.busy) return;
+    const key = keyOf(served.meta.name, served.meta.version);
+    if (this.served.get(key) === served) this.served.delete(key);
+    else if (served.unloaded) return;
+    served.unloaded = true;
     this.metrics.modelsLoaded.set(this.served.size);
     await this.pool.unload(served.key);
   }
@@ -194,21 +226,36 @@ export class ModelRegistry {
         );
       return served;
     }
-    if (!isVersionName(pinned) || !(await this.store.hasVersion(name, pinned))) throw noVersion(name, pinned);
-    return this.ensureLoaded(name, pinned);
+    if (!isVersionName(pinned) || this.deleting.has(keyOf(name, pinned))) throw noVersion(name, pinned);
+    // The store's bytes now: a version restored with new bytes loads them, not the old session.
+    const meta = await this.store.readMetadata(name, pinned);
+    if (!meta) throw noVersion(name, pinned);
+    return this.ensureLoaded(name, pinned, { sha256: meta.sha256 });
   }
 
-  /** Validates bytes by loading them in onnxruntime, then stores the version. Nothing is written on failure. */
-  async upload(input: UploadInput): Promise<VersionMetadata> {
+  /**
+   * Validates bytes by loading them in onnxruntime, then stores the version. Nothing is written on
+   * failure. The same bytes again (a retry after a lost answer or a crash) get the stored version
+   * (`stored: false`), promoted if asked; other bytes under a stored version are a 409.
+   */
+  async upload(input: UploadInput): Promise<{ meta: VersionMetadata; stored: boolean }> {
     const { name, version } = input;
     return this.store.withLock(name, async () => {
-      if (await this.store.hasVersion(name, version))
-        throw new ServiceError('VERSION_EXISTS', `model ${name} already has version ${version}; versions are immutable, upload a new version`);
+      const existing = await this.store.readMetadata(name, version);
+      if (existing) {
+        if (existing.sha256 !== sha256Hex(input.bytes))
+          throw new ServiceError(
+            'VERSION_EXISTS',
+            `model ${name} already has version ${version} with other bytes (sha256 ${existing.sha256}); versions are immutable, upload a new version`,
+          );
+        if (!this.routingFromOperator && input.promote && this.production.get(name) !== version) await this.promoteLocked(name, version);
+        return { meta: existing, stored: false };
+      }
       const meta = await validateModel(this.pool, input);
       await this.store.writeVersion(meta, input.bytes);
       // With the operator in charge, serving follows its routing, not the upload.
       if (!this.routingFromOperator && (input.promote || !this.production.has(name))) await this.promoteLocked(name, version);
-      return meta;
+      return { meta, stored: true };
     });
   }
 
@@ -246,8 +293,14 @@ export class ModelRegistry {
       }
       if (this.production.get(name) === version)
         throw new ServiceError('VERSION_IN_PRODUCTION', `${name}@${version} is the production version; promote another version first`);
-      this.retireVersion(name, version);
-      await this.store.deleteVersion(name, version);
+      const key = keyOf(name, version);
+      this.deleting.add(key);
+      try {
+        this.retireVersion(name, version);
+        await this.store.deleteVersion(name, version);
+      } finally {
+        this.deleting.delete(key);
+      }
       await this.onModelChanged(name);
     });
   }
@@ -330,8 +383,11 @@ export class ModelRegistry {
         this.served.delete(key);
         this.metrics.modelsLoaded.set(this.served.size);
         while (served.busy) await new Promise((resolve) => setTimeout(resolve, 5));
-        // Unless a request pinned to this version loaded it again meanwhile.
-        if (!this.served.has(key) && !this.loading.has(key)) await this.pool.unload(key);
+        // Unless a request pinned to this version loaded it again meanwhile (the same session).
+        if (!this.served.has(key) && !this.loading.has(key) && !served.unloaded) {
+          served.unloaded = true;
+          await this.pool.unload(served.key);
+        }
       }
       await this.onModelChanged(name);
       return version;

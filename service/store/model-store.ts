@@ -11,7 +11,7 @@ import { exists, syncDir, writeFileDurably } from './durable-fs.ts';
 
 // The model store on disk (contract/store-layout.ts). A version is written whole into a staging
 // folder and renamed into place, so nothing half written is ever listed or loaded. The production
-// version is the last promoted (or rolled back) one in the history.
+// version is the last promoted (or rolled back) one in the history, else the first one stored.
 
 export interface VersionMetadata {
   name: string;
@@ -171,13 +171,18 @@ export class ModelStore {
     return events;
   }
 
-  /** The production version: the last one promoted or rolled back to that still exists. */
+  /**
+   * The production version: the last one promoted or rolled back to that still exists; before any
+   * promote, the first version stored. A model's first upload serves at once, so a crash between
+   * storing it and recording its promote leaves it serving, not listed and unserved.
+   */
   async productionVersion(name: string, history?: HistoryEvent[]): Promise<string | undefined> {
     const events = history ?? (await this.history(name));
     for (let i = events.length - 1; i >= 0; i--) {
       const e = events[i]!;
       if ((e.event === 'promoted' || e.event === 'rolled_back') && (await this.hasVersion(name, e.version))) return e.version;
     }
-    return undefined;
+    for (const e of events) if (e.event === 'uploaded' && (await this.hasVersion(name, e.version))) return e.version;
+    return (await this.listVersions(name))[0]?.version;
   }
 }

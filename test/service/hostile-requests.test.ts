@@ -50,7 +50,7 @@ describe('hostile requests', () => {
     assert.ok(res.body.length < 10_000, `${res.body.length} bytes`);
     assert.equal(res.json().errors.length, 20);
     assert.match(res.json().detail, /and 49,980 more/);
-    assert.ok(ms < 1000, `${ms} ms`);
+    assert.ok(ms < 3000, `${ms} ms (quadratic matching took minutes; linear takes milliseconds)`);
   });
 
   test('a value a float32 input cannot hold (1e39) is a 400, not a cached Infinity', async () => {

@@ -32,7 +32,7 @@ describe('Redis prediction cache', () => {
   test('answers are stored in Redis with the 60 s TTL and served from it', async () => {
     const first = await predict(features(1));
     assert.equal(first.headers['x-cache'], 'miss');
-    const keys = await client.keys('pred:iris:1:*');
+    const keys = await client.keys('pred:iris:1~*');
     assert.equal(keys.length, 1);
     const ttl = await client.ttl(keys[0]!);
     assert.ok(ttl > 55 && ttl <= 60, `ttl ${ttl}`);
@@ -48,7 +48,7 @@ describe('Redis prediction cache', () => {
     const pinned = await predict(features(2), 'iris@2');
     assert.equal(pinned.headers['x-cache'], 'miss');
     assert.equal(pinned.json().model_version, '2');
-    assert.equal((await client.keys('pred:iris:2:*')).length, 1);
+    assert.equal((await client.keys('pred:iris:2~*')).length, 1);
   });
 
   test("promote purges the model's keys", async () => {
@@ -132,7 +132,8 @@ test('fail-open: Redis killed during steady load, zero failed requests, cache ba
     assert.deepEqual(failures, [], 'no request failed while Redis was away');
     assert.ok(ok > 100, `${ok} requests`);
     assert.ok(hitsAgain, 'cache hits again after Redis came back');
-    assert.equal((await svc.app.inject({ url: '/health' })).json().cache.status, 'ok');
+    // Under load a lookup may still time out now and then (50 ms here): ok again within seconds.
+    await waitFor('/health says the cache is ok', async () => (await svc.app.inject({ url: '/health' })).json().cache.status === 'ok', 10_000);
     const metrics = (await svc.app.inject({ url: '/metrics' })).body;
     assert.match(metrics, /cache_requests_total\{model="iris",result="error"\} [1-9]/);
     assert.ok(slowest.ms < 2000, `a request stalled ${slowest.ms} ms`);
