@@ -82,7 +82,7 @@ export interface IngressController {
   waitForIngress(namespace: string, name: string, timeoutMs?: number): Promise<void>;
   /** The access log so far: one entry per request Traefik answered. */
   accessLog(): AccessLogEntry[];
-  /** Stops Traefik and removes its cluster objects and files. Idempotent. */
+  /** Stops Traefik and removes its files and cluster-wide objects (IngressClass, RBAC). Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -430,13 +430,10 @@ exit 0
       if (existsSync(script)) spawnSync('sh', [script], { stdio: 'ignore', timeout: 30_000 });
       rmSync(this.hookPath, { force: true });
       rmSync(this.dir, { recursive: true, force: true });
-      // The control plane may go on (another controller, another test): take back what start() made.
-      const names = [
-        `ingressclass/${this.ingressClass}`,
-        `clusterrolebinding/${CLUSTER_ROLE}`,
-        `clusterrole/${CLUSTER_ROLE}`,
-        `namespace/${TRAEFIK_NAMESPACE}`,
-      ];
+      // The control plane may go on (another controller, another test): take back the cluster-wide
+      // objects start() made. The namespace and its ServiceAccount stay, so that a new start does
+      // not meet a namespace still terminating.
+      const names = [`ingressclass/${this.ingressClass}`, `clusterrolebinding/${CLUSTER_ROLE}`, `clusterrole/${CLUSTER_ROLE}`];
       await this.cp.kubectl(['delete', ...names, '--ignore-not-found', '--wait=false'], { timeoutMs: 10_000 }).catch(() => {});
     })();
     return this.stopping;
