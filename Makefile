@@ -8,7 +8,7 @@ export ONNXRUNTIME_NODE_INSTALL := skip
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 CACHE := $(CURDIR)/.cache
 
-.PHONY: run test typecheck lint format bench models k8s-bins cluster-local system-packages python-test-deps
+.PHONY: run test typecheck lint format bench models k8s-bins traefik-bin cluster-local system-packages python-test-deps
 
 node_modules/.install-stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -37,10 +37,14 @@ python-test-deps:
 k8s-bins:
 	test/k8s/build-bins.sh
 
+# Traefik, the tests' ingress controller (test/k8s/ingress.ts), built from source into .cache/traefik/.
+traefik-bin:
+	test/k8s/build-traefik.sh
+
 cluster-local: node_modules/.install-stamp k8s-bins
 	node test/k8s/cluster-local.ts $(if $(NODE),--node=$(NODE))   # NODE=real: kubelet + containerd instead of kwok
 
-test: node_modules/.install-stamp system-packages python-test-deps infra-tools k8s-bins typecheck lint
+test: node_modules/.install-stamp system-packages python-test-deps infra-tools k8s-bins traefik-bin typecheck lint
 	node --test --test-concurrency=1 --test-timeout=600000 '{contract,service,operator,infra}/**/*.test.ts' 'test/**/*.test.ts'
 
 bench: node_modules/.install-stamp

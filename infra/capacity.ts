@@ -16,10 +16,11 @@ export interface ClusterNeed {
 }
 
 /**
- * kind's pods (etcd, API server, controller manager, scheduler, two CoreDNS, kindnet) and the
- * ingress-nginx controller, as their manifests request them.
+ * kind's pods (etcd, API server, controller manager, scheduler, two CoreDNS, kindnet: 0.95 core,
+ * 290 MiB) and Traefik, the ingress controller (0.1 core, 128 MiB: infra/traefik-values.yaml), as
+ * their manifests request them.
  */
-const KIND_SYSTEM_REQUESTS: Amount = { cpu: 1.05, memoryBytes: 380 * 2 ** 20 };
+const KIND_SYSTEM_REQUESTS: Amount = { cpu: 1.05, memoryBytes: (290 + 128) * 2 ** 20 };
 /** The WSL2 kernel, dockerd, containerd and the kubelet: memory no pod request accounts for. */
 const NODE_MEMORY_HEADROOM_BYTES = 1.5 * 2 ** 30;
 

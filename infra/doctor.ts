@@ -263,6 +263,8 @@ export function runDoctor(opts: DoctorOptions = {}): Check[] {
     dockerDaemon(root),
     command('kind', env, 'install kind: https://kind.sigs.k8s.io/docs/user/quick-start/#installation'),
     command('kubectl', env, 'install kubectl: https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/'),
+    // make cluster installs Traefik with its Helm chart.
+    command('helm', env, 'install Helm: https://helm.sh/docs/intro/install/'),
     projectLocation(resolve(opts.projectDir ?? process.cwd())),
     hostFolder('analytics-models', env),
     hostFolder('analytics-backups', env),

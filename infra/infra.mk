@@ -11,7 +11,8 @@ synth: node_modules/.install-stamp
 doctor: node_modules/.install-stamp
 	node infra/doctor.ts
 
-# The kind cluster of kind-config.yaml, then ingress-nginx for kind (fetched from GitHub).
+# The kind cluster of kind-config.yaml, then Traefik as its ingress controller (Traefik's Helm
+# chart, pinned, with infra/traefik-values.yaml).
 cluster:
 	infra/scripts/cluster.sh
 

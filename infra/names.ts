@@ -53,8 +53,11 @@ export const OPERATOR_METRICS_PORT = 8081;
  */
 export const CREATE_ONLY_LABEL = 'serving.analytics.dev/create-only';
 
-/** The ingress class of the ingress-nginx that `make cluster` installs (the default of the settings). */
-export const INGRESS_CLASS = 'nginx';
+/**
+ * The ingress class of the Traefik that `make cluster` installs (infra/traefik-values.yaml names its
+ * IngressClass so) and the tests' controller watches (test/k8s/ingress.ts): the default of the settings.
+ */
+export const INGRESS_CLASS = 'traefik';
 
 /**
  * A cluster-wide name (a PersistentVolume, a folder of the node) of something that belongs to one

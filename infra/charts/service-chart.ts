@@ -12,6 +12,7 @@ import {
   IMAGE_GID,
   IMAGE_REF,
   IMAGE_UID,
+  INGRESS_CLASS,
   KIND_POD_CIDR,
   MODELS_MOUNT_DIR,
   MODELS_PVC,
@@ -142,20 +143,15 @@ export class ServiceChart extends Chart {
     });
     this.service.selectLabel(Object.keys(selectorFor(SERVICE_NAME))[0], SERVICE_NAME);
 
-    // REST only. gRPC through ingress-nginx needs an Ingress of its own (backend-protocol GRPC
-    // applies to a whole Ingress) and TLS, since nginx speaks HTTP/2 to clients only over TLS;
-    // the kind setup has no certificates, so gRPC is reached in the cluster or by port-forward.
+    // REST only, for the ingress class of the settings (Traefik's, which `make cluster` installs).
+    // Traefik sets no limit on request bodies (only its Buffering middleware would, and none is
+    // attached), so uploads up to the service's own limit (figures.bodyLimitBytes, a 413 from the
+    // service above it) pass, with no annotation. gRPC is not routed: Traefik would speak it to the
+    // pods only with the Service annotated for h2c, which applies to every port of the Service, so
+    // gRPC is reached in the cluster (analytics-api.analytics:8081) or by port-forward.
     const ingress = new kplus.Ingress(this, 'ingress', {
-      metadata: {
-        name: SERVICE_NAME,
-        labels,
-        annotations: {
-          // ingress-nginx refuses bodies over 1 MiB by default; model uploads go up to the
-          // service's own limit.
-          'nginx.ingress.kubernetes.io/proxy-body-size': `${Math.ceil(figures.bodyLimitBytes / 1024 / 1024)}m`,
-        },
-      },
-      className: props.ingressClassName ?? 'nginx',
+      metadata: { name: SERVICE_NAME, labels },
+      className: props.ingressClassName ?? INGRESS_CLASS,
     });
     for (const path of INGRESS_PATHS) {
       ingress.addRule(path, kplus.IngressBackend.fromService(this.service, { port: 80 }), kplus.HttpIngressPathType.PREFIX);

@@ -61,7 +61,7 @@ function machine(m: Machine = {}): { root: string; env: NodeJS.ProcessEnv; home:
   if (m.wslConf !== undefined) file('etc/wsl.conf', m.wslConf);
   const bin = join(root, 'bin');
   mkdirSync(bin);
-  for (const c of m.commands ?? ['docker', 'kind', 'kubectl']) {
+  for (const c of m.commands ?? ['docker', 'kind', 'kubectl', 'helm']) {
     writeFileSync(join(bin, c), '#!/bin/sh\n');
     chmodSync(join(bin, c), 0o755);
   }
@@ -153,14 +153,15 @@ describe('make doctor (infra/doctor.ts)', () => {
     assert.equal(check(doctor({ watches: 524288, instances: 512 }), 'inotify max_user_watches').status, 'ok');
   });
 
-  test('missing docker, kind or kubectl fail with where to get them; a stopped Docker says how to start it', () => {
+  test('missing docker, kind, kubectl or helm fail with where to get them; a stopped Docker says how to start it', () => {
     const checks = doctor({ commands: [], dockerSock: false });
-    for (const name of ['docker', 'kind', 'kubectl']) {
+    for (const name of ['docker', 'kind', 'kubectl', 'helm']) {
       const c = check(checks, name);
       assert.equal(c.status, 'fail', name);
       assert.ok(c.fix, `${name} has a fix`);
     }
     assert.match(check(checks, 'kind').fix ?? '', /kind\.sigs\.k8s\.io/);
+    assert.match(check(checks, 'helm').fix ?? '', /helm\.sh/);
     const daemon = check(checks, 'docker daemon');
     assert.equal(daemon.status, 'fail');
     assert.match(daemon.fix ?? '', /systemd=true/, 'without systemd in /etc/wsl.conf: how to turn it on');

@@ -124,14 +124,14 @@ describe('the generated Helm chart', () => {
   test('with another namespace and values it renders what `make synth` writes for the same settings', { timeout: 60_000 }, async () => {
     const settings = resolveSettings({
       namespace: NS,
-      service: { replicas: 3, ingressClassName: 'traefik', resources: { limits: { cpu: '3500m', memory: '6Gi' } } },
+      service: { replicas: 3, ingressClassName: 'traefik-internal', resources: { limits: { cpu: '3500m', memory: '6Gi' } } },
       operator: { replicas: 1 },
       redis: { resources: { requests: { cpu: 0.25 } } },
       monitoring: { runbookBaseUrl: 'https://runbooks.internal/analytics' },
     });
     const helmObjects = await rendered(NS, [
       'service.replicas=3',
-      'service.ingressClassName=traefik',
+      'service.ingressClassName=traefik-internal',
       'service.resources.limits.cpu=3500m',
       'service.resources.limits.memory=6Gi',
       'operator.replicas=1',
@@ -215,7 +215,7 @@ describe(`helm install into a real control plane: namespace ${NS}, release ${REL
       writeFileSync(
         values(),
         Yaml.stringify({
-          service: { replicas: 3, ingressClassName: 'traefik', resources: { requests: { cpu: '500m', memory: '1Gi' } } },
+          service: { replicas: 3, ingressClassName: 'traefik-internal', resources: { requests: { cpu: '500m', memory: '1Gi' } } },
           operator: { replicas: 1 },
           monitoring: { runbookBaseUrl: 'https://runbooks.internal/analytics' },
         }),
@@ -238,7 +238,7 @@ describe(`helm install into a real control plane: namespace ${NS}, release ${REL
     const api = deployments.find((d) => d.metadata.name === 'analytics-api')!;
     assert.deepEqual(api.spec.template.spec.containers[0].resources, { requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '4', memory: '8Gi' } });
     assert.equal(api.metadata.labels['app.kubernetes.io/instance'], RELEASE);
-    assert.equal((await get(['-n', NS, 'get', 'ingress', 'analytics-api'])).spec.ingressClassName, 'traefik');
+    assert.equal((await get(['-n', NS, 'get', 'ingress', 'analytics-api'])).spec.ingressClassName, 'traefik-internal');
 
     for (const name of ['analytics-models', 'analytics-backups']) {
       const pvc = await get(['-n', NS, 'get', 'pvc', name]);

@@ -12,7 +12,7 @@ import { figures } from '../../contract/figures.ts';
 import { manifestFiles } from '../../infra/app.ts';
 import { parseQuantity } from '../../infra/capacity.ts';
 import { INGRESS_PATHS } from '../../infra/charts/service-chart.ts';
-import { CREATE_ONLY_LABEL, KIND_POD_CIDR, TOKEN_SECRET } from '../../infra/names.ts';
+import { CREATE_ONLY_LABEL, INGRESS_CLASS, KIND_POD_CIDR, TOKEN_SECRET } from '../../infra/names.ts';
 import { distDir, distFiles, distObjects, find, loadYaml, run, type Obj } from './helpers.ts';
 
 // The committed manifests (infra/dist/): in step with the cdk8s code, in an order kubectl can
@@ -167,7 +167,10 @@ describe('infra/dist', () => {
     ]);
     assert.deepEqual(svc.spec.selector, { [LABELS.name]: 'analytics-api' });
     const ing = find(objects, 'Ingress', 'analytics-api');
-    assert.equal(ing.spec.ingressClassName, 'nginx');
+    assert.equal(ing.spec.ingressClassName, INGRESS_CLASS);
+    assert.equal(INGRESS_CLASS, 'traefik', 'the class of the Traefik that make cluster installs');
+    // No controller-specific annotations: Traefik needs none for 64 MiB uploads (no body limit).
+    assert.equal(ing.metadata.annotations, undefined);
     const paths = ing.spec.rules[0].http.paths as Obj[];
     assert.deepEqual(paths.map((p) => p.path).sort(), [...INGRESS_PATHS].sort());
     assert.ok(INGRESS_PATHS.includes('/docs'), 'the API page (/docs, /docs/json) is reachable through the ingress');
@@ -294,7 +297,7 @@ describe('make synth with settings: another namespace, replicas, resources, ingr
         `NAMESPACE=${NS}`,
         'SERVICE_REPLICAS=3',
         'OPERATOR_REPLICAS=1',
-        'INGRESS_CLASS=traefik',
+        'INGRESS_CLASS=traefik-internal',
         `SETTINGS_FILE=${settings}`,
         `OUT=${join(out, 'dist')}`,
       ],
@@ -353,7 +356,7 @@ describe('make synth with settings: another namespace, replicas, resources, ingr
     const d = (name: string) => find(objs, 'Deployment', name);
     assert.equal(d('analytics-api').spec.replicas, 3);
     assert.equal(d('analytics-operator').spec.replicas, 1);
-    assert.equal(find(objs, 'Ingress', 'analytics-api').spec.ingressClassName, 'traefik');
+    assert.equal(find(objs, 'Ingress', 'analytics-api').spec.ingressClassName, 'traefik-internal');
     const res = (name: string) => d(name).spec.template.spec.containers[0].resources;
     assert.deepEqual(res('analytics-operator'), { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '750m', memory: '512Mi' } });
     assert.equal(res('redis').requests.memory, '256Mi');
