@@ -11,7 +11,7 @@ import {
   PredictionResponse,
   Problem,
 } from './schemas.ts';
-import { BATCH_BODY_LIMIT_BYTES } from '../http/body-limits.ts';
+import { BATCH_BODY_LIMIT_BYTES, ROW_BODY_LIMIT_BYTES } from '../http/body-limits.ts';
 import { ServiceError } from '../errors.ts';
 
 // Predictions: the specification's PredictionRequest → PredictionResponse, and a batch form.
@@ -28,6 +28,7 @@ export const predictRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async 
   app.post(
     '/api/v1/predict/:model_id',
     {
+      bodyLimit: ROW_BODY_LIMIT_BYTES,
       config: { rateLimitClass: 'predict' },
       schema: {
         operationId: 'predict',

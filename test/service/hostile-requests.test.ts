@@ -32,10 +32,15 @@ describe('hostile requests', () => {
 
   test("a body over its route's limit is a 413 naming the limit, before it is parsed", async () => {
     const t0 = performance.now();
-    const big = JSON.stringify({ features: { ...IRIS, pad: 'x'.repeat(2 * 1024 * 1024) } });
+    const big = JSON.stringify({ features: { ...IRIS, pad: 'x'.repeat(9 * 1024 * 1024) } });
     const res = await svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris-logreg', headers: { 'content-type': 'application/json' }, payload: big });
     assert.equal(res.statusCode, 413);
-    assert.match(res.json().detail, /at most 1048576 bytes/);
+    assert.match(res.json().detail, /at most 8388608 bytes/);
+    // Feedback is small: its limit is 1 MiB.
+    const fb = JSON.stringify({ prediction_id: '00000000-0000-4000-8000-000000000000', actual: 1, pad: 'x'.repeat(2 * 1024 * 1024) });
+    const small = await svc.app.inject({ method: 'POST', url: '/api/v1/feedback', headers: { 'content-type': 'application/json' }, payload: fb });
+    assert.equal(small.statusCode, 413);
+    assert.match(small.json().detail, /at most 1048576 bytes/);
     assert.ok(performance.now() - t0 < 1000);
   });
 
