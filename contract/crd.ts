@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { CATEGORIES, GROUP, IMMUTABLE_FIELDS, KIND, ModelVersionSpec, ModelVersionStatus, PLURAL, SHORT_NAMES, SINGULAR, VERSION } from './model-version.ts';
+import { STEPS_RULE } from './rollout.ts';
 
 // The CustomResourceDefinition, generated from the zod schemas: a structural OpenAPI v3 schema
 // with descriptions, enums, defaults and CEL rules carrying the schema's own messages, the
@@ -80,7 +81,14 @@ export function modelVersionCrd(): Json {
     message: `spec.${f} is immutable once created; apply a new ModelVersion (a new version) instead`,
     reason: 'FieldValueForbidden',
   }));
-  spec.description = 'A version of a model: where its ONNX file comes from, its stage and its backups';
+  const rollout = (spec.properties as Json).rollout as Json;
+  rollout['x-kubernetes-validations'] = [
+    {
+      rule: "self.strategy != 'Canary' || !has(self.steps) || (self.steps.isSorted() && self.steps[size(self.steps) - 1] == 100 && self.steps.all(s, self.steps.filter(t, t == s).size() == 1))",
+      message: STEPS_RULE,
+    },
+  ];
+  spec.description = 'A version of a model: where its ONNX file comes from, its stage, its backups and how it rolls out';
   const status = schemaOf(ModelVersionStatus, 'output');
   status.description = 'What the operator observed: phase, conditions (Imported, Serving, Ready), the stored artifact';
   // Conditions merge by type under server-side apply, as metav1.Condition lists do.
@@ -108,6 +116,8 @@ export function modelVersionCrd(): Json {
             { name: 'Stage', type: 'string', jsonPath: '.spec.stage' },
             { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
             { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+            { name: 'Weight', type: 'integer', jsonPath: '.status.weight', description: "Percent of the model's traffic this version answers" },
+            { name: 'Step', type: 'string', jsonPath: '.status.rollout.step', description: 'The step of its canary rollout' },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
             { name: 'Message', type: 'string', jsonPath: '.status.message', priority: 1 },
           ],

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { figures } from './figures.ts';
 import { MODEL_NAME, MODEL_NAME_RULE, VERSION_NAME, VERSION_NAME_RULE } from './model-names.ts';
+import { RolloutSpec, RolloutStatus } from './rollout.ts';
 
 // The ModelVersion API (serving.analytics.dev/v1alpha1), once: the operator validates with these
 // zod schemas, the CRD's structural OpenAPI schema is generated from them (crd.ts), and their
@@ -16,7 +17,7 @@ export const CATEGORIES = ['analytics', 'serving'];
 export const API_VERSION = `${GROUP}/${VERSION}`;
 
 const STAGES = ['Production', 'Staging', 'Archived'] as const;
-export const PHASES = ['Pending', 'Importing', 'Imported', 'Progressing', 'Serving', 'Standby', 'Archived', 'Failed'] as const;
+export const PHASES = ['Pending', 'Importing', 'Imported', 'Progressing', 'Serving', 'Standby', 'RolledBack', 'Archived', 'Failed'] as const;
 const CONDITION_TYPES = ['Imported', 'Serving', 'Ready'] as const;
 
 export type Stage = (typeof STAGES)[number];
@@ -93,6 +94,7 @@ export const ModelVersionSpec = z
       .default('Staging')
       .describe('Production versions serve: of the imported ones the highest version; the others stand by. Staging and Archived ones do not serve'),
     backup: BackupSpec.prefault({}),
+    rollout: RolloutSpec.optional(),
   })
   .strict();
 
@@ -116,7 +118,12 @@ export const Artifact = z.object({
 
 export const ModelVersionStatus = z.object({
   observedGeneration: z.number().int().optional().describe('The metadata.generation the operator last acted on'),
-  phase: z.enum(PHASES).optional().describe('Pending, Importing, Imported, Progressing, Serving, Standby, Archived or Failed'),
+  phase: z
+    .enum(PHASES)
+    .optional()
+    .describe(
+      'Pending, Importing, Imported, Progressing (on its way to serve, or rolling out), Serving, Standby, RolledBack (its rollout failed a check), Archived or Failed',
+    ),
   conditions: z.array(Condition).optional().describe('Imported, Serving and Ready (metav1.Condition)'),
   artifact: Artifact.optional().describe('The ONNX file in the model store, once imported'),
   features: z.array(z.string()).optional().describe("Input feature names the import resolved (spec.features, or the model's own)"),
@@ -125,6 +132,14 @@ export const ModelVersionStatus = z.object({
   servingSince: z.string().optional().describe('When this version started serving'),
   url: z.string().optional().describe('Where to send predictions for this version, while it serves (the service inside the cluster)'),
   message: z.string().optional().describe('What the operator is doing or waiting for'),
+  weight: z
+    .number()
+    .int()
+    .min(0)
+    .max(100)
+    .optional()
+    .describe("Percent of the model's traffic this version answers (100 when it alone serves, its step's share during a canary)"),
+  rollout: RolloutStatus.optional().describe('The canary or shadow rollout of this version against the stable one (spec.rollout)'),
 });
 
 export type ModelVersionSpec = z.output<typeof ModelVersionSpec>;

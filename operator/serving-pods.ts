@@ -1,5 +1,6 @@
 import type { V1EndpointSlice } from '@kubernetes/client-node';
 import { z } from 'zod';
+import { countersOf, parseMetrics, type Counters } from '../contract/rollout.ts';
 import type { Informer } from './runtime/informer.ts';
 import type { Logger } from './runtime/log.ts';
 
@@ -15,11 +16,23 @@ export interface ServingPod {
   address: string;
   /** Model → the version the pod serves (loaded); undefined until the pod answered. */
   models: Map<string, string> | undefined;
+  /** Model → the version it rolls out against that one (loaded), with its share or as a shadow. */
+  canaries?: Map<string, { version: string; weight: number; mode: 'canary' | 'shadow' }>;
+  port?: number;
   /** Why the last probe failed, if it did. */
   error?: string;
 }
 
-const Health = z.object({ models: z.array(z.object({ name: z.string(), version: z.string(), loaded: z.boolean() })) });
+const Health = z.object({
+  models: z.array(
+    z.object({
+      name: z.string(),
+      version: z.string(),
+      loaded: z.boolean(),
+      canary: z.object({ version: z.string(), weight: z.number(), mode: z.enum(['canary', 'shadow']), loaded: z.boolean() }).optional(),
+    }),
+  ),
+});
 
 export interface ServingPodsOptions {
   endpointSlices: Informer<V1EndpointSlice>;
@@ -108,11 +121,45 @@ export class ServingPods {
     try {
       const res = await fetch(`http://${host}:${e.port}/health`, { signal: AbortSignal.timeout(this.o.timeoutMs ?? 2_000) });
       const health = Health.parse(await res.json());
-      return { name: e.name, address: e.address, models: new Map(health.models.filter((m) => m.loaded).map((m) => [m.name, m.version])) };
+      const canaries = new Map(
+        health.models.filter((m) => m.canary?.loaded).map((m) => [m.name, { version: m.canary!.version, weight: m.canary!.weight, mode: m.canary!.mode }]),
+      );
+      return {
+        name: e.name,
+        address: e.address,
+        port: e.port,
+        models: new Map(health.models.filter((m) => m.loaded).map((m) => [m.name, m.version])),
+        canaries,
+      };
     } catch (err) {
       const e2 = err as Error & { cause?: { code?: string } };
       return { name: e.name, address: e.address, models: undefined, error: e2.cause?.code ?? e2.message };
     }
+  }
+
+  /**
+   * Each ready pod's counters of `versions` of `model`, read from its /metrics now (a rollout's
+   * figures: the service's own metrics, no Prometheus needed). A pod that does not answer is left out.
+   */
+  async counters(model: string, versions: readonly string[]): Promise<Array<{ pod: string; counters: Map<string, Counters> }>> {
+    const read = async (p: ServingPod) => {
+      const host = p.address.includes(':') ? `[${p.address}]` : p.address;
+      try {
+        const res = await fetch(`http://${host}:${p.port}/metrics`, { signal: AbortSignal.timeout(this.o.timeoutMs ?? 2_000) });
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        const samples = parseMetrics(await res.text());
+        return { pod: p.name, counters: new Map(versions.map((v) => [v, countersOf(samples, model, v)])) };
+      } catch (err) {
+        this.log.debug('a service pod did not answer /metrics', { pod: p.name, error: (err as Error).message });
+        return undefined;
+      }
+    };
+    const out = await Promise.all(
+      this.pods()
+        .filter((p) => p.port !== undefined)
+        .map(read),
+    );
+    return out.filter((x) => x !== undefined);
   }
 
   private async probeAll(): Promise<void> {
@@ -123,7 +170,8 @@ export class ServingPods {
       const before = this.current.get(name);
       const after = next.get(name);
       for (const model of new Set([...modelsOf(before), ...modelsOf(after)])) {
-        if (before?.models?.get(model) !== after?.models?.get(model)) changed.add(model);
+        const canary = (p: ServingPod | undefined) => JSON.stringify(p?.canaries?.get(model));
+        if (before?.models?.get(model) !== after?.models?.get(model) || canary(before) !== canary(after)) changed.add(model);
       }
       if (before?.error !== after?.error && after?.error) this.log.debug('a service pod did not answer /health', { pod: name, error: after.error });
     }

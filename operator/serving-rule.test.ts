@@ -78,3 +78,58 @@ describe('which version serves', () => {
     assert.deepEqual(Object.keys(routing.models), ['iris', 'wine'], 'models in a stable order');
   });
 });
+
+describe('rollouts (spec.rollout)', () => {
+  const withRollout = (version: string, rollout: Record<string, unknown> | undefined, generation = 1) => {
+    const m = mv(version);
+    m.metadata.generation = generation;
+    m.spec = ModelVersionSpec.parse({ ...m.spec, rollout: { strategy: 'Canary', steps: [10, 100] } });
+    if (rollout) m.status = { ...m.status, rollout: rollout as never };
+    return m;
+  };
+  const step = (weight: number, phase = 'Progressing', generation = 1) => ({
+    observedGeneration: generation,
+    phase,
+    strategy: 'Canary',
+    stable: '1',
+    stepIndex: 0,
+    step: '1/2',
+    weight,
+    stepStartedAt: '2026-12-01T00:00:00Z',
+  });
+
+  test('a new version with a rollout is routed as a canary of the stable one, at its step’s weight', () => {
+    const routing = desiredRouting([mv('1'), withRollout('2', step(10))]);
+    assert.equal(routing.models.iris?.version, '1');
+    assert.deepEqual([routing.models.iris?.canary?.version, routing.models.iris?.canary?.weight, routing.models.iris?.canary?.mode], ['2', 10, 'canary']);
+    // Before its first step is written: weight 0.
+    assert.equal(desiredRouting([mv('1'), withRollout('2', undefined)]).models.iris?.canary?.weight, 0);
+  });
+
+  test('succeeded: it serves alone; rolled back: the stable one serves alone, until the spec changes', () => {
+    assert.deepEqual(desiredRouting([mv('1'), withRollout('2', step(100, 'Succeeded'))]).models.iris, {
+      version: '2',
+      sha256: 'a'.repeat(64),
+      path: 'production/iris/2/model.onnx',
+      features: ['x'],
+    });
+    const back = desiredRouting([mv('1'), withRollout('2', step(0, 'RolledBack'))]).models.iris;
+    assert.equal(back?.version, '1');
+    assert.equal(back?.canary, undefined);
+    // A new generation of its spec (spec.rollout edited): it rolls out again.
+    assert.equal(desiredRouting([mv('1'), withRollout('2', step(0, 'RolledBack'), 2)]).models.iris?.canary?.version, '2');
+  });
+
+  test('a first version with a rollout has nothing to compare with: it serves at once', () => {
+    const routing = desiredRouting([withRollout('1', undefined)]);
+    assert.equal(routing.models.iris?.version, '1');
+    assert.equal(routing.models.iris?.canary, undefined);
+  });
+
+  test('the stable version is the highest one with nothing left to prove', () => {
+    // 2 is mid-canary when 3 arrives with its own rollout: 3 rolls out against 1, 2 stands by.
+    const routing = desiredRouting([mv('1'), withRollout('2', step(10)), withRollout('3', undefined)]);
+    assert.equal(routing.models.iris?.version, '1');
+    assert.equal(routing.models.iris?.canary?.version, '3');
+  });
+});

@@ -17,6 +17,12 @@ function condition(mv: ModelVersion, type: string) {
 
 export const isImported = (mv: ModelVersion) => condition(mv, 'Imported')?.status === 'True';
 
+/** Its rollout (spec.rollout) failed a check, for this generation of its spec: it does not serve. */
+export const isRolledBack = (mv: ModelVersion) => mv.status?.rollout?.phase === 'RolledBack' && mv.status.rollout.observedGeneration === mv.metadata.generation;
+
+/** It still has to prove itself against the stable version: a rollout in its spec that has not succeeded. */
+export const rolloutPending = (mv: ModelVersion) => !!mv.spec.rollout && mv.status?.rollout?.phase !== 'Succeeded';
+
 /** What in a ModelVersion changes which version serves its model, or the routing entry. */
 export function servingInputsChanged(a: ModelVersion, b: ModelVersion): boolean {
   return (
@@ -24,7 +30,12 @@ export function servingInputsChanged(a: ModelVersion, b: ModelVersion): boolean 
     isImported(a) !== isImported(b) ||
     isDeleting(a) !== isDeleting(b) ||
     a.status?.artifact?.sha256 !== b.status?.artifact?.sha256 ||
-    JSON.stringify(a.status?.features) !== JSON.stringify(b.status?.features)
+    JSON.stringify(a.status?.features) !== JSON.stringify(b.status?.features) ||
+    !!a.spec.rollout !== !!b.spec.rollout ||
+    a.status?.rollout?.phase !== b.status?.rollout?.phase ||
+    a.status?.rollout?.weight !== b.status?.rollout?.weight ||
+    a.status?.rollout?.observedGeneration !== b.status?.rollout?.observedGeneration ||
+    a.metadata.generation !== b.metadata.generation
   );
 }
 
@@ -65,8 +76,34 @@ export function duplicateOf(mv: ModelVersion, sameModel: readonly ModelVersion[]
  * (default: its Imported condition), so a reconcile can ask with the state it is about to write.
  */
 export function servingVersion(sameModel: readonly ModelVersion[], imported: (mv: ModelVersion) => boolean = isImported): ModelVersion | undefined {
-  const candidates = sameModel.filter((mv) => !isDeleting(mv) && mv.spec.stage === 'Production' && imported(mv) && !duplicateOf(mv, sameModel));
-  return candidates.sort(byVersion).at(-1);
+  return candidates(sameModel, imported).at(-1);
+}
+
+/** Production, imported, not deleting, not refused as a duplicate, not rolled back: lowest version first. */
+function candidates(sameModel: readonly ModelVersion[], imported: (mv: ModelVersion) => boolean): ModelVersion[] {
+  return sameModel
+    .filter((mv) => !isDeleting(mv) && mv.spec.stage === 'Production' && imported(mv) && !isRolledBack(mv) && !duplicateOf(mv, sameModel))
+    .sort(byVersion);
+}
+
+/**
+ * What serves one model: the serving version (the highest candidate) and, while it rolls out, the
+ * stable version it is compared with: the highest candidate below it that has nothing left to
+ * prove. The stable one serves the traffic the canary does not take. A rollout with no stable
+ * version to compare with (a model's first version) serves at once.
+ */
+export interface ModelPlan {
+  serving: ModelVersion;
+  stable?: ModelVersion;
+}
+
+export function modelPlan(sameModel: readonly ModelVersion[], imported: (mv: ModelVersion) => boolean = isImported): ModelPlan | undefined {
+  const list = candidates(sameModel, imported);
+  const serving = list.at(-1);
+  if (!serving) return undefined;
+  if (!rolloutPending(serving)) return { serving };
+  const stable = list.slice(0, -1).findLast((mv) => !rolloutPending(mv));
+  return stable ? { serving, stable } : { serving };
 }
 
 function routeEntry(mv: ModelVersion): RouteEntry {
@@ -81,11 +118,29 @@ function routeEntry(mv: ModelVersion): RouteEntry {
 
 /** The routing every model should have, from all ModelVersions of the namespace. */
 export function desiredRouting(mvs: readonly ModelVersion[]): Routing {
-  const models: Record<string, RouteEntry> = {};
+  const models: Routing['models'] = {};
   const groups = groupByModel(mvs);
   for (const model of [...groups.keys()].sort()) {
-    const serving = servingVersion(groups.get(model)!);
-    if (serving) models[model] = routeEntry(serving);
+    const plan = modelPlan(groups.get(model)!);
+    if (!plan) continue;
+    if (!plan.stable) {
+      models[model] = routeEntry(plan.serving);
+      continue;
+    }
+    // A rollout: the stable version serves, the new one takes its step's share (or a copy).
+    const { rollout } = plan.serving.spec;
+    const own = plan.serving.status?.rollout;
+    const current = own?.observedGeneration === plan.serving.metadata.generation ? own : undefined;
+    const shadow = rollout!.strategy === 'Shadow';
+    models[model] = {
+      ...routeEntry(plan.stable),
+      canary: {
+        ...routeEntry(plan.serving),
+        weight: shadow ? 0 : (current?.weight ?? 0),
+        mode: shadow ? 'shadow' : 'canary',
+        ...(shadow ? { maxAbsDifference: rollout!.analysis.maxAbsDifference } : {}),
+      },
+    };
   }
   return { models };
 }

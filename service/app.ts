@@ -3,6 +3,7 @@ import { validatorCompiler } from 'fastify-type-provider-zod';
 import { logOptions } from '../contract/logging.ts';
 import type { Config } from './config.ts';
 import { holdStore } from './store/store-holders.ts';
+import { Rollouts } from './serving/rollouts.ts';
 import { Admission, auth } from './http/auth.ts';
 import { JSON_BODY_LIMIT_BYTES } from './http/body-limits.ts';
 import { docs } from './http/docs.ts';
@@ -51,6 +52,8 @@ export interface ServiceContext {
   admission: Admission;
   /** The Open Inference Protocol over gRPC (unless GRPC_PORT=off): main.ts, or a test, calls listen() after the HTTP listen. */
   grpc: GrpcEndpoint | undefined;
+  /** Standalone canary and shadow rollouts (under the operator, ModelVersions' spec.rollout). */
+  rollouts: Rollouts;
 }
 
 declare module 'fastify' {
@@ -124,7 +127,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
       metrics.cacheErrors.inc({ operation: 'purge' });
       app.log.warn({ model: name, err: err.message }, 'cache purge failed; entries of the old version expire with their TTL');
     });
-  const predictor = new Predictor({ cache, log: predictionLog, metrics, ttlSeconds: config.CACHE_TTL_SECONDS });
+  const predictor = new Predictor({ cache, log: predictionLog, metrics, ttlSeconds: config.CACHE_TTL_SECONDS, shadowMaxInflight: config.SHADOW_MAX_INFLIGHT });
   const kubernetes = config.CONTROL_PLANE === 'kubernetes';
   registry.routingFromOperator = kubernetes;
   const k8s = kubernetes
@@ -132,7 +135,22 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     : undefined;
   const modelVersions = k8s?.modelVersions;
   const admission = new Admission(config.API_TOKEN);
-  const ctx: ServiceContext = { config, store, pool, registry, cache, redis, predictor, metrics, serviceVersion, modelVersions, admission, grpc: undefined };
+  const rollouts = new Rollouts({ registry, metrics, log: app.log });
+  const ctx: ServiceContext = {
+    config,
+    store,
+    pool,
+    registry,
+    cache,
+    redis,
+    predictor,
+    metrics,
+    serviceVersion,
+    modelVersions,
+    admission,
+    grpc: undefined,
+    rollouts,
+  };
   app.decorate('ctx', ctx);
 
   await app.register(rateLimit, {
@@ -157,6 +175,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const routing = k8s?.follow(registry, app.log);
 
   app.addHook('onClose', async () => {
+    rollouts.close();
     await ctx.grpc?.close();
     await routing?.stop();
     await pool.close();

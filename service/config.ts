@@ -27,6 +27,17 @@ export const configSchema = z.object({
     .describe('Per client (the API token, else its address) and replica: predictions, infer and feedback; 10,000 a second by default'),
   RATE_LIMIT_UPLOAD_PER_MINUTE: z.coerce.number().int().min(1).default(30).describe('Per client, model uploads'),
   TRUSTED_PROXIES: z.string().optional().describe('Comma-separated addresses/CIDRs of proxies (the ingress) whose X-Forwarded-For is believed'),
+  CANARY_KEY_HEADER: z
+    .string()
+    .regex(/^[a-z0-9-]+$/, 'CANARY_KEY_HEADER is a lowercase header name such as x-canary-key')
+    .default('x-canary-key')
+    .describe('During a canary, requests carrying this header stay on one side: the same value, the same version (others are split at random)'),
+  SHADOW_MAX_INFLIGHT: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(64)
+    .describe('During a shadow rollout, copies running at once at most; past it a copy is skipped (counted), so a slow shadow never slows the answers'),
   PREDICTION_LOG_TTL_SECONDS: z.coerce.number().int().min(1).default(3600).describe('How long a prediction_id accepts feedback'),
   PREDICTION_LOG_MAX_ENTRIES: z.coerce.number().int().min(1).default(200_000).describe('In-memory bound on remembered predictions'),
   API_TOKEN: z.string().min(16, 'API_TOKEN must be at least 16 characters').optional(),

@@ -159,6 +159,28 @@ export function alertGroups({ namespace, runbookBaseUrl }: AlertSettings): RuleG
             description: 'ModelVersions are not reconciled: no import, routing change or backup CronJob update happens until the operator is back.',
           },
         }),
+        rule({
+          // The operator's own gauge of ModelVersions by phase (the leader's; a standby's cache counts too, so max).
+          alert: 'AnalyticsModelVersionFailed',
+          expr: `max(analytics_operator_model_versions{${o},phase="Failed"}) > 0`,
+          for: '5m',
+          labels: { severity: 'warning' },
+          annotations: {
+            summary: `{{ $value }} ModelVersion(s) in ${namespace} are Failed`,
+            description:
+              'A ModelVersion could not import (a wrong sha256, a source that cannot be read, a duplicate version, an invalid spec); its status and its Warning events say why.',
+          },
+        }),
+        rule({
+          alert: 'AnalyticsRolloutRolledBack',
+          expr: `sum(increase(analytics_operator_rollouts_total{${o},result="rolled_back"}[15m])) > 0`,
+          labels: { severity: 'warning' },
+          annotations: {
+            summary: `A canary or shadow rollout in ${namespace} was rolled back`,
+            description:
+              'A new model version failed a check of its rollout (error rate, p99 latency, accuracy from feedback, shadow agreement); the stable version serves. Its status.rollout.failedCheck has the figures.',
+          },
+        }),
       ],
     },
   ];

@@ -125,6 +125,37 @@ const rows: RowSpec[] = [
         queries: [{ expr: `sum by (model, version, outcome) (rate(model_predictions_total{${svc}}[${w}]))`, legend: '{{model}}@{{version}} {{outcome}}' }],
       },
       {
+        title: 'Traffic share per version',
+        description: "Percent of each model's traffic each version answers: 100 for a version that serves alone, a canary's step and the rest during a rollout",
+        unit: 'short',
+        queries: [{ expr: `max by (model, version) (model_traffic_weight{${svc}})`, legend: '{{model}}@{{version}}' }],
+      },
+      {
+        title: 'Error share per version',
+        description: "Failed answers / all answers, by model and version (a canary's error rate beside the stable version's)",
+        unit: 'percentunit',
+        queries: [
+          {
+            // 0, not "No data", for a version that never failed (its error series does not exist yet).
+            expr:
+              `(sum by (model, version) (rate(model_predictions_total{${svc},outcome="error"}[${w}])) or 0 * sum by (model, version) (rate(model_predictions_total{${svc}}[${w}])))\n` +
+              `  / sum by (model, version) (rate(model_predictions_total{${svc}}[${w}]))`,
+            legend: '{{model}}@{{version}}',
+          },
+        ],
+      },
+      {
+        title: 'Inference latency p99 per version',
+        description: 'One ONNX run (batching wait included), by model and version: a canary beside the stable version',
+        unit: 's',
+        queries: [
+          {
+            expr: `histogram_quantile(0.99, sum by (le, model, version) (rate(model_inference_duration_seconds_bucket{${svc}}[${w}])))`,
+            legend: '{{model}}@{{version}}',
+          },
+        ],
+      },
+      {
         title: 'Inference latency p99',
         description: 'One ONNX run (all rows of a request), by model',
         unit: 's',

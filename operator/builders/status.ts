@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Artifact, Condition, ConditionType, ModelVersion, ModelVersionStatus, Phase } from '../../contract/model-version.ts';
+import type { RolloutStatus } from '../../contract/rollout.ts';
 
 // A ModelVersion's status from what the reconcile observed: the phase and the three conditions
 // (Imported, Serving, Ready; metav1.Condition shape). A condition keeps its lastTransitionTime while
@@ -26,6 +27,10 @@ export interface ObservedState {
   servingNow: boolean;
   /** Where to send predictions while it serves. */
   url?: string;
+  /** Percent of the model's traffic it answers. */
+  weight?: number;
+  /** Its rollout, when it has one running (a finished one is kept from before). */
+  rollout?: RolloutStatus;
 }
 
 export function desiredStatus(mv: ModelVersion, observed: ObservedState, now = new Date()): ModelVersionStatus {
@@ -54,6 +59,9 @@ export function desiredStatus(mv: ModelVersion, observed: ObservedState, now = n
   if (observed.importJob) status.importJob = observed.importJob;
   if (observed.servingNow) status.servingSince = previous.servingSince ?? now.toISOString().replace(/\.\d{3}Z$/, 'Z');
   if (observed.url) status.url = observed.url;
+  if (observed.weight !== undefined) status.weight = observed.weight;
+  const rollout = observed.rollout ?? previous.rollout;
+  if (rollout) status.rollout = rollout;
   return status;
 }
 

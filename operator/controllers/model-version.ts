@@ -3,7 +3,8 @@ import { describeError, isNotFound } from '../../contract/kubernetes-errors.ts';
 import type { ModelVersion, ModelVersionStatus, Phase } from '../../contract/model-version.ts';
 import { ModelVersionSpec } from '../../contract/model-version.ts';
 import { LABELS, ROUTING_CONFIGMAP, importJobName } from '../../contract/names.ts';
-import { parseRouting } from '../../contract/routing.ts';
+import { parseRouting, type ModelRoute } from '../../contract/routing.ts';
+import type { RolloutEvent } from '../../contract/rollout.ts';
 import { addFinalizer, hasFinalizer, removeFinalizer } from '../builders/finalizer.ts';
 import { importJob, importOutcome, importPodTrouble, readImportReport } from '../builders/import-job.ts';
 import { appliedRoutingText } from '../builders/routing-configmap.ts';
@@ -11,7 +12,8 @@ import type { ConditionState, ObservedState } from '../builders/status.ts';
 import { desiredStatus, sameStatus } from '../builders/status.ts';
 import { objectKey, splitKey, type ControllerManager, type OperatorContext } from '../context.ts';
 import type { Controller, Result } from '../runtime/controller.ts';
-import { duplicateOf, isDeleting, isImported, servingInputsChanged, servingVersion } from '../serving-rule.ts';
+import { duplicateOf, isDeleting, isImported, isRolledBack, modelPlan, servingInputsChanged } from '../serving-rule.ts';
+import { RolloutWindows } from './rollout.ts';
 
 // The ModelVersion controller (key: namespace/name). For one ModelVersion it
 //   1. keeps the finalizer on it, and on deletion releases it once the routing no longer names it;
@@ -44,23 +46,50 @@ interface ImportState {
 }
 
 function modelVersionReconciler(ctx: OperatorContext) {
+  const windows = new RolloutWindows();
   return async (key: string): Promise<Result | undefined> => {
     const [namespace, name] = splitKey(key);
     const mv = ctx.cache.modelVersions.get(name, namespace);
     if (!mv) return; // gone: its Job and CronJob ownership go with it (garbage collector)
-    if (isDeleting(mv)) return finalize(ctx, mv);
+    if (isDeleting(mv)) {
+      windows.forget(mv.metadata.uid!);
+      return finalize(ctx, mv);
+    }
     if (!hasFinalizer(mv)) await addFinalizer(ctx.kube, mv);
 
     const sameModel = ctx.cache.modelVersions.list(namespace).filter((o) => o.spec.model === mv.spec.model);
     const imp = await importState(ctx, mv, sameModel);
-    const observed = servingState(ctx, mv, sameModel, imp);
+    const observed = await servingState(ctx, mv, sameModel, imp, windows);
     const status = desiredStatus(mv, observed);
     if (!sameStatus(mv.status, status)) {
       await ctx.kube.applyModelVersionStatus(namespace, name, status);
       recordTransition(ctx, mv, status);
     }
-    if (imp.requeueAfterMs) return { requeueAfterMs: imp.requeueAfterMs };
+    if (observed.event) recordRolloutEvent(ctx, mv, observed.event);
+    const requeue = Math.min(imp.requeueAfterMs ?? Number.POSITIVE_INFINITY, observed.requeueAfterMs ?? Number.POSITIVE_INFINITY);
+    if (Number.isFinite(requeue)) return { requeueAfterMs: requeue };
   };
+}
+
+/** A rollout's step passed, it succeeded, or it rolled back: an Event, a log line, and at its end the metric. */
+function recordRolloutEvent(ctx: OperatorContext, mv: ModelVersion, event: RolloutEvent): void {
+  const name = `${mv.metadata.namespace}/${mv.metadata.name}`;
+  switch (event.kind) {
+    case 'advanced':
+      ctx.events.record(mv, 'Normal', 'RolloutStep', event.message);
+      ctx.log.info('rollout step', { modelVersion: name, message: event.message });
+      break;
+    case 'succeeded':
+      ctx.events.record(mv, 'Normal', 'RolloutSucceeded', event.message);
+      ctx.log.info('rollout succeeded', { modelVersion: name, message: event.message });
+      ctx.metrics.rollouts.inc({ result: 'succeeded' });
+      break;
+    case 'rolled_back':
+      ctx.events.record(mv, 'Warning', 'RolloutFailed', event.message);
+      ctx.log.warn('rollout rolled back', { modelVersion: name, message: event.message });
+      ctx.metrics.rollouts.inc({ result: 'rolled_back' });
+      break;
+  }
 }
 
 /** Step 2: the import, from the status (once imported, always imported; a failure stays) or the Job. */
@@ -165,19 +194,23 @@ async function missingSource(ctx: OperatorContext, namespace: string, name: stri
   return undefined;
 }
 
+type Observed = ObservedState & { requeueAfterMs?: number; event?: RolloutEvent };
+
 /** Step 3: where an (imported or not) version stands for serving. Ready means serving. */
-function servingState(ctx: OperatorContext, mv: ModelVersion, sameModel: ModelVersion[], imp: ImportState): ObservedState {
+async function servingState(ctx: OperatorContext, mv: ModelVersion, sameModel: ModelVersion[], imp: ImportState, windows: RolloutWindows): Promise<Observed> {
   const { spec } = mv;
   const namespace = mv.metadata.namespace!;
   const base = { imported: imp.condition, artifact: imp.artifact, features: imp.features, signature: imp.signature, importJob: imp.importJob };
-  const done = (phase: Phase, serving: ConditionState, message: string): ObservedState => ({
+  const done = (phase: Phase, serving: ConditionState, message: string, extra: Partial<Observed> = {}): Observed => ({
     ...base,
     phase,
     message,
     serving,
     servingNow: serving.status === 'True',
     ready: { status: serving.status, reason: phase, message },
+    weight: serving.status === 'True' ? 100 : 0,
     ...(serving.status === 'True' ? { url: `http://${ctx.config.SERVICE_NAME}.${namespace}.svc/api/v1/predict/${spec.model}` } : {}),
+    ...extra,
   });
 
   if (spec.stage === 'Archived' && imp.phase !== 'Failed')
@@ -186,13 +219,31 @@ function servingState(ctx: OperatorContext, mv: ModelVersion, sameModel: ModelVe
   if (spec.stage === 'Staging')
     return done('Imported', f('NotProduction', 'Staging versions do not serve; set stage: Production to serve this one'), 'imported; Staging');
 
+  if (isRolledBack(mv)) {
+    const message = `its rollout failed a check and it no longer takes traffic: ${mv.status?.rollout?.failedCheck}; change spec.rollout (or apply a new version) to try again`;
+    return done('RolledBack', f('RolledBack', message), message);
+  }
   // Production: does this version win, counting it as imported now?
-  const serving = servingVersion(sameModel, (o) => (o.metadata.uid === mv.metadata.uid ? true : isImported(o)));
-  if (serving && serving.metadata.uid !== mv.metadata.uid) {
-    const message = `${spec.model} is served by the higher version ${serving.spec.version} (ModelVersion ${serving.metadata.name})`;
+  const plan = modelPlan(sameModel, (o) => (o.metadata.uid === mv.metadata.uid ? true : isImported(o)));
+  const route = parseRouting(appliedRoutingText(ctx.cache.routing.get(ROUTING_CONFIGMAP, namespace)))?.models[spec.model];
+  if (plan?.stable?.metadata.uid === mv.metadata.uid) return stableState(ctx, mv, plan!.serving, route, done);
+  if (plan && plan.serving.metadata.uid !== mv.metadata.uid) {
+    const serving = plan.serving;
+    const message = `${spec.model} is served by the higher version ${serving.spec.version} (ModelVersion ${serving.metadata.name})${plan.stable ? `, rolling out against ${plan.stable.spec.version}` : ''}`;
     return done('Standby', f('Standby', message), message);
   }
-  const routed = parseRouting(appliedRoutingText(ctx.cache.routing.get(ROUTING_CONFIGMAP, namespace)))?.models[spec.model]?.version === spec.version;
+  if (plan?.stable) {
+    // This version rolls out against the stable one.
+    const step = await windows.step(ctx, mv, plan.stable);
+    const reason = step.rollout.phase === 'RolledBack' ? 'RolledBack' : 'RollingOut';
+    return done(step.rollout.phase === 'RolledBack' ? 'RolledBack' : 'Progressing', f(reason, step.message), step.message, {
+      rollout: step.rollout,
+      weight: step.rollout.phase === 'Progressing' ? step.rollout.weight : 0,
+      requeueAfterMs: step.requeueAfterMs,
+      ...(step.event ? { event: step.event } : {}),
+    });
+  }
+  const routed = route?.version === spec.version && route.canary === undefined;
   if (!routed) {
     const message = `waiting for ConfigMap ${ROUTING_CONFIGMAP} to route ${spec.model} to ${spec.version}`;
     return done('Progressing', f('RoutingPending', message), message);
@@ -213,6 +264,31 @@ function servingState(ctx: OperatorContext, mv: ModelVersion, sameModel: ModelVe
   const silent = pods.filter((p) => p.error);
   const message = `routed; ${on.length} of ${pods.length} ready pods serve it${silent.length ? ` (${silent.map((p) => `${p.name}: ${p.error}`).join(', ')})` : ''}`;
   return done('Progressing', f('PodsLoading', message), message);
+}
+
+/** The stable version while a higher one rolls out: it serves what the canary does not take. */
+function stableState(
+  ctx: OperatorContext,
+  mv: ModelVersion,
+  canary: ModelVersion,
+  route: ModelRoute | undefined,
+  done: (phase: Phase, serving: ConditionState, message: string, extra?: Partial<Observed>) => Observed,
+): Observed {
+  const { model, version } = mv.spec;
+  const canaryWeight = route?.canary?.mode === 'canary' ? route.canary.weight : 0;
+  const rolling = `${canary.spec.version} rolls out against it${route?.canary?.mode === 'shadow' ? ' as a shadow' : ` (${canaryWeight} %)`}`;
+  if (route?.version !== version) {
+    const message = `waiting for ConfigMap ${ROUTING_CONFIGMAP} to route ${model} to ${version} while ${rolling}`;
+    return done('Progressing', f('RoutingPending', message), message);
+  }
+  const pods = ctx.servingPods.pods();
+  const on = pods.filter((p) => p.models?.get(model) === version);
+  if (pods.length === 0 || on.length < pods.length) {
+    const message = `routed; ${on.length} of ${pods.length} ready pods serve it while ${rolling}`;
+    return done('Progressing', f('PodsLoading', message), message);
+  }
+  const message = `serving ${100 - canaryWeight} % of ${model}'s traffic on ${on.length} ready pods while ${rolling}`;
+  return done('Serving', t('Serving', message), message, { weight: 100 - canaryWeight });
 }
 
 /** Step 4: an Event for each change a person would want to see in `kubectl describe`; failures also logged and counted. */

@@ -136,6 +136,13 @@ export class OperatorMetrics {
     registers: [this.registry],
   });
 
+  readonly rollouts = new Counter({
+    name: 'analytics_operator_rollouts_total',
+    help: 'Canary and shadow rollouts (spec.rollout) finished, by result (succeeded, rolled_back)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
   readonly modelVersions = new Gauge({
     name: 'analytics_operator_model_versions',
     help: 'ModelVersions in the informer cache by status phase ("" before the first status)',

@@ -131,26 +131,40 @@ export class ServedModel {
 
   /** Rows (from rows()) through the model, batched with concurrent requests. */
   async predict(rows: number[][]): Promise<Prediction[]> {
-    const outputs = await this.infer(encodeRows(this.model, rows), Object.values(this.model.outputs));
+    const outputs = await this.execute(encodeRows(this.model, rows), Object.values(this.model.outputs), rows.length);
     try {
-      return decodeOutputs(this.model, outputs, rows.length);
+      const predictions = decodeOutputs(this.model, outputs, rows.length);
+      this.observe.success.inc(rows.length);
+      return predictions;
     } catch (err) {
-      // Never a 200 that breaks the answer's shape (and never cached).
+      // Never a 200 that breaks the answer's shape (and never cached); an error of this version.
+      this.observe.error.inc(rows.length);
       if (err instanceof OutputError)
         throw new ServiceError('INFERENCE_FAILED', `model ${this.meta.name}@${this.meta.version} gave no usable answer: ${err.message}`);
       throw err;
     }
   }
 
-  /** Tensors in, tensors out (the Open Inference Protocol, and predict above). */
+  /** An answer of this version from the cache: counted with the ones it ran (a rollout's error rate is over every answer). */
+  answeredFromCache(rows = 1): void {
+    this.observe.success.inc(rows);
+  }
+
+  /** Tensors in, tensors out (the Open Inference Protocol). */
   async infer(feeds: Feeds, fetches: string[]): Promise<Outputs> {
     const rows = Object.values(feeds)[0]?.dims[0] ?? 1;
+    const outputs = await this.execute(feeds, fetches, rows);
+    this.observe.success.inc(rows);
+    return outputs;
+  }
+
+  /** One run, batched with concurrent ones, timed; a failed run counts its rows as errors. */
+  private async execute(feeds: Feeds, fetches: string[], rows: number): Promise<Outputs> {
     this.inflight++;
     const started = performance.now();
     try {
       const outputs = await (this.batcher ? this.batcher.submit(feeds, fetches) : this.run(feeds, fetches));
       this.observe.duration.observe((performance.now() - started) / 1000);
-      this.observe.success.inc(rows);
       return outputs;
     } catch (err) {
       this.observe.error.inc(rows);

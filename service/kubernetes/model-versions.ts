@@ -3,6 +3,7 @@ import { describeError, isAlreadyExists, isNotFound } from '../../contract/kuber
 import { modelFilePath } from '../../contract/store-layout.ts';
 import { API_VERSION, GROUP, KIND, ModelVersionSpec, PLURAL, VERSION, type ModelVersion, type Stage } from '../../contract/model-version.ts';
 import { LABELS, modelVersionName } from '../../contract/names.ts';
+import type { RolloutSpecInput } from '../../contract/rollout.ts';
 import { ServiceError } from '../errors.ts';
 import type { ModelVersionApi } from './routing-follower.ts';
 
@@ -26,6 +27,7 @@ export interface NewModelVersion {
   features?: string[];
   metadata?: Record<string, unknown>;
   stage?: Stage;
+  rollout?: RolloutSpecInput;
 }
 
 const api = (kc: KubeConfig) => kc.makeApiClient(CustomObjectsApi);
@@ -53,6 +55,7 @@ export async function createModelVersion(kc: KubeConfig, namespace: string, inpu
     ...(input.features !== undefined ? { features: input.features } : {}),
     ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
     ...(input.stage !== undefined ? { stage: input.stage } : {}),
+    ...(input.rollout !== undefined ? { rollout: input.rollout } : {}),
   });
   if (!parsed.success) throw new ServiceError('VALIDATION_FAILED', parsed.error.issues.map((i) => `${i.path.join('.') || 'spec'}: ${i.message}`).join('; '));
   const name = modelVersionName(input.model, input.version);
@@ -76,11 +79,11 @@ export async function createModelVersion(kc: KubeConfig, namespace: string, inpu
 }
 
 /** Sets the stage of model@version (Production promotes, Archived retires; the operator does the rest). */
-export async function setStage(kc: KubeConfig, namespace: string, model: string, version: string, stage: Stage): Promise<void> {
+export async function setStage(kc: KubeConfig, namespace: string, model: string, version: string, stage: Stage, rollout?: RolloutSpecInput): Promise<void> {
   const name = modelVersionName(model, version);
   try {
     await api(kc).patchNamespacedCustomObject(
-      { ...ref, namespace, name, body: { spec: { stage } }, fieldManager: SERVICE_FIELD_MANAGER },
+      { ...ref, namespace, name, body: { spec: { stage, ...(rollout ? { rollout } : {}) } }, fieldManager: SERVICE_FIELD_MANAGER },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
   } catch (err) {
@@ -103,7 +106,7 @@ export async function getModelVersion(kc: KubeConfig, namespace: string, model: 
 /** ModelVersionApi on the API server: in a pod, its ServiceAccount; on a host, the current kubeconfig. */
 export function kubernetesModelVersions(namespace: string, kc: KubeConfig): ModelVersionApi {
   return {
-    create: (meta, stage) =>
+    create: (meta, stage, rollout) =>
       createModelVersion(kc, namespace, {
         model: meta.name,
         version: meta.version,
@@ -112,7 +115,8 @@ export function kubernetesModelVersions(namespace: string, kc: KubeConfig): Mode
         features: meta.features,
         metadata: meta.metadata,
         stage,
+        ...(rollout ? { rollout } : {}),
       }),
-    setStage: (model, version, stage) => setStage(kc, namespace, model, version, stage),
+    setStage: (model, version, stage, rollout) => setStage(kc, namespace, model, version, stage, rollout),
   };
 }

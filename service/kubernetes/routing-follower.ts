@@ -1,3 +1,4 @@
+import type { RolloutSpecInput } from '../../contract/rollout.ts';
 import { CoreV1Api, type KubeConfig, ListWatch, Watch, type KubernetesListObject, type V1ConfigMap } from '@kubernetes/client-node';
 import type { FastifyBaseLogger } from 'fastify';
 import { describeError } from '../../contract/kubernetes-errors.ts';
@@ -15,8 +16,9 @@ import type { VersionMetadata } from '../store/model-store.ts';
 
 /** The Kubernetes side of uploads and promotes (an implementation talks to the API server). */
 export interface ModelVersionApi {
-  create(meta: VersionMetadata, stage: 'Production' | 'Staging'): Promise<void>;
-  setStage(model: string, version: string, stage: 'Production' | 'Staging' | 'Archived'): Promise<void>;
+  create(meta: VersionMetadata, stage: 'Production' | 'Staging', rollout?: RolloutSpecInput): Promise<void>;
+  /** With `rollout`: also sets spec.rollout (a canary or shadow against the version serving now). */
+  setStage(model: string, version: string, stage: 'Production' | 'Staging' | 'Archived', rollout?: RolloutSpecInput): Promise<void>;
 }
 
 const RESTART_MAX_MS = 5_000;

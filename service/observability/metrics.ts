@@ -5,6 +5,14 @@ import { RecentRatio } from './recent-ratio.ts';
 
 // Every metric the service exports, named once. Prometheus conventions: base units (seconds,
 // bytes), `_total` counters, route templates as labels, never ids.
+/** What serves one model, as the registry reports it. */
+interface ServingReport {
+  name: string;
+  version: string;
+  loaded: boolean;
+  canary?: { version: string; weight: number; mode: 'canary' | 'shadow' };
+}
+
 export class ServiceMetrics {
   readonly registry = new Registry();
 
@@ -71,7 +79,7 @@ export class ServiceMetrics {
 
   readonly predictions = new Counter({
     name: 'model_predictions_total',
-    help: 'Predicted rows by model, version and outcome (success, error)',
+    help: 'Rows answered by model, version and outcome (success, error); answers from the cache count as successes of the version they came from',
     labelNames: ['model', 'version', 'outcome'] as const,
     registers: [this.registry],
   });
@@ -90,7 +98,7 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
-  private servingSource: () => Iterable<{ name: string; version: string; loaded: boolean }> = () => [];
+  private servingSource: () => Iterable<ServingReport> = () => [];
 
   readonly servingInfo = new Gauge({
     name: 'model_serving_info',
@@ -103,8 +111,23 @@ export class ServiceMetrics {
     },
   });
 
-  /** Where model_serving_info reads which version serves each model, at every scrape (the model registry). */
-  reportServing(source: () => Iterable<{ name: string; version: string; loaded: boolean }>): void {
+  readonly trafficWeight = new Gauge({
+    name: 'model_traffic_weight',
+    help: "Percent of each model's traffic each version answers (a canary's share; a shadow gets a copy and counts 0)",
+    labelNames: ['model', 'version'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.trafficWeight.reset();
+      for (const m of this.servingSource()) {
+        const canary = m.canary?.mode === 'canary' ? m.canary.weight : 0;
+        this.trafficWeight.set({ model: m.name, version: m.version }, 100 - canary);
+        if (m.canary) this.trafficWeight.set({ model: m.name, version: m.canary.version }, canary);
+      }
+    },
+  });
+
+  /** Where model_serving_info and model_traffic_weight read which versions serve each model, at every scrape (the model registry). */
+  reportServing(source: () => Iterable<ServingReport>): void {
     this.servingSource = source;
   }
 
@@ -153,6 +176,28 @@ export class ServiceMetrics {
     help: "Regressor |actual - predicted| from ground-truth feedback, in the target's units; sum/count is the mean absolute error",
     labelNames: ['model', 'version'] as const,
     buckets: [0.01, 0.1, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000],
+    registers: [this.registry],
+  });
+
+  readonly shadowComparisons = new Counter({
+    name: 'model_shadow_comparisons_total',
+    help: 'Shadow rollouts: copies of requests the shadow version answered, by model, the shadow version and result (agree, disagree, error, skipped)',
+    labelNames: ['model', 'version', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly shadowDifference = new Histogram({
+    name: 'model_shadow_absolute_difference',
+    help: "Shadow rollouts of regressors: |shadow - stable| per compared answer, in the target's units",
+    labelNames: ['model', 'version'] as const,
+    buckets: [0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 1000],
+    registers: [this.registry],
+  });
+
+  readonly rollouts = new Counter({
+    name: 'model_rollouts_total',
+    help: 'Standalone rollouts finished, by model, version and result (succeeded, rolled_back, aborted)',
+    labelNames: ['model', 'version', 'result'] as const,
     registers: [this.registry],
   });
 

@@ -24,12 +24,51 @@ export class Predictor {
   private readonly metrics: ServiceMetrics;
   private readonly ttlSeconds: number;
   private readonly flights = new SingleFlight<{ result: Prediction; cache: CacheOutcome }>();
+  private readonly shadowMax: number;
+  private shadowInflight = 0;
 
-  constructor(deps: { cache: CacheBackend; log: PredictionLog; metrics: ServiceMetrics; ttlSeconds: number }) {
+  constructor(deps: { cache: CacheBackend; log: PredictionLog; metrics: ServiceMetrics; ttlSeconds: number; shadowMaxInflight?: number }) {
     this.cache = deps.cache;
     this.log = deps.log;
     this.metrics = deps.metrics;
     this.ttlSeconds = deps.ttlSeconds;
+    this.shadowMax = deps.shadowMaxInflight ?? 64;
+  }
+
+  /**
+   * A shadow rollout's copy of a request: the shadow version runs the same rows after the stable
+   * version answered (never cached, never remembered for feedback, never awaited), and each of its
+   * answers is compared with the stable one's: the same label for classifiers, |difference| at most
+   * `maxAbsDifference` for regressors. Past SHADOW_MAX_INFLIGHT copies at once it is skipped.
+   */
+  shadow(shadow: { model: ServedModel; maxAbsDifference: number }, instances: Array<Record<string, number>>, answers: Prediction[]): void {
+    const { model } = shadow;
+    const labels = { model: model.meta.name, version: model.meta.version };
+    if (this.shadowInflight >= this.shadowMax) {
+      this.metrics.shadowComparisons.inc({ ...labels, result: 'skipped' }, answers.length);
+      return;
+    }
+    this.shadowInflight++;
+    const run = async () => {
+      try {
+        const got = await model.predict(model.rows(instances));
+        for (const [i, p] of got.entries()) {
+          const stable = answers[i]!;
+          let agree: boolean;
+          if (model.task === 'regression') {
+            const difference = Math.abs(p.prediction - stable.prediction);
+            this.metrics.shadowDifference.observe(labels, difference);
+            agree = difference <= shadow.maxAbsDifference;
+          } else agree = (p.label ?? p.prediction) === (stable.label ?? stable.prediction);
+          this.metrics.shadowComparisons.inc({ ...labels, result: agree ? 'agree' : 'disagree' });
+        }
+      } catch {
+        this.metrics.shadowComparisons.inc({ ...labels, result: 'error' }, answers.length);
+      } finally {
+        this.shadowInflight--;
+      }
+    };
+    void run();
   }
 
   async predict(served: ServedModel, features: Record<string, number>): Promise<{ result: Prediction; cache: CacheOutcome; predictionId: string }> {
@@ -57,6 +96,7 @@ export class Predictor {
     // A request that joined another's flight was answered without running the model: a hit.
     if (!owner) this.metrics.recordCacheLookup(name, 'hit');
     const outcome: CacheOutcome = owner ? cache : 'hit';
+    if (outcome === 'hit') served.answeredFromCache();
     return { result, cache: outcome, predictionId: this.remember(served, result) };
   }
 

@@ -3,7 +3,22 @@ import { z } from 'zod';
 import type { ServiceContext } from '../app.ts';
 
 const ProductionModels = z.array(
-  z.object({ name: z.string(), version: z.string(), loaded: z.boolean(), error: z.string().optional().describe('Why it did not load') }),
+  z.object({
+    name: z.string(),
+    version: z.string(),
+    loaded: z.boolean(),
+    error: z.string().optional().describe('Why it did not load'),
+    canary: z
+      .object({
+        version: z.string(),
+        weight: z.number().describe("Percent of the model's traffic it answers (0 for a shadow)"),
+        mode: z.enum(['canary', 'shadow']),
+        loaded: z.boolean(),
+        error: z.string().optional(),
+      })
+      .optional()
+      .describe('A version being rolled out against this one'),
+  }),
 );
 const Readiness = z.object({ ready: z.boolean(), models: ProductionModels });
 const Health = z.object({

@@ -12,6 +12,8 @@ import {
   VersionDescription,
   VersionParams,
   HistoryEventSchema,
+  PromoteRequest,
+  RolloutResponse,
 } from './schemas.ts';
 import { parseRequest, ServiceError } from '../errors.ts';
 import type { ModelDescription as ModelDescriptionData, UploadInput } from '../serving/model-registry.ts';
@@ -48,6 +50,7 @@ function uploadFromJson(body: unknown, query: unknown): UploadInput {
     metadata: req.metadata,
     promote: req.promote,
     ...(req.features ? { features: req.features } : {}),
+    ...(req.rollout ? { rollout: req.rollout } : {}),
   };
 }
 
@@ -123,11 +126,13 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
       async (request: FastifyRequest, reply) => {
         const input = Buffer.isBuffer(request.body) ? uploadFromOctets(request.query, request.body) : uploadFromJson(request.body, request.query);
         const isFirst = (await ctx.store.listVersions(input.name)).length === 0;
+        if (input.rollout && input.promote)
+          throw new ServiceError('VALIDATION_FAILED', 'give promote (serve at once) or rollout (a canary or shadow first), not both');
         const { meta, stored } = await ctx.registry.upload(input);
         if (ctx.modelVersions) {
           // Kubernetes mode: the ModelVersion makes it real; without it the artifact is not kept.
           try {
-            await ctx.modelVersions.create(meta, input.promote || isFirst ? 'Production' : 'Staging');
+            await ctx.modelVersions.create(meta, input.promote || input.rollout || isFirst ? 'Production' : 'Staging', input.rollout);
           } catch (err) {
             // Only what this request stored goes (a retry's version was stored before).
             if (stored) await ctx.registry.deleteVersion(meta.name, meta.version).catch(() => undefined);
@@ -142,6 +147,8 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
           { model: meta.name, version: meta.version, sizeBytes: meta.sizeBytes, sha256: meta.sha256 },
           stored ? 'model version uploaded' : 'model version uploaded again with the same bytes',
         );
+        // Standalone: a rollout of a new version against the production one (a first version serves at once).
+        if (!ctx.modelVersions && input.rollout && stored && !isFirst) await ctx.rollouts.start(meta.name, meta.version, input.rollout);
         reply.code(stored ? 201 : 200).header('location', `/api/v1/models/${meta.name}`);
         const desc = await ctx.registry.describe(meta.name);
         return publicVersion(desc.versions.find((v) => v.version === meta.version) ?? meta);
@@ -188,18 +195,85 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
       schema: {
         operationId: 'promoteModelVersion',
         tags: ['models'],
-        summary: 'Serve this version (rollback: promote an older one)',
+        summary: 'Serve this version (rollback: promote an older one), at once or through a canary or shadow rollout',
+        description:
+          'Without a body, or without rollout, the version serves at once. With {"rollout": {"strategy": "Canary", "steps": [5, 25, 50, 100], "interval": "1m", "analysis": {...}}} it takes a growing share of the traffic and is promoted when every step passes, or rolled back on its own when a check fails (202, the rollout; GET /api/v1/models/{model_id}/rollout follows it).',
         params: VersionParams,
-        response: { 200: HistoryEventSchema, 202: HistoryEventSchema.extend({ requested: z.boolean() }), ...errors },
+        body: PromoteRequest.nullish(),
+        response: {
+          200: HistoryEventSchema,
+          202: z
+            .union([HistoryEventSchema.extend({ requested: z.boolean() }), RolloutResponse])
+            .describe('Kubernetes mode: the ModelVersion asked to; or the rollout started'),
+          ...errors,
+        },
       },
     },
     async (request, reply) => {
       const { model_id, version } = request.params;
-      if (!ctx.modelVersions) return ctx.registry.promote(model_id, version);
+      const rollout = request.body?.rollout;
+      if (!ctx.modelVersions) {
+        if (!rollout) return ctx.registry.promote(model_id, version);
+        if (!(await ctx.store.hasVersion(model_id, version))) throw new ServiceError('VERSION_NOT_FOUND', `model ${model_id} has no version "${version}"`);
+        const started = await ctx.rollouts.start(model_id, version, rollout);
+        reply.code(202);
+        return { model: model_id, version: started.version, rollout: started.status };
+      }
       if (!(await ctx.store.hasVersion(model_id, version))) throw new ServiceError('VERSION_NOT_FOUND', `model ${model_id} has no version "${version}"`);
-      await ctx.modelVersions.setStage(model_id, version, 'Production');
+      await ctx.modelVersions.setStage(model_id, version, 'Production', rollout);
       reply.code(202);
       return { time: new Date().toISOString(), event: 'promoted' as const, version, requested: true };
+    },
+  );
+
+  // Standalone rollouts (under the operator they are ModelVersions' spec.rollout and status.rollout).
+  const inKubernetes = (model: string) =>
+    new ServiceError(
+      'MANAGED_BY_KUBERNETES',
+      `rollouts are ModelVersions' spec.rollout here: kubectl get mv -l serving.analytics.dev/model=${model} shows each version's weight and step, status.rollout the figures`,
+    );
+
+  app.get(
+    '/api/v1/models/:model_id/rollout',
+    {
+      schema: {
+        operationId: 'getRollout',
+        tags: ['models'],
+        summary: "The model's running rollout (or its last one): step, weight, the figures of the step, the check that failed",
+        params: ModelParams,
+        response: { 200: RolloutResponse, ...errors },
+      },
+    },
+    async (request) => {
+      const { model_id } = request.params;
+      if (ctx.modelVersions) throw inKubernetes(model_id);
+      const r = ctx.rollouts.get(model_id);
+      if (!r)
+        throw new ServiceError(
+          'ROLLOUT_NOT_FOUND',
+          `model ${model_id} has had no rollout since the service started; start one with POST /api/v1/models/${model_id}/versions/{version}/promote and a rollout`,
+        );
+      return { model: model_id, version: r.version, rollout: r.status };
+    },
+  );
+
+  app.delete(
+    '/api/v1/models/:model_id/rollout',
+    {
+      config: { admin: true },
+      schema: {
+        operationId: 'abortRollout',
+        tags: ['models'],
+        summary: 'Abort the running rollout: the canary stops taking traffic, the production version keeps serving',
+        params: ModelParams,
+        response: { 200: RolloutResponse, ...errors },
+      },
+    },
+    async (request) => {
+      const { model_id } = request.params;
+      if (ctx.modelVersions) throw inKubernetes(model_id);
+      const r = await ctx.rollouts.abort(model_id);
+      return { model: model_id, version: r.version, rollout: r.status };
     },
   );
 

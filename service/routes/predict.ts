@@ -24,6 +24,12 @@ function checkBodyModel(pathId: string, bodyId: string | undefined): void {
 
 export const predictRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (fastify, { ctx }) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
+  // During a canary, the same key stays on the same version (CANARY_KEY_HEADER).
+  const header = ctx.config.CANARY_KEY_HEADER;
+  const canaryKey = (headers: Record<string, string | string[] | undefined>) => {
+    const v = headers[header];
+    return typeof v === 'string' ? v : undefined;
+  };
 
   app.post(
     '/api/v1/predict/:model_id',
@@ -42,8 +48,10 @@ export const predictRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async 
     async (request, reply) => {
       const { model_id } = request.params;
       checkBodyModel(model_id, request.body.model_id);
-      const served = await ctx.registry.resolveServing(model_id);
+      const served = await ctx.registry.resolveServing(model_id, canaryKey(request.headers));
       const { result, cache, predictionId } = await ctx.predictor.predict(served, request.body.features);
+      const shadow = ctx.registry.shadowOf(served);
+      if (shadow) ctx.predictor.shadow(shadow, [request.body.features], [result]);
       reply.header('x-cache', cache);
       return {
         ...result,
@@ -72,8 +80,10 @@ export const predictRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async 
     async (request) => {
       const { model_id } = request.params;
       checkBodyModel(model_id, request.body.model_id);
-      const served = await ctx.registry.resolveServing(model_id);
+      const served = await ctx.registry.resolveServing(model_id, canaryKey(request.headers));
       const { results, predictionIds } = await ctx.predictor.predictBatch(served, request.body.instances);
+      const shadow = ctx.registry.shadowOf(served);
+      if (shadow) ctx.predictor.shadow(shadow, request.body.instances, results);
       return {
         predictions: results,
         timestamp: new Date().toISOString(),

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { MAX_FEATURES } from '../inference/model-interface.ts';
 import { modelNameSchema, versionSchema } from '../../contract/model-names.ts';
+import { RolloutSpec, RolloutStatus } from '../../contract/rollout.ts';
 
 // The REST API's shapes, once: request validation, TypeScript types and the OpenAPI document all
 // come from these. Names follow the specification (UploadModelRequest, PredictionRequest,
@@ -22,6 +23,9 @@ export const UploadModelRequest = z
       .describe('The .onnx file, base64-encoded (line breaks allowed)'),
     features: featureNames.optional(),
     promote: z.boolean().default(false).describe('Serve this version at once (the first version of a model always is)'),
+    rollout: RolloutSpec.optional().describe(
+      'Instead of promote: roll this version out against the production one (a canary or a shadow); promoted when every step passes',
+    ),
   })
   .strict();
 
@@ -125,11 +129,24 @@ export const VersionDescription = z.object({
   loaded: z.boolean().optional(),
 });
 
+export const PromoteRequest = z
+  .object({ rollout: RolloutSpec.optional().describe('Roll the version out against the production one instead of serving it at once') })
+  .strict()
+  // /docs pre-fills an empty body: promote at once.
+  .meta({ example: {} });
+
+export const RolloutResponse = z.object({
+  model: z.string(),
+  version: z.string().describe('The version being (or last) rolled out'),
+  rollout: RolloutStatus,
+});
+
 export const HistoryEventSchema = z.object({
   time: z.string(),
-  event: z.enum(['uploaded', 'promoted', 'rolled_back', 'deleted']),
+  event: z.enum(['uploaded', 'promoted', 'rolled_back', 'deleted', 'rollout_started', 'rollout_rolled_back']),
   version: z.string(),
   previous: z.string().optional(),
+  detail: z.string().optional().describe('What a rollout was against, or why it ended'),
 });
 
 export const ModelDescription = z.object({

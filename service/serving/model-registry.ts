@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { sha256Hex } from '../../contract/hashing.ts';
 import { MODEL_NAME, compareVersions, isVersionName } from '../../contract/model-names.ts';
+import { toCanary, type RolloutSpec } from '../../contract/rollout.ts';
 import { ServiceError } from '../errors.ts';
 import type { BatchingOptions } from '../inference/dynamic-batcher.ts';
 import type { InferencePool } from '../inference/inference-pool.ts';
@@ -15,6 +16,33 @@ import type { HistoryEvent, ModelStore, VersionMetadata } from '../store/model-s
 
 export interface UploadInput extends ModelUpload {
   promote?: boolean;
+  /** Rolled out by the caller instead of promoted (unless it is the model's first version). */
+  rollout?: RolloutSpec | undefined;
+}
+
+/** A version rolled out against a model's production one (contract/rollout.ts): its share of the traffic, or a shadow. */
+export interface CanaryRoute {
+  version: string;
+  sha256?: string | undefined;
+  weight: number;
+  mode: 'canary' | 'shadow';
+  /** Shadow, regressors: the largest |shadow - stable| counted as agreeing. */
+  maxAbsDifference?: number | undefined;
+}
+
+/** What the routing says of one model: its version (the stable one) and a canary, if any. */
+export interface ModelRouting {
+  version: string;
+  sha256?: string | undefined;
+  canary?: CanaryRoute | undefined;
+}
+
+export interface ModelStatus {
+  name: string;
+  version: string;
+  loaded: boolean;
+  error?: string;
+  canary?: CanaryRoute & { loaded: boolean; error?: string };
 }
 
 export interface ModelDescription {
@@ -49,6 +77,9 @@ export class ModelRegistry {
   private readonly log: FastifyBaseLogger;
   private readonly batching: BatchingOptions;
   private readonly production = new Map<string, string>();
+  /** Model → the version rolled out against its production one. */
+  private readonly canaries = new Map<string, CanaryRoute>();
+  private readonly canaryErrors = new Map<string, string>();
   private readonly served = new Map<string, ServedModel>();
   private readonly loading = new Map<string, Promise<ServedModel>>();
   private readonly loadErrors = new Map<string, string>();
@@ -90,35 +121,109 @@ export class ModelRegistry {
    * Serves exactly the routed versions (Kubernetes mode: the operator's routing file). Each new
    * version is loaded before it takes over, then the old one is freed; models no longer routed stop serving.
    */
-  async applyRouting(routing: Map<string, { version: string; sha256?: string | undefined }>): Promise<void> {
-    for (const [name, { version, sha256 }] of routing) {
-      const current = this.served.get(keyOf(name, version));
-      if (this.production.get(name) === version && current && (sha256 === undefined || current.meta.sha256 === sha256)) continue;
-      const incoming = await this.loadProduction(name, version, { sha256 });
-      const previous = this.production.get(name);
-      this.production.set(name, version);
-      if (!incoming) continue;
-      this.retireVersion(name, previous, version);
-      await this.onModelChanged(name);
-      this.log.info({ model: name, version, previous }, 'routing applied');
-    }
+  async applyRouting(routing: Map<string, ModelRouting>): Promise<void> {
+    for (const [name, route] of routing) await this.applyModelRoute(name, route);
     for (const [name, version] of [...this.production]) {
       if (routing.has(name)) continue;
       this.production.delete(name);
+      const canary = this.canaries.get(name);
+      this.canaries.delete(name);
       this.retireVersion(name, version);
+      if (canary) this.retireVersion(name, canary.version);
       await this.onModelChanged(name);
     }
     this.routingApplied = true;
   }
 
-  /** Production models, each with its version and whether it is loaded. */
-  status(): Array<{ name: string; version: string; loaded: boolean; error?: string }> {
-    return [...this.production].map(([name, version]) => ({
-      name,
-      version,
-      loaded: this.served.has(keyOf(name, version)),
-      ...(this.loadErrors.has(name) ? { error: this.loadErrors.get(name)! } : {}),
-    }));
+  private async applyModelRoute(name: string, route: ModelRouting): Promise<void> {
+    const { version, sha256 } = route;
+    const previous = this.production.get(name);
+    const before = this.canaries.get(name);
+    const current = this.served.get(keyOf(name, version));
+    let changed = false;
+    if (previous !== version || !current || (sha256 !== undefined && current.meta.sha256 !== sha256)) {
+      const incoming = await this.loadProduction(name, version, { sha256 });
+      this.production.set(name, version);
+      if (!incoming) return;
+      changed = true;
+    }
+    await this.setCanary(name, route.canary);
+    const canary = this.canaries.get(name);
+    changed ||= JSON.stringify(before) !== JSON.stringify(canary);
+    // What neither serves nor shadows any more goes, once its requests are done.
+    for (const old of [previous, before?.version]) if (old !== undefined && old !== version && old !== canary?.version) this.retireVersion(name, old);
+    if (changed) {
+      await this.onModelChanged(name);
+      this.log.info({ model: name, version, previous, ...(canary ? { canary } : {}) }, 'routing applied');
+    }
+  }
+
+  /**
+   * Rolls `canary` out against the model's production version (its weight of the traffic, or a
+   * shadow), loading it first; undefined ends it. A canary that cannot load takes no traffic.
+   */
+  async setCanary(name: string, canary: CanaryRoute | undefined): Promise<void> {
+    const before = this.canaries.get(name);
+    // A canary that no longer takes traffic goes once its requests are done (unless it serves now).
+    const retireBefore = () => {
+      if (before && before.version !== this.canaries.get(name)?.version && before.version !== this.production.get(name))
+        this.retireVersion(name, before.version);
+    };
+    if (!canary) {
+      this.canaries.delete(name);
+      this.canaryErrors.delete(name);
+      retireBefore();
+      return;
+    }
+    try {
+      await this.ensureLoaded(name, canary.version, { sha256: canary.sha256 });
+      this.canaries.set(name, { ...canary });
+      this.canaryErrors.delete(name);
+      retireBefore();
+    } catch (err) {
+      this.canaries.delete(name);
+      retireBefore();
+      this.canaryErrors.set(name, `${canary.version}: ${(err as Error).message}`);
+      this.log.error({ model: name, version: canary.version, err: (err as Error).message }, 'canary version failed to load; it takes no traffic');
+    }
+  }
+
+  /** The production version of a model, if it has one. */
+  productionOf(name: string): string | undefined {
+    return this.production.get(name);
+  }
+
+  /** Notes a standalone rollout's start or failure in the model's history. */
+  async recordRollout(name: string, event: 'rollout_started' | 'rollout_rolled_back', version: string, detail: string): Promise<void> {
+    await this.store.withLock(name, () => this.store.appendHistory(name, { time: new Date().toISOString(), event, version, detail }));
+  }
+
+  /** The canary of a model, if one is rolled out. */
+  canaryOf(name: string): CanaryRoute | undefined {
+    return this.canaries.get(name);
+  }
+
+  /** The version that gets a copy of a request `served` answered (a shadow rollout), if any. */
+  shadowOf(served: ServedModel): { model: ServedModel; maxAbsDifference: number } | undefined {
+    const c = this.canaries.get(served.meta.name);
+    if (c?.mode !== 'shadow' || c.version === served.meta.version || this.production.get(served.meta.name) !== served.meta.version) return undefined;
+    const model = this.served.get(keyOf(served.meta.name, c.version));
+    return model && { model, maxAbsDifference: c.maxAbsDifference ?? 0 };
+  }
+
+  /** Production models, each with its version and whether it is loaded, and its canary. */
+  status(): ModelStatus[] {
+    return [...this.production].map(([name, version]) => {
+      const canary = this.canaries.get(name);
+      const canaryError = this.canaryErrors.get(name);
+      return {
+        name,
+        version,
+        loaded: this.served.has(keyOf(name, version)),
+        ...(this.loadErrors.has(name) ? { error: this.loadErrors.get(name)! } : {}),
+        ...(canary ? { canary: { ...canary, loaded: this.served.has(keyOf(name, canary.version)), ...(canaryError ? { error: canaryError } : {}) } } : {}),
+      };
+    });
   }
 
   /** Every production model loaded (and, under the operator, its routing read). */
@@ -205,8 +310,11 @@ export class ModelRegistry {
     await this.pool.unload(served.key);
   }
 
-  /** Resolves "name" (the production version) or "name@version" (a pinned one). */
-  async resolve(ref: string): Promise<ServedModel> {
+  /**
+   * Resolves "name" (the production version, or its canary for the canary's share of requests:
+   * by `key` when the request carries one, so a client stays on one side) or "name@version" (a pinned one).
+   */
+  async resolve(ref: string, key?: string): Promise<ServedModel> {
     const at = ref.indexOf('@');
     const name = at < 0 ? ref : ref.slice(0, at);
     const pinned = at < 0 ? undefined : ref.slice(at + 1);
@@ -217,6 +325,11 @@ export class ModelRegistry {
         if ((await this.store.listVersions(name)).length > 0)
           throw new ServiceError('MODEL_NOT_FOUND', `model ${name} has no production version; promote one or pin a version with ${name}@<version>`);
         throw noModel(name);
+      }
+      const canary = this.canaries.get(name);
+      if (canary?.mode === 'canary' && toCanary(name, canary.weight, key)) {
+        const c = this.served.get(keyOf(name, canary.version));
+        if (c) return c;
       }
       const served = this.served.get(keyOf(name, version));
       if (!served)
@@ -254,7 +367,7 @@ export class ModelRegistry {
       const meta = await validateModel(this.pool, input);
       await this.store.writeVersion(meta, input.bytes);
       // With the operator in charge, serving follows its routing, not the upload.
-      if (!this.routingFromOperator && (input.promote || !this.production.has(name))) await this.promoteLocked(name, version);
+      if (!this.routingFromOperator && ((input.promote && !input.rollout) || !this.production.has(name))) await this.promoteLocked(name, version);
       return { meta, stored: true };
     });
   }
@@ -293,6 +406,11 @@ export class ModelRegistry {
       }
       if (this.production.get(name) === version)
         throw new ServiceError('VERSION_IN_PRODUCTION', `${name}@${version} is the production version; promote another version first`);
+      if (this.canaries.get(name)?.version === version)
+        throw new ServiceError(
+          'VERSION_IN_PRODUCTION',
+          `${name}@${version} is being rolled out; abort its rollout (DELETE /api/v1/models/${name}/rollout) first`,
+        );
       const key = keyOf(name, version);
       this.deleting.add(key);
       try {
@@ -327,11 +445,11 @@ export class ModelRegistry {
   private readonly unloadedModels = new Set<string>();
 
   /** resolve(), refusing a model unloaded through the repository API (its pinned versions too) until it is loaded again. */
-  async resolveServing(ref: string): Promise<ServedModel> {
+  async resolveServing(ref: string, key?: string): Promise<ServedModel> {
     const name = ref.split('@', 1)[0]!;
     if (this.unloaded(name))
       throw new ServiceError('MODEL_NOT_LOADED', `model ${name} is unloaded; load it (POST /v2/repository/models/${name}/load) to serve it again`);
-    return this.resolve(ref);
+    return this.resolve(ref, key);
   }
 
   /** Whether the model was unloaded through the repository API and not loaded (or promoted) since. */

@@ -27,10 +27,13 @@ export interface VersionMetadata {
 
 export type HistoryEvent = {
   time: string;
-  event: 'uploaded' | 'promoted' | 'rolled_back' | 'deleted';
+  /** rollout_*: a standalone canary or shadow of the version (service/serving/rollouts.ts); promoted when it succeeds. */
+  event: 'uploaded' | 'promoted' | 'rolled_back' | 'deleted' | 'rollout_started' | 'rollout_rolled_back';
   version: string;
   /** The production version before a promote or rollback. */
   previous?: string;
+  /** What a rollout was against, or why it ended. */
+  detail?: string;
 };
 
 const STALE_STAGING_MS = 60 * 60 * 1000;

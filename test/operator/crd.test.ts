@@ -168,11 +168,11 @@ describe('ModelVersion CRD', () => {
     assert.equal((await getMv(kc, 'immutable'))?.spec.stage, 'Production');
   });
 
-  test('kubectl get mv prints Model, Version, Stage, Phase, Ready, Age; the categories list it', { timeout: TEST }, async () => {
+  test('kubectl get mv prints Model, Version, Stage, Phase, Ready, Weight, Step, Age; the categories list it', { timeout: TEST }, async () => {
     const r = await cp.kubectl(['get', 'mv', '-n', ns]);
     assert.equal(r.code, 0, r.stderr);
     const [header, ...rows] = r.stdout.trim().split('\n');
-    assert.match(header!, /^NAME\s+MODEL\s+VERSION\s+STAGE\s+PHASE\s+READY\s+AGE$/);
+    assert.match(header!, /^NAME\s+MODEL\s+VERSION\s+STAGE\s+PHASE\s+READY\s+WEIGHT\s+STEP\s+AGE$/);
     assert.ok(
       rows.some((row) => /^defaults\s+iris\s+1\s+Staging\s+\d+s$/.test(row)),
       r.stdout,

@@ -128,11 +128,11 @@ describe(`${TOTAL} ModelVersions`, () => {
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trim().split('\n');
     assert.equal(lines.length, TOTAL + 1);
-    assert.match(lines[0]!, /^NAME\s+MODEL\s+VERSION\s+STAGE\s+PHASE\s+READY\s+AGE$/);
+    assert.match(lines[0]!, /^NAME\s+MODEL\s+VERSION\s+STAGE\s+PHASE\s+READY\s+WEIGHT\s+STEP\s+AGE$/);
     for (const [name, row] of [
-      ['m00-5', /^m00-5\s+m00\s+5\s+Production\s+Progressing\s+False\s+\d+[sm]/],
-      ['m00-4', /^m00-4\s+m00\s+4\s+Production\s+Standby\s+False\s+\d+[sm]/],
-      ['m00-1', /^m00-1\s+m00\s+1\s+Staging\s+Imported\s+False\s+\d+[sm]/],
+      ['m00-5', /^m00-5\s+m00\s+5\s+Production\s+Progressing\s+False\s+0\s+\d+[sm]/],
+      ['m00-4', /^m00-4\s+m00\s+4\s+Production\s+Standby\s+False\s+0\s+\d+[sm]/],
+      ['m00-1', /^m00-1\s+m00\s+1\s+Staging\s+Imported\s+False\s+0\s+\d+[sm]/],
     ] as const)
       assert.ok(
         lines.some((l) => row.test(l)),

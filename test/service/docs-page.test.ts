@@ -59,6 +59,8 @@ describe('GET /docs/json', () => {
       'getModel',
       'promoteModelVersion',
       'deleteModelVersion',
+      'getRollout',
+      'abortRollout',
       'predict',
       'predictBatch',
       'sendFeedback',
@@ -81,7 +83,7 @@ describe('GET /docs/json', () => {
       .filter((o) => o.op.security)
       .map((o) => o.op.operationId)
       .sort();
-    assert.deepEqual(secured, ['deleteModelVersion', 'promoteModelVersion', 'repositoryModelLoad', 'repositoryModelUnload', 'uploadModel']);
+    assert.deepEqual(secured, ['abortRollout', 'deleteModelVersion', 'promoteModelVersion', 'repositoryModelLoad', 'repositoryModelUnload', 'uploadModel']);
     for (const id of secured) assert.deepEqual(byId(id!).op.security, [{ bearer: [] }]);
   });
 
