@@ -16,10 +16,9 @@ export function durationMs(text: string): number {
   return Number(m[1]) * { s: 1_000, m: 60_000, h: 3_600_000 }[m[2] as 's' | 'm' | 'h'];
 }
 
-export const STRATEGIES = ['Canary', 'Shadow'] as const;
-export type Strategy = (typeof STRATEGIES)[number];
+const STRATEGIES = ['Canary', 'Shadow'] as const;
 
-export const RolloutAnalysis = z
+const RolloutAnalysis = z
   .object({
     minRequests: z.int().min(1).max(1_000_000_000).default(100).describe('Answers of the new version a step needs before it is judged (its rows)'),
     maxErrorRate: z.number().min(0).max(1).default(0.01).describe("Largest share of the new version's answers that may fail (5xx)"),
@@ -75,7 +74,6 @@ export const STEPS_RULE = 'a Canary’s steps increase and end at 100 (e.g. [5, 
 
 export type RolloutSpec = z.output<typeof RolloutSpec>;
 export type RolloutSpecInput = z.input<typeof RolloutSpec>;
-export type RolloutAnalysis = z.output<typeof RolloutAnalysis>;
 
 /** What a step's answers showed: the new version's, and the stable version's beside it. */
 export const RolloutFigures = z.object({
@@ -92,8 +90,7 @@ export const RolloutFigures = z.object({
 });
 export type RolloutFigures = z.output<typeof RolloutFigures>;
 
-export const ROLLOUT_PHASES = ['Progressing', 'Shadowing', 'Succeeded', 'RolledBack'] as const;
-export type RolloutPhase = (typeof ROLLOUT_PHASES)[number];
+const ROLLOUT_PHASES = ['Progressing', 'Shadowing', 'Succeeded', 'RolledBack'] as const;
 
 export const RolloutStatus = z.object({
   observedGeneration: z.number().int().optional().describe('The metadata.generation this rollout is of (a change to the spec starts it again)'),
@@ -182,7 +179,7 @@ export const emptyCounters = (): Counters => ({
 });
 
 /** The metric names the figures come from (service/observability/metrics.ts). */
-export const ROLLOUT_METRICS = {
+const ROLLOUT_METRICS = {
   predictions: 'model_predictions_total',
   latency: 'model_inference_duration_seconds',
   feedback: 'model_feedback_total',

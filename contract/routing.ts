@@ -11,7 +11,7 @@ export const RouteEntry = z.object({
   features: z.array(z.string()).describe('Ordered input feature names'),
 });
 
-export const CanaryEntry = RouteEntry.extend({
+const CanaryEntry = RouteEntry.extend({
   weight: z.number().int().min(0).max(100).describe("Percent of the model's traffic the canary answers (0 for a shadow)"),
   mode: z.enum(['canary', 'shadow']).describe('canary: it answers its share; shadow: it gets a copy of every request, the stable version answers'),
   maxAbsDifference: z.number().min(0).optional().describe('Shadow, regressors: the largest |shadow - stable| counted as agreeing (default 0)'),
@@ -24,7 +24,6 @@ export const ModelRoute = RouteEntry.extend({
 export const Routing = z.object({ models: z.record(z.string(), ModelRoute) });
 
 export type RouteEntry = z.output<typeof RouteEntry>;
-export type CanaryEntry = z.output<typeof CanaryEntry>;
 export type ModelRoute = z.output<typeof ModelRoute>;
 export type Routing = z.output<typeof Routing>;
 

@@ -21,7 +21,7 @@ export const isImported = (mv: ModelVersion) => condition(mv, 'Imported')?.statu
 export const isRolledBack = (mv: ModelVersion) => mv.status?.rollout?.phase === 'RolledBack' && mv.status.rollout.observedGeneration === mv.metadata.generation;
 
 /** It still has to prove itself against the stable version: a rollout in its spec that has not succeeded. */
-export const rolloutPending = (mv: ModelVersion) => !!mv.spec.rollout && mv.status?.rollout?.phase !== 'Succeeded';
+const rolloutPending = (mv: ModelVersion) => !!mv.spec.rollout && mv.status?.rollout?.phase !== 'Succeeded';
 
 /** What in a ModelVersion changes which version serves its model, or the routing entry. */
 export function servingInputsChanged(a: ModelVersion, b: ModelVersion): boolean {
