@@ -1,6 +1,6 @@
 import type { V1ConfigMap } from '@kubernetes/client-node';
 import { ROUTING_CONFIGMAP, ROUTING_HASH_ANNOTATION, ROUTING_KEY } from '../../contract/names.ts';
-import { routingHash } from '../../contract/routing.ts';
+import { routingHash, type ModelRoute, type Routing } from '../../contract/routing.ts';
 
 // The routing ConfigMap `analytics-api-routing`: routing.json says which version serves each model
 // (the service's pods watch it). The manifests create it (empty); the operator owns only its data
@@ -26,16 +26,16 @@ export function appliedRoutingText(cm: V1ConfigMap | undefined): string | undefi
 }
 
 /** Models whose serving version differs between two routings: "iris 1 → 2", "wine (none) → 3". */
-export function routingChanges(
-  before: { models: Record<string, { version: string }> } | undefined,
-  after: { models: Record<string, { version: string }> },
-): string[] {
+export function routingChanges(before: Routing | undefined, after: Routing): string[] {
   const models = new Set([...Object.keys(before?.models ?? {}), ...Object.keys(after.models)]);
+  const canary = (r: ModelRoute | undefined) =>
+    r?.canary ? `${r.canary.version} ${r.canary.mode === 'shadow' ? 'as a shadow' : `at ${r.canary.weight} %`}` : undefined;
   const changes: string[] = [];
   for (const m of [...models].sort()) {
-    const a = before?.models[m]?.version;
-    const b = after.models[m]?.version;
-    if (a !== b) changes.push(`${m} ${a ?? '(none)'} → ${b ?? '(none)'}`);
+    const a = before?.models[m];
+    const b = after.models[m];
+    if (a?.version !== b?.version) changes.push(`${m} ${a?.version ?? '(none)'} → ${b?.version ?? '(none)'}`);
+    if (canary(a) !== canary(b)) changes.push(`${m} canary ${canary(a) ?? '(none)'} → ${canary(b) ?? '(none)'}`);
   }
   return changes;
 }

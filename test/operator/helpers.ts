@@ -28,8 +28,9 @@ export const ns = NAMESPACE;
 /**
  * kwok runs no containers, so an import pod would "complete" with no result and the operator would
  * fail the version. On kwok's fake node the import pods instead report what the import command
- * would, read from their own arguments (--model, --version, --features; features default to
- * ["feature_0"]), with a size of 0 and a sha256 that says it is fake.
+ * would, read from their own arguments (--model, --version, --features, --sha256: the import
+ * fails unless the bytes have that sum, so on success it reports it), with a size of 0; without
+ * --sha256 the sum says it is fake (FAKE_IMPORT_SHA256), and features default to ["feature_0"].
  * Tests that need real imports run on the real node (test/e2e/, lifecycle.test.ts).
  */
 export const FAKE_IMPORT_SHA256 = 'kwok-fake-import-no-container-ran';
@@ -72,9 +73,9 @@ spec:
       {{ $now := Now }}
       {{ $container := index .spec.containers 0 }}
       {{ $args := $container.args }}
-      {{ $model := "" }}{{ $version := "" }}{{ $features := list "feature_0" }}
-      {{ range $i, $a := $args }}{{ if eq $a "--model" }}{{ $model = index $args (add1 $i) }}{{ end }}{{ if eq $a "--version" }}{{ $version = index $args (add1 $i) }}{{ end }}{{ if eq $a "--features" }}{{ $features = index $args (add1 $i) | fromJson }}{{ end }}{{ end }}
-      {{ $result := dict "model" $model "version" $version "path" (printf "${modelFilePath('%s', '%s')}" $model $version) "sha256" "${FAKE_IMPORT_SHA256}" "sizeBytes" 0 "features" $features "alreadyPresent" false }}
+      {{ $model := "" }}{{ $version := "" }}{{ $features := list "feature_0" }}{{ $sha := "${FAKE_IMPORT_SHA256}" }}
+      {{ range $i, $a := $args }}{{ if eq $a "--model" }}{{ $model = index $args (add1 $i) }}{{ end }}{{ if eq $a "--version" }}{{ $version = index $args (add1 $i) }}{{ end }}{{ if eq $a "--features" }}{{ $features = index $args (add1 $i) | fromJson }}{{ end }}{{ if eq $a "--sha256" }}{{ $sha = index $args (add1 $i) }}{{ end }}{{ end }}
+      {{ $result := dict "model" $model "version" $version "path" (printf "${modelFilePath('%s', '%s')}" $model $version) "sha256" $sha "sizeBytes" 0 "features" $features "alreadyPresent" false }}
       containerStatuses:
       - image: {{ $container.image | Quote }}
         name: {{ $container.name | Quote }}

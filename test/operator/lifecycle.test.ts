@@ -134,8 +134,8 @@ describe('ModelVersion lifecycle (controllers + kwok, fake import pods)', () => 
     assert.equal(cond.Serving?.status, 'False');
     assert.equal(cond.Ready?.status, 'False');
     for (const c of Object.values(cond)) assert.equal(c.observedGeneration, mv.metadata.generation);
-    // What the import pod reported, not what the spec claims (the spec's sha256 is the real one).
-    assert.deepEqual(mv.status?.artifact, { path: 'production/iris/1/model.onnx', sha256: FAKE_IMPORT_SHA256, sizeBytes: 0 });
+    // What the import pod reported (kwok's fake pod: the --sha256 it was given, a size of 0).
+    assert.deepEqual(mv.status?.artifact, { path: 'production/iris/1/model.onnx', sha256: sha256(v1Bytes), sizeBytes: 0 });
     assert.deepEqual(mv.status?.features, features);
     assert.equal(mv.status?.servingSince, undefined);
     assert.equal(mv.status?.url, undefined, 'no url until a pod serves it');
@@ -160,7 +160,7 @@ describe('ModelVersion lifecycle (controllers + kwok, fake import pods)', () => 
     );
     // The routing says v1, with what the service needs to load it.
     const r = await routing();
-    assert.deepEqual(r.models, { iris: { version: '1', sha256: FAKE_IMPORT_SHA256, path: 'production/iris/1/model.onnx', features } });
+    assert.deepEqual(r.models, { iris: { version: '1', sha256: sha256(v1Bytes), path: 'production/iris/1/model.onnx', features } });
     await deploymentUntouched();
     // The backup CronJob of the model.
     const cj = (await cronJob('iris'))!;
@@ -219,6 +219,7 @@ describe('ModelVersion lifecycle (controllers + kwok, fake import pods)', () => 
   test('a Staging version imports and does not serve; a duplicate version is refused', { timeout: TEST }, async () => {
     await kubectlApply(cp, modelVersion('iris-3-staging', { model: 'iris', version: '3', source: { url: 'https://models.example.com/iris/3.onnx' } }));
     const staged = await waitForPhase(kc, 'iris-3-staging', 'Imported', WAIT);
+    assert.equal(staged.status?.artifact?.sha256, FAKE_IMPORT_SHA256);
     assert.equal(staged.status?.conditions?.find((c) => c.type === 'Serving')?.reason, 'NotProduction');
     await kubectlApply(
       cp,
