@@ -197,7 +197,9 @@ describe('ModelVersion CRD', () => {
   test('the samples in operator/samples/ are taken as they are; the ConfigMap holds the model file', { timeout: TEST }, async () => {
     const dir = join(root, 'operator', 'samples');
     const files = (await readdir(dir)).filter((f) => f.endsWith('.yaml'));
-    assert.deepEqual(files.sort(), ['iris-configmap.yaml', 'iris-store-path.yaml', 'wine-url.yaml']);
+    // Every sample imports on a real cluster: its bytes travel in a ConfigMap (no URL nobody serves, no store path nobody wrote).
+    assert.deepEqual(files.sort(), ['iris-2-canary.yaml', 'iris-configmap.yaml', 'wine-configmap.yaml']);
+    for (const f of files) assert.doesNotMatch(await readFile(join(dir, f), 'utf8'), /^\s+(url|storePath):/m, f);
     const dry = await cp.kubectl(['apply', '--dry-run=server', '-f', dir]);
     assert.equal(dry.code, 0, dry.stderr);
     const r = await cp.kubectl(['apply', '-f', join(dir, 'iris-configmap.yaml')]);
@@ -209,8 +211,15 @@ describe('ModelVersion CRD', () => {
     const mv = await getMv(kc, 'iris-1');
     assert.equal(mv?.spec.sha256, sha256(bytes));
     assert.equal(mv?.spec.stage, 'Production');
-    const wine = await readFile(join(dir, 'wine-url.yaml'), 'utf8');
-    assert.match(wine, new RegExp(`sha256: ${sha256(await modelFile('wine-forest'))}`));
+    for (const [file, model] of [
+      ['iris-2-canary.yaml', 'iris-mlp'],
+      ['wine-configmap.yaml', 'wine-forest'],
+    ] as const) {
+      const text = await readFile(join(dir, file), 'utf8');
+      const bytes = Buffer.from(/model\.onnx: \|-\n((?: {4}.+\n)+)/.exec(text)![1]!.replace(/\s/g, ''), 'base64');
+      assert.deepEqual(bytes, await modelFile(model), `${file} holds models/${model}.onnx`);
+      assert.match(text, new RegExp(`sha256: ${sha256(bytes)}`), file);
+    }
   });
 
   test("the service's ModelVersion client (service/kubernetes/model-versions.ts) creates ModelVersions and sets their stage", { timeout: TEST }, async () => {
