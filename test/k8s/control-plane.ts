@@ -10,12 +10,11 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, wr
 import { readFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
-import { runCommand } from '../helpers/processes.ts';
+import { freePorts, runCommand } from '../helpers/processes.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -113,47 +112,10 @@ export function ensureBinaries(): Promise<string> {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/**
- * Polls `check` until it returns a truthy value (which it returns), or throws at the deadline with
- * `what` and the last error or value seen. Every wait in the tests goes through this.
- */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | null | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
-    try {
-      const v = await check();
-      if (v) return v;
-      last = `last value: ${JSON.stringify(v)}`;
-    } catch (err) {
-      last = `last error: ${(err as Error).message}`;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (${last})`);
-    await sleep(delay);
-  }
-}
+// One waitFor for every test (test/helpers/processes.ts); re-exported for the Kubernetes tests.
+export { waitFor } from '../helpers/processes.ts';
 
-/** `n` distinct free TCP ports on 127.0.0.1 (bound together, then released, as envtest does). */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-          const srv = createServer();
-          srv.unref();
-          srv.on('error', reject);
-          srv.listen(0, '127.0.0.1', () => resolve(srv));
-        }),
-    ),
-  );
-  const ports = servers.map((srv) => {
-    const addr = srv.address();
-    return typeof addr === 'object' && addr ? addr.port : 0;
-  });
-  await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))));
-  return ports;
-}
+export { freePorts };
 
 function openssl(args: string[], cwd: string): void {
   const r = spawnSync('openssl', args, { cwd, encoding: 'utf8' });
