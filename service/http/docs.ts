@@ -66,11 +66,33 @@ const transform: SwaggerTransform = (document) => {
       content[type] = { schema: jsonSchemaTransform({ ...document, schema: { body: s } }).schema.body };
     out.schema.body = { content };
   }
-  // No content for 204s: zod's null is a JSON value, and the service sends no body.
+  // No content for 204s, nor for a 200 that is z.null() (V2's load and unload): zod's null is a
+  // JSON value, and the service sends no body.
   const responses = out.schema.response as Responses | undefined;
-  if (responses?.[204]) responses[204] = { type: 'null', description: (responses[204] as { description?: string }).description ?? 'No content' };
+  const isNull = (r: unknown) => {
+    const x = r as { type?: string; enum?: unknown[] };
+    return x.type === 'null' || (x.enum?.length === 1 && x.enum[0] === null);
+  };
+  for (const code of ['200', '204'])
+    if (responses?.[code] && (code === '204' || isNull(responses[code])))
+      responses[code] = { type: 'null', description: (responses[code] as { description?: string }).description ?? 'No content' };
   return out;
 };
+
+/**
+ * Bodies a route may go without ('x-body-optional' on its schema: promote, the V2 repository
+ * calls): @fastify/swagger marks every body required, this says otherwise.
+ */
+function optionalBodies({ openapiObject }: { openapiObject: { paths?: Record<string, Record<string, unknown> | undefined> } }) {
+  for (const path of Object.values(openapiObject.paths ?? {}))
+    for (const op of Object.values(path ?? {}) as Array<Record<string, unknown>>) {
+      if (!op || typeof op !== 'object' || !('x-body-optional' in op)) continue;
+      delete op['x-body-optional'];
+      const body = op.requestBody as { required?: boolean } | undefined;
+      if (body) body.required = false;
+    }
+  return openapiObject;
+}
 
 export const docs = fp<{ version: string }>(async (app, { version }) => {
   await app.register(fastifySwagger, {
@@ -87,6 +109,7 @@ export const docs = fp<{ version: string }>(async (app, { version }) => {
       },
     },
     transform,
+    transformObject: optionalBodies as never,
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs', uiConfig: { displayOperationId: true } });
 });

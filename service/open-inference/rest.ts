@@ -132,6 +132,22 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
     return { name: route.name, ready: isReady };
   };
   const errors = { 400: V2Error, 404: V2Error, 503: V2Error };
+  const TensorConfig = z.object({ name: z.string(), data_type: z.string().describe("Triton's TYPE_FP32, TYPE_INT64, ..."), dims: z.array(z.number()) });
+  const config = {
+    200: z.object({
+      name: z.string(),
+      platform: z.string(),
+      backend: z.string(),
+      max_batch_size: z.number(),
+      input: z.array(TensorConfig),
+      output: z.array(TensorConfig),
+    }),
+    ...errors,
+  };
+  const stats = {
+    200: z.object({ model_stats: z.array(z.record(z.string(), z.unknown()).describe("One model version's figures, as Triton's ModelStatistics")) }),
+    ...errors,
+  };
   const metadataResponse = { 200: ModelMetadata, ...errors };
   const readyResponse = { 200: ModelReady, ...errors, 400: ModelReady.describe('Known but not loaded (yet)') };
   app.get(
@@ -164,7 +180,7 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
   );
   app.get(
     '/v2/models/:name/config',
-    { schema: { operationId: 'modelConfig', tags: ['v2'], summary: "Triton's model configuration", params: NameParams, response: errors } },
+    { schema: { operationId: 'modelConfig', tags: ['v2'], summary: "Triton's model configuration", params: NameParams, response: config } },
     async (req) => oip.modelConfig(params(req.params)),
   );
   app.get(
@@ -175,21 +191,21 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
         tags: ['v2'],
         summary: "Triton's model configuration of a version",
         params: VersionParams,
-        response: errors,
+        response: config,
       },
     },
     async (req) => oip.modelConfig(params(req.params)),
   );
   app.get(
     '/v2/models/stats',
-    { schema: { operationId: 'modelsStatistics', tags: ['v2'], summary: "Triton's inference statistics of every model" } },
+    { schema: { operationId: 'modelsStatistics', tags: ['v2'], summary: "Triton's inference statistics of every model", response: { 200: stats[200] } } },
     async () => ({
       model_stats: await oip.modelStatistics({ name: '' }),
     }),
   );
   app.get(
     '/v2/models/:name/stats',
-    { schema: { operationId: 'modelStatistics', tags: ['v2'], summary: "Triton's inference statistics of a model", params: NameParams, response: errors } },
+    { schema: { operationId: 'modelStatistics', tags: ['v2'], summary: "Triton's inference statistics of a model", params: NameParams, response: stats } },
     async (req) => ({ model_stats: await oip.modelStatistics(params(req.params)) }),
   );
   app.get(
@@ -200,7 +216,7 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
         tags: ['v2'],
         summary: "Triton's inference statistics of a version",
         params: VersionParams,
-        response: errors,
+        response: stats,
       },
     },
     async (req) => ({ model_stats: await oip.modelStatistics(params(req.params)) }),
@@ -215,18 +231,24 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
         tags: ['v2'],
         summary: 'Every model with its production version and state',
         body: RepositoryIndexRequest.optional(),
+        'x-body-optional': true,
+        response: {
+          200: z.array(z.object({ name: z.string(), version: z.string(), state: z.enum(['READY', 'UNAVAILABLE']), reason: z.string() })),
+          400: V2Error,
+        },
       },
       validatorCompiler: unchecked,
     },
     async (req) => {
       const { header } = parseBody(req, true);
-      const body = parseRequest(RepositoryIndexRequest, header ?? {}, 'request');
+      // No body is {}; a body that is not an object (null, a number) is a 400.
+      const body = parseRequest(RepositoryIndexRequest, header === undefined ? {} : header, 'request');
       return oip.repositoryIndex(body.ready ?? false);
     },
   );
   const repositoryAction = (action: 'load' | 'unload') => async (req: FastifyRequest, reply: FastifyReply) => {
     const { header } = parseBody(req, true);
-    parseRequest(RepositoryActionRequest, header ?? {}, 'request');
+    parseRequest(RepositoryActionRequest, header === undefined ? {} : header, 'request');
     const { name } = req.params as { name: string };
     await (action === 'load' ? oip.load(name) : oip.unload(name));
     return reply.code(200).send();
@@ -242,6 +264,7 @@ export const openInferenceRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = 
           tags: ['v2'],
           params: NameParams,
           body: RepositoryActionRequest.optional(),
+          'x-body-optional': true,
           response: { 200: z.null().describe('Done'), ...errors, 409: V2Error.describe('Kubernetes mode: the ModelVersions decide') },
           summary:
             action === 'load'

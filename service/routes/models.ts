@@ -200,6 +200,7 @@ export const modelRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async (f
           'Without a body, or without rollout, the version serves at once. With {"rollout": {"strategy": "Canary", "steps": [5, 25, 50, 100], "interval": "1m", "analysis": {...}}} it takes a growing share of the traffic and is promoted when every step passes, or rolled back on its own when a check fails (202, the rollout; GET /api/v1/models/{model_id}/rollout follows it).',
         params: VersionParams,
         body: PromoteRequest.nullish(),
+        'x-body-optional': true,
         response: {
           200: HistoryEventSchema,
           202: z

@@ -25,6 +25,8 @@
 #                         response_schema_conformance,negative_data_rejection
 #   MAX_RESPONSE_TIME     seconds; a slower answer is a failure (default 10)
 #   INCLUDE_PATH_REGEX    only operations whose path matches (schemathesis --include-path-regex)
+#   EXCLUDE_PATH_REGEX    leave out operations whose path matches (--exclude-path-regex): e.g.
+#                         /unload$, whose 503s afterwards (the model is unloaded) are by design
 #   FUZZ_OCTET_STREAM     1 (default): add the raw upload (application/octet-stream) of
 #                         POST /api/v1/models to the document before fuzzing, since the served
 #                         document lists only the JSON upload; 0: fuzz the document as served
@@ -190,6 +192,7 @@ args=(run "$base/docs/json" --url "$base"
   --report-junit-path "$REPORT_DIR/junit.xml")
 [[ -z "${API_TOKEN:-}" ]] || args+=(-H "Authorization: Bearer $API_TOKEN")
 [[ -z "${INCLUDE_PATH_REGEX:-}" ]] || args+=(--include-path-regex "$INCLUDE_PATH_REGEX")
+[[ -z "${EXCLUDE_PATH_REGEX:-}" ]] || args+=(--exclude-path-regex "$EXCLUDE_PATH_REGEX")
 
 echo "$me: fuzzing $base (max $MAX_EXAMPLES examples per operation, seed $SEED, bound ${FUZZ_TIMEOUT_SECONDS}s; log in $REPORT_DIR/schemathesis.log)" >&2
 rc=0
