@@ -8,7 +8,7 @@ import type { PlainTensor } from './tensor.ts';
 
 // One loaded model version, as requests see it: named features in, checked against the model,
 // encoded into its input tensors, run (batched with concurrent requests when the model allows it),
-// and the output tensors decoded into predictions. It counts its requests in flight, so the
+// and the output tensors decoded into predictions. It counts the requests holding it, so the
 // registry frees it only once the last one is done.
 
 type Feeds = Record<string, PlainTensor>;
@@ -136,23 +136,36 @@ export class ServedModel {
     }
   }
 
-  /** Tensors in, tensors out (the Open Inference Protocol, and predict above). */
-  async infer(feeds: Feeds, fetches: string[]): Promise<Outputs> {
-    const rows = Object.values(feeds)[0]?.dims[0] ?? 1;
+  /**
+   * Runs `fn` with this version held: a retired version is freed only once nothing holds it. A
+   * request holds it from choosing it to its answer (a cache lookup comes between, a Redis round
+   * trip during which a swap may retire it), not only while it runs.
+   */
+  async hold<T>(fn: () => Promise<T>): Promise<T> {
     this.inflight++;
-    const started = performance.now();
     try {
-      const outputs = await (this.batcher ? this.batcher.submit(feeds, fetches) : this.run(feeds, fetches));
-      this.observe.duration.observe((performance.now() - started) / 1000);
-      this.observe.success.inc(rows);
-      return outputs;
-    } catch (err) {
-      this.observe.error.inc(rows);
-      if (err instanceof InferenceError) throw new ServiceError('INFERENCE_FAILED', `model ${this.key} failed to run: ${err.message}`);
-      throw err;
+      return await fn();
     } finally {
       this.inflight--;
       if (this.retired && this.inflight === 0) this.onIdle(this);
     }
+  }
+
+  /** Tensors in, tensors out (the Open Inference Protocol, and predict above). */
+  infer(feeds: Feeds, fetches: string[]): Promise<Outputs> {
+    return this.hold(async () => {
+      const rows = Object.values(feeds)[0]?.dims[0] ?? 1;
+      const started = performance.now();
+      try {
+        const outputs = await (this.batcher ? this.batcher.submit(feeds, fetches) : this.run(feeds, fetches));
+        this.observe.duration.observe((performance.now() - started) / 1000);
+        this.observe.success.inc(rows);
+        return outputs;
+      } catch (err) {
+        this.observe.error.inc(rows);
+        if (err instanceof InferenceError) throw new ServiceError('INFERENCE_FAILED', `model ${this.key} failed to run: ${err.message}`);
+        throw err;
+      }
+    });
   }
 }
