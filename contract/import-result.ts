@@ -22,3 +22,12 @@ export type ImportResult = z.output<typeof ImportResult>;
 
 /** A pod's termination message holds at most 4096 bytes: the signature is dropped when it does not fit. */
 export const TERMINATION_MESSAGE_BYTES = 4096;
+
+/**
+ * Exit statuses of `analytics-api import` that no retry can change, on which the import Job fails
+ * at once (its podFailurePolicy) instead of running the same import again: bad usage, and a file
+ * refused (sha256 mismatch, not a model the service can serve, too large, another file already
+ * stored as that version). Other failures (1: a download or a read that failed) are retried.
+ */
+export const IMPORT_EXIT_USAGE = 2;
+export const IMPORT_EXIT_REFUSED = 3;

@@ -51,6 +51,14 @@ export const configSchema = z.object({
     .default(120_000)
     .describe('A request must arrive whole (headers and body) within this long, or its socket is closed'),
   HEADERS_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000).describe("A request's headers must arrive within this long"),
+  SHUTDOWN_DRAIN_SECONDS: z.coerce
+    .number()
+    .min(0)
+    .max(300)
+    .default(5)
+    .describe(
+      'On SIGTERM, open connections are served this long at most, each answer saying Connection: close, before the server closes (in a pod after its preStop sleep)',
+    ),
   INFERENCE_THREADS: z.coerce.number().int().min(1).max(64).optional().describe('Worker threads; default from the cgroup CPU limit'),
   BATCH_MAX_SIZE: z.coerce
     .number()

@@ -2,6 +2,7 @@ import { buildApp } from './app.ts';
 import { resolveRedisDataDir } from './backup/create.ts';
 import { startBackupScheduler } from './backup/scheduler.ts';
 import type { Config } from './config.ts';
+import { connectionDrainer } from './http/drain.ts';
 import { importSampleModels } from './store/sample-models.ts';
 
 /**
@@ -27,17 +28,31 @@ export async function serve(config: Config): Promise<void> {
         })
       : undefined;
 
+  // On SIGTERM (an orchestrator's stop), clients on open keep-alive connections are told to go
+  // elsewhere before the server closes (http/drain.ts); Ctrl-C (SIGINT) closes at once. Either way
+  // connections with no request in flight are closed first: they would hold the close for ever.
+  const drainer = connectionDrainer(app);
+  const drainOpenConnections = async () => {
+    app.log.info({ connections: drainer.open(), timeoutSeconds: config.SHUTDOWN_DRAIN_SECONDS }, 'draining: answering with Connection: close');
+    const left = await drainer.drain(config.SHUTDOWN_DRAIN_SECONDS * 1000);
+    if (left > 0) app.log.info({ connections: left }, 'closing the connections still open');
+  };
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       app.log.info({ signal }, 'shutting down');
       void backups?.stop(); // a backup cut short leaves only an ignored .partial
-      app.close().then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
+      const drained = signal === 'SIGTERM' && drainer.open() > 0 ? drainOpenConnections() : Promise.resolve();
+      drained
+        .then(() => {
+          drainer.closeIdle();
+          return app.close();
+        })
+        .then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
     });
   }
-
   try {
     await app.listen({ port: config.PORT, host: config.HOST });
   } catch (err) {

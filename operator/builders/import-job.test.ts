@@ -69,6 +69,10 @@ describe('the import Job', () => {
     assert.deepEqual(pod.securityContext, { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
     assert.deepEqual(container(job).securityContext, { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
     assert.equal(job.spec.backoffLimit, config.IMPORT_BACKOFF_LIMIT);
+    // A refused file (exit 3) or bad usage (2) fails at once; other failures (a download) are retried.
+    assert.deepEqual(job.spec.podFailurePolicy, {
+      rules: [{ action: 'FailJob', onExitCodes: { containerName: 'import', operator: 'In', values: [2, 3] } }],
+    });
     assert.equal(job.spec.activeDeadlineSeconds, config.IMPORT_DEADLINE_SECONDS);
   });
 });

@@ -3,7 +3,7 @@ import type { ModelVersion } from '../../contract/model-version.ts';
 import type { OperatorConfig } from '../config.ts';
 import type { KubeClient } from '../runtime/kube-client.ts';
 import { CLI, LABELS, MODELS_MOUNT_DIR, importJobName } from '../../contract/names.ts';
-import { ImportFailure, ImportResult } from '../../contract/import-result.ts';
+import { IMPORT_EXIT_REFUSED, IMPORT_EXIT_USAGE, ImportFailure, ImportResult } from '../../contract/import-result.ts';
 import { managedLabels, ownerReference, jobPodBasics } from './ownership.ts';
 
 // The import Job of a ModelVersion: the service image's `analytics-api import` copies a url or
@@ -37,7 +37,11 @@ export function importJob(mv: ModelVersion, config: OperatorConfig) {
     kind: 'Job',
     metadata: { name, namespace: mv.metadata.namespace!, labels, ownerReferences: [ownerReference(mv, true)] },
     spec: {
+      // Retries are for failures a retry can mend (a download); a refused file or bad usage fails the Job at once.
       backoffLimit: config.IMPORT_BACKOFF_LIMIT,
+      podFailurePolicy: {
+        rules: [{ action: 'FailJob', onExitCodes: { containerName: 'import', operator: 'In', values: [IMPORT_EXIT_USAGE, IMPORT_EXIT_REFUSED] } }],
+      },
       activeDeadlineSeconds: config.IMPORT_DEADLINE_SECONDS,
       // The result is in the ModelVersion's status by then; the Job and its pod can go.
       ttlSecondsAfterFinished: config.IMPORT_TTL_SECONDS,

@@ -6,7 +6,7 @@ import { configSchema } from '../config.ts';
 import { ServiceError } from '../errors.ts';
 import { InferencePool } from '../inference/inference-pool.ts';
 import { sha256Hex } from '../../contract/hashing.ts';
-import { TERMINATION_MESSAGE_BYTES, type ImportResult } from '../../contract/import-result.ts';
+import { IMPORT_EXIT_REFUSED, IMPORT_EXIT_USAGE, TERMINATION_MESSAGE_BYTES, type ImportResult } from '../../contract/import-result.ts';
 import { MODEL_NAME, MODEL_NAME_RULE, VERSION_NAME_RULE, isVersionName } from '../../contract/model-names.ts';
 import { modelFilePath } from '../../contract/store-layout.ts';
 import { validateModel } from '../inference/model-validation.ts';
@@ -44,7 +44,9 @@ options:
   --json                print the result as JSON on stdout
   -h, --help            this help
 
-Exit status: 0 stored (or already stored with the same sha256), 1 failure, 2 bad usage, 130 interrupted.`;
+Exit status: 0 stored (or already stored with the same sha256), 1 failure (a download or read; worth a
+retry), 2 bad usage, 3 the file refused (sha256 mismatch, not a model the service can serve, too
+large, another file already stored as that version), 130 interrupted.`;
 
 const OPTIONS = {
   model: { type: 'string' },
@@ -63,7 +65,7 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-/** A failure with its exit code: 1, 2 (usage) or 130 (interrupted). */
+/** A failure with its exit code: 1, 2 (usage), 3 (the file refused) or 130 (interrupted). */
 class ImportError extends Error {
   readonly exitCode: number;
   constructor(message: string, exitCode = 1) {
@@ -72,7 +74,9 @@ class ImportError extends Error {
   }
 }
 
-const usage = (message: string) => new ImportError(message, 2);
+const usage = (message: string) => new ImportError(message, IMPORT_EXIT_USAGE);
+/** The file itself is refused: importing it again cannot succeed. */
+const refused = (message: string) => new ImportError(message, IMPORT_EXIT_REFUSED);
 
 interface Settings {
   model: string;
@@ -155,12 +159,12 @@ async function download(url: string, s: Settings, signal: AbortSignal): Promise<
   }
   if (!res.ok) throw new ImportError(`downloading ${url} failed: HTTP ${res.status} ${res.statusText}`);
   const declared = Number(res.headers.get('content-length') ?? NaN);
-  if (declared > s.maxBytes) throw new ImportError(`${url} is ${declared} bytes, more than --max-bytes ${s.maxBytes}`);
+  if (declared > s.maxBytes) throw refused(`${url} is ${declared} bytes, more than --max-bytes ${s.maxBytes}`);
   const chunks: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of res.body ?? []) {
     size += chunk.length;
-    if (size > s.maxBytes) throw new ImportError(`${url} is more than --max-bytes ${s.maxBytes} bytes`);
+    if (size > s.maxBytes) throw refused(`${url} is more than --max-bytes ${s.maxBytes} bytes`);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
@@ -182,7 +186,7 @@ async function readSource(s: Settings, signal: AbortSignal): Promise<Uint8Array>
   const path = kind === 'file' ? value : storeFile(s.modelsDir, value);
   try {
     const bytes = await readFile(path);
-    if (bytes.length > s.maxBytes) throw new ImportError(`${path} is ${bytes.length} bytes, more than --max-bytes ${s.maxBytes}`);
+    if (bytes.length > s.maxBytes) throw refused(`${path} is ${bytes.length} bytes, more than --max-bytes ${s.maxBytes}`);
     return bytes;
   } catch (err) {
     if (err instanceof ImportError) throw err;
@@ -207,19 +211,19 @@ function resultOf(meta: VersionMetadata, _store: ModelStore, alreadyPresent: boo
 async function importVersion(s: Settings, signal: AbortSignal): Promise<ImportResult> {
   const bytes = await readSource(s, signal);
   const actual = sha256Hex(bytes);
-  if (s.sha256 && actual !== s.sha256) throw new ImportError(`sha256 mismatch: expected ${s.sha256}, the file has ${actual}`);
+  if (s.sha256 && actual !== s.sha256) throw refused(`sha256 mismatch: expected ${s.sha256}, the file has ${actual}`);
   if (signal.aborted) throw new ImportError('interrupted', 130);
 
   const store = new ModelStore(resolve(s.modelsDir));
   const canonical = storeFile(store.root, modelFilePath(s.model, s.version));
   const stored = await store.readMetadata(s.model, s.version);
   const conflict = (meta: VersionMetadata) =>
-    new ImportError(
+    refused(
       `model ${s.model} already has version ${s.version} with sha256 ${meta.sha256}; this file has ${actual}. Versions are immutable: import it as a new version`,
     );
   if (stored && stored.sha256 !== actual) throw conflict(stored);
   if (!stored && s.source.kind === 'store-path' && storeFile(store.root, s.source.value) === canonical)
-    throw new ImportError(
+    throw refused(
       `${s.source.value} has no metadata.json beside it: it was not written by the service; upload it through the API, or import it with --file or --url`,
     );
 
@@ -231,7 +235,7 @@ async function importVersion(s: Settings, signal: AbortSignal): Promise<ImportRe
       const source = `--${s.source.kind} ${s.source.value}`;
       meta = await validateModel(pool, { name: s.model, version: s.version, bytes, features: s.features, metadata: s.metadata, source });
     } catch (err) {
-      if (err instanceof ServiceError) throw new ImportError(`not a model the service can serve: ${err.message}`);
+      if (err instanceof ServiceError) throw refused(`not a model the service can serve: ${err.message}`);
       throw err;
     }
     if (stored) {

@@ -8,7 +8,7 @@ import type { PlainTensor } from './tensor.ts';
 
 // One loaded model version, as requests see it: named features in, checked against the model,
 // encoded into its input tensors, run (batched with concurrent requests when the model allows it),
-// and the output tensors decoded into predictions. It counts its requests in flight, so the
+// and the output tensors decoded into predictions. It counts the requests holding it, so the
 // registry frees it only once the last one is done.
 
 type Feeds = Record<string, PlainTensor>;
@@ -150,6 +150,21 @@ export class ServedModel {
     this.observe.success.inc(rows);
   }
 
+  /**
+   * Runs `fn` with this version held: a retired version is freed only once nothing holds it. A
+   * request holds it from choosing it to its answer (a cache lookup comes between, a Redis round
+   * trip during which a swap may retire it), not only while it runs.
+   */
+  async hold<T>(fn: () => Promise<T>): Promise<T> {
+    this.inflight++;
+    try {
+      return await fn();
+    } finally {
+      this.inflight--;
+      if (this.retired && this.inflight === 0) this.onIdle(this);
+    }
+  }
+
   /** Tensors in, tensors out (the Open Inference Protocol). */
   async infer(feeds: Feeds, fetches: string[]): Promise<Outputs> {
     const rows = Object.values(feeds)[0]?.dims[0] ?? 1;
@@ -158,22 +173,20 @@ export class ServedModel {
     return outputs;
   }
 
-  /** One run, batched with concurrent ones, timed; a failed run counts its rows as errors. */
-  private async execute(feeds: Feeds, fetches: string[], rows: number): Promise<Outputs> {
-    this.inflight++;
-    const started = performance.now();
-    try {
-      const outputs = await (this.batcher ? this.batcher.submit(feeds, fetches) : this.run(feeds, fetches));
-      this.observe.duration.observe((performance.now() - started) / 1000);
-      return outputs;
-    } catch (err) {
-      this.observe.error.inc(rows);
-      if (err instanceof InferenceError)
-        throw new ServiceError('INFERENCE_FAILED', `model ${this.meta.name}@${this.meta.version} failed to run: ${err.message}`);
-      throw err;
-    } finally {
-      this.inflight--;
-      if (this.retired && this.inflight === 0) this.onIdle(this);
-    }
+  /** One run, held, batched with concurrent ones, timed; a failed run counts its rows as errors. */
+  private execute(feeds: Feeds, fetches: string[], rows: number): Promise<Outputs> {
+    return this.hold(async () => {
+      const started = performance.now();
+      try {
+        const outputs = await (this.batcher ? this.batcher.submit(feeds, fetches) : this.run(feeds, fetches));
+        this.observe.duration.observe((performance.now() - started) / 1000);
+        return outputs;
+      } catch (err) {
+        this.observe.error.inc(rows);
+        if (err instanceof InferenceError)
+          throw new ServiceError('INFERENCE_FAILED', `model ${this.meta.name}@${this.meta.version} failed to run: ${err.message}`);
+        throw err;
+      }
+    });
   }
 }

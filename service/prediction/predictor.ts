@@ -71,7 +71,12 @@ export class Predictor {
     void run();
   }
 
-  async predict(served: ServedModel, features: Record<string, number>): Promise<{ result: Prediction; cache: CacheOutcome; predictionId: string }> {
+  /** Holds `served` from here to the answer: a swap during the cache lookup cannot free it under the request. */
+  predict(served: ServedModel, features: Record<string, number>): Promise<{ result: Prediction; cache: CacheOutcome; predictionId: string }> {
+    return served.hold(() => this.predictHeld(served, features));
+  }
+
+  private async predictHeld(served: ServedModel, features: Record<string, number>): Promise<{ result: Prediction; cache: CacheOutcome; predictionId: string }> {
     const { name } = served.meta;
     const [row] = served.rows([features]);
     const key = cacheKey(name, served.cacheVersion, row!);

@@ -270,7 +270,7 @@ export class ModelRegistry {
       run: (feeds, fetches) => this.pool.run(key, feeds, fetches),
       batching: this.batching,
       metrics: this.metrics,
-      onIdle: (s) => void this.unload(s),
+      onIdle: (s) => this.unloadSoon(s),
     });
     if (this.deleting.has(keyOf(name, version)) || !(await this.store.hasVersion(name, version))) {
       // Deleted while it loaded (a pinned request): it never serves.
@@ -297,7 +297,15 @@ export class ModelRegistry {
     const served = this.served.get(keyOf(name, version));
     if (!served) return;
     served.retired = true;
-    if (!served.busy) void this.unload(served);
+    if (!served.busy) this.unloadSoon(served);
+  }
+
+  /**
+   * Frees a retired, idle version after the current turn of the event loop: a request that has
+   * just chosen it (its `await resolve()` not yet resumed) takes hold of it first, and is served.
+   */
+  private unloadSoon(served: ServedModel): void {
+    setImmediate(() => void this.unload(served));
   }
 
   private async unload(served: ServedModel): Promise<void> {

@@ -109,7 +109,7 @@ describe('analytics-api import', () => {
     const other = join(dir, 'mlp.onnx');
     await writeFile(other, await modelFile('iris-mlp'));
     const r = await run(['--model', 'iris', '--version', '1', '--file', other, '--models-dir', models]);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 3, 'refused: a retry cannot help');
     assert.match(
       r.stderr,
       /^analytics-api import: model iris already has version 1 with sha256 [0-9a-f]{64}; this file has [0-9a-f]{64}\. Versions are immutable/,
@@ -134,7 +134,7 @@ describe('analytics-api import', () => {
       '--result-file',
       resultFile,
     ]);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 3, 'refused: a retry cannot help');
     assert.equal(r.stderr, `analytics-api import: sha256 mismatch: expected ${wrong}, the file has ${sha256(iris)}\n`);
     assert.deepEqual(JSON.parse(await readFile(resultFile, 'utf8')), { error: `sha256 mismatch: expected ${wrong}, the file has ${sha256(iris)}` });
     assert.deepEqual(await versionsOf('iris'), ['1']);
@@ -144,7 +144,7 @@ describe('analytics-api import', () => {
     const bad = join(dir, 'bad.onnx');
     await writeFile(bad, await readFile(new URL('../../models/iris-logreg.json', import.meta.url)));
     const r = await run(['--model', 'broken', '--version', '1', '--file', bad, '--models-dir', models]);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 3);
     assert.match(r.stderr, /^analytics-api import: not a model the service can serve: /);
     // Named as the user gave it: the option, not the REST API's model_data.
     assert.ok(r.stderr.includes(`: --file ${bad}: not an ONNX model (`), r.stderr);
@@ -153,7 +153,7 @@ describe('analytics-api import', () => {
     const truncated = join(dir, 'truncated.onnx');
     await writeFile(truncated, iris.subarray(0, Math.floor(iris.length / 2)));
     const t = await run(['--model', 'broken', '--version', '2', '--file', truncated, '--models-dir', models]);
-    assert.equal(t.code, 1);
+    assert.equal(t.code, 3);
     assert.match(t.stderr, /not a model the service can serve/);
     // No half-written version and no staging leftovers.
     assert.deepEqual(await versionsOf('broken'), []);
@@ -186,7 +186,7 @@ describe('analytics-api import', () => {
 
   test('features that do not fit the model are refused', async () => {
     const r = await run(['--model', 'iris', '--version', '3', '--file', join(dir, 'iris.onnx'), '--features', '["only-one"]', '--models-dir', models]);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 3);
     assert.match(r.stderr, /takes 4 features, but 1 feature names were given/);
   });
 
@@ -195,7 +195,7 @@ describe('analytics-api import', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(await versionsOf('wine'), ['1.0.0']);
     const missing = await run(['--model', 'wine', '--version', '2', '--url', `${baseUrl}/nope.onnx`], { MODELS_DIR: models });
-    assert.equal(missing.code, 1);
+    assert.equal(missing.code, 1, 'a failed download is worth a retry');
     assert.match(missing.stderr, /downloading http:\/\/127\.0\.0\.1:\d+\/nope\.onnx failed: HTTP 404/);
     const refused = await run(['--model', 'wine', '--version', '3', '--url', `http://127.0.0.1:${await freePort()}/x.onnx`, '--models-dir', models]);
     assert.equal(refused.code, 1);
@@ -228,12 +228,12 @@ describe('analytics-api import', () => {
     await mkdir(join(models, 'production/iris/9'), { recursive: true });
     await writeFile(join(models, 'production/iris/9/model.onnx'), iris);
     const loose = await run(['--model', 'iris', '--version', '9', '--store-path', 'production/iris/9/model.onnx', '--models-dir', models]);
-    assert.equal(loose.code, 1);
+    assert.equal(loose.code, 3);
     assert.match(loose.stderr, /has no metadata\.json beside it/);
     // Bytes in the store that changed since they were recorded.
     await writeFile(join(models, 'production/iris/4/model.onnx'), await modelFile('iris-mlp'));
     const tampered = await run(['--model', 'iris', '--version', '4', '--store-path', 'production/iris/4/model.onnx', '--models-dir', models]);
-    assert.equal(tampered.code, 1);
+    assert.equal(tampered.code, 3);
     assert.match(tampered.stderr, /already has version 4 with sha256/);
   });
 

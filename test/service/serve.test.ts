@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { Agent, request } from 'node:http';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -40,6 +41,78 @@ test('analytics-api serve answers predictions and stops on SIGTERM with exit 0',
     await rm(data, { recursive: true, force: true });
   }
 });
+
+test('analytics-api serve on SIGTERM drains keep-alive clients: no request fails, each is told Connection: close, then it exits 0', {
+  timeout: 90_000,
+}, async () => {
+  const data = await mkdtemp(join(tmpdir(), 'serve-drain-'));
+  const port = await freePort();
+  const child = startProcess(process.execPath, [BIN, 'serve'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port), GRPC_PORT: 'off', MODELS_DIR: join(data, 'models'), SAMPLE_MODELS_DIR: 'models', SHUTDOWN_DRAIN_SECONDS: '2' },
+  });
+  const agents: Agent[] = [];
+  try {
+    await waitFor('the service', async () => (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200, 60_000, 200);
+    // A client idling on a pooled connection: it holds the drain until its deadline, then is closed.
+    const idle = connect(port, '127.0.0.1');
+    await once(idle, 'connect');
+    const idleClosed = once(idle, 'close');
+    let requests = 0;
+    const failures: string[] = [];
+    // Busy keep-alive clients, each stopping at its first `Connection: close` (a Service would send its next connection to another pod).
+    const client = async () => {
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      agents.push(agent);
+      for (;;) {
+        requests++;
+        try {
+          const r = await post(port, agent, {
+            features: { 'sepal length (cm)': 5 + (requests % 10) / 10, 'sepal width (cm)': 3, 'petal length (cm)': 5, 'petal width (cm)': 1.8 },
+          });
+          if (r.status !== 200) failures.push(`HTTP ${r.status}`);
+          if (r.connection === 'close') return;
+        } catch (err) {
+          failures.push((err as Error).message);
+          return;
+        }
+      }
+    };
+    const clients = Promise.all([client(), client(), client(), client()]);
+    await waitFor('requests flowing', async () => requests > 200, 30_000, 10);
+    const exited = once(child, 'exit');
+    const t0 = Date.now();
+    child.kill('SIGTERM');
+    await clients;
+    assert.deepEqual(failures, [], `no request failed (${requests} sent)`);
+    const [code] = await exited;
+    const ms = Date.now() - t0;
+    assert.equal(code, 0, recentOutput(child));
+    await idleClosed;
+    assert.ok(ms >= 1500 && ms < 10_000, `the idle connection held the drain until its 2 s deadline (${ms} ms)`);
+    // The four clients, the idle one and this test's fetch of /ready (undici keeps it open).
+    assert.match(recentOutput(child), /"connections":6,"timeoutSeconds":2,"msg":"draining: answering with Connection: close"/);
+    assert.match(recentOutput(child), /"connections":2,"msg":"closing the connections still open"/);
+  } finally {
+    for (const a of agents) a.destroy();
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await rm(data, { recursive: true, force: true });
+  }
+});
+
+function post(port: number, agent: Agent, body: unknown): Promise<{ status: number; connection: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port, path: '/api/v1/predict/iris-logreg', method: 'POST', agent, headers: { 'content-type': 'application/json' } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+      },
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
 
 test('analytics-api serve: a bad environment, an argument, a taken port', { timeout: 60_000 }, async () => {
   const data = await mkdtemp(join(tmpdir(), 'serve-bad-'));

@@ -1,11 +1,24 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { startRedis } from '../helpers/redis.ts';
 import { startService, uploadSample } from '../helpers/service.ts';
 
 // Promote and roll back repeatedly while clients predict over real HTTP: not one request fails,
-// and every answer comes from one of the two versions.
-test('zero failed requests across version swaps under concurrent load', async () => {
-  const svc = await startService({ CACHE_TTL_SECONDS: '1' });
+// and every answer comes from one of the two versions; with the in-process cache and with Redis,
+// whose lookups leave a request between choosing its version and running it for a round trip.
+test('zero failed requests across version swaps under concurrent load', () => swapsUnderLoad({}));
+
+test('zero failed requests across version swaps under concurrent load, with the Redis cache', async () => {
+  const redis = await startRedis();
+  try {
+    await swapsUnderLoad({ REDIS_URL: redis.url });
+  } finally {
+    await redis.stop();
+  }
+});
+
+async function swapsUnderLoad(env: Record<string, string>): Promise<void> {
+  const svc = await startService({ CACHE_TTL_SECONDS: '1', ...env });
   try {
     assert.equal((await uploadSample(svc.app, 'iris-logreg', '1', {}, 'iris')).statusCode, 201);
     assert.equal((await uploadSample(svc.app, 'iris-mlp', '2', {}, 'iris')).statusCode, 201);
@@ -48,4 +61,4 @@ test('zero failed requests across version swaps under concurrent load', async ()
   } finally {
     await svc.close();
   }
-});
+}
