@@ -6,7 +6,7 @@ import { JSON_BODY_LIMIT_BYTES } from './http/body-limits.ts';
 import { docs } from './http/docs.ts';
 import { httpMetrics } from './http/metrics.ts';
 import { problems, routerProblem } from './http/problems.ts';
-import { rateLimit } from './http/rate-limit.ts';
+import { rateLimit, RateLimiter } from './http/rate-limit.ts';
 import { InferencePool } from './inference/inference-pool.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { ModelVersionApi } from './kubernetes/routing-follower.ts';
@@ -46,6 +46,8 @@ export interface ServiceContext {
   modelVersions: ModelVersionApi | undefined;
   /** Who may change models (REST and gRPC). */
   admission: Admission;
+  /** Per-client request budgets (REST and gRPC). */
+  rateLimiter: RateLimiter;
   /** The Open Inference Protocol over gRPC (unless GRPC_PORT=off): main.ts, or a test, calls listen() after the HTTP listen. */
   grpc: GrpcEndpoint | undefined;
 }
@@ -128,15 +130,29 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     : undefined;
   const modelVersions = k8s?.modelVersions;
   const admission = new Admission(config.API_TOKEN);
-  const ctx: ServiceContext = { config, store, pool, registry, cache, redis, predictor, metrics, serviceVersion, modelVersions, admission, grpc: undefined };
-  app.decorate('ctx', ctx);
-
-  await app.register(rateLimit, {
+  const rateLimiter = new RateLimiter({
     predictPerMinute: config.RATE_LIMIT_PREDICT_PER_MINUTE,
     uploadPerMinute: config.RATE_LIMIT_UPLOAD_PER_MINUTE,
     admission,
-    metrics,
   });
+  const ctx: ServiceContext = {
+    config,
+    store,
+    pool,
+    registry,
+    cache,
+    redis,
+    predictor,
+    metrics,
+    serviceVersion,
+    modelVersions,
+    admission,
+    rateLimiter,
+    grpc: undefined,
+  };
+  app.decorate('ctx', ctx);
+
+  await app.register(rateLimit, { limiter: rateLimiter, metrics });
   await app.register(auth, { admission });
   // Before any route, so that every route (/metrics too) is in the document.
   if (config.DOCS) await app.register(docs, { version: serviceVersion });
