@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { ServiceError } from '../errors.ts';
 import type { ServiceMetrics } from '../observability/metrics.ts';
 import type { Prediction } from '../inference/model-interface.ts';
@@ -57,19 +56,13 @@ export class Predictor {
     // A request that joined another's flight was answered without running the model: a hit.
     if (!owner) this.metrics.recordCacheLookup(name, 'hit');
     const outcome: CacheOutcome = owner ? cache : 'hit';
-    return { result, cache: outcome, predictionId: this.remember(served, result) };
+    return { result, cache: outcome, predictionId: this.log.remember(served, result) };
   }
 
   /** Many rows in one ONNX run; not cached (a batch is rarely repeated whole). */
   async predictBatch(served: ServedModel, instances: Array<Record<string, number>>): Promise<{ results: Prediction[]; predictionIds: string[] }> {
     const results = await served.predict(served.rows(instances));
-    return { results, predictionIds: results.map((r) => this.remember(served, r)) };
-  }
-
-  private remember(served: ServedModel, p: Prediction): string {
-    const id = randomUUID();
-    this.log.remember(id, { model: served.meta.name, version: served.meta.version, task: served.task, predicted: p.label ?? p.prediction });
-    return id;
+    return { results, predictionIds: this.log.rememberAll(served, results) };
   }
 
   /** Ground truth for an earlier prediction: accuracy for classifiers, absolute error for regressors. */
@@ -90,7 +83,7 @@ export class Predictor {
       return { ...labels, correct };
     }
     if (typeof fb.actual !== 'number') {
-      this.log.remember(fb.prediction_id, record);
+      this.log.restore(fb.prediction_id, record);
       throw new ServiceError('VALIDATION_FAILED', `model ${record.model} is a regressor: "actual" must be a number`);
     }
     const absoluteError = Math.abs(fb.actual - Number(record.predicted));

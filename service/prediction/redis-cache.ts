@@ -16,8 +16,9 @@ export class RedisCache implements CacheBackend {
     return raw === null ? undefined : (JSON.parse(raw) as Prediction);
   }
 
-  async set(key: string, value: Prediction, ttlSeconds: number): Promise<void> {
-    await this.connection.run((r) => r.set(key, JSON.stringify(value), 'EX', ttlSeconds));
+  /** Written with the other writes of this event-loop turn (RedisConnection.setLater); nobody waits for it. */
+  set(key: string, value: Prediction, ttlSeconds: number): Promise<void> {
+    return new Promise((resolve, reject) => this.connection.setLater(key, JSON.stringify(value), ttlSeconds, (err) => (err ? reject(err) : resolve())));
   }
 
   /** SCAN + UNLINK over the model's keys: never KEYS, which blocks Redis. */

@@ -32,6 +32,8 @@ describe('Redis prediction cache', () => {
   test('answers are stored in Redis with the 60 s TTL and served from it', async () => {
     const first = await predict(features(1));
     assert.equal(first.headers['x-cache'], 'miss');
+    // Written after the answer, with the other writes of its event-loop turn.
+    await waitFor('the answer in Redis', async () => (await client.keys('pred:iris:1:*')).length > 0, 5_000);
     const keys = await client.keys('pred:iris:1:*');
     assert.equal(keys.length, 1);
     const ttl = await client.ttl(keys[0]!);
@@ -48,12 +50,13 @@ describe('Redis prediction cache', () => {
     const pinned = await predict(features(2), 'iris@2');
     assert.equal(pinned.headers['x-cache'], 'miss');
     assert.equal(pinned.json().model_version, '2');
+    await waitFor('the answer in Redis', async () => (await client.keys('pred:iris:2:*')).length > 0, 5_000);
     assert.equal((await client.keys('pred:iris:2:*')).length, 1);
   });
 
   test("promote purges the model's keys", async () => {
     await predict(features(3));
-    assert.ok((await client.keys('pred:iris:*')).length > 0);
+    await waitFor('answers in Redis', async () => (await client.keys('pred:iris:*')).length > 0, 5_000);
     const res = await svc.app.inject({ method: 'POST', url: '/api/v1/models/iris/versions/2/promote' });
     assert.equal(res.statusCode, 200);
     assert.deepEqual(await client.keys('pred:iris:*'), []);
@@ -72,7 +75,8 @@ describe('Redis prediction cache', () => {
   test('feedback for a prediction id is shared through Redis', async () => {
     const res = await predict(features(60));
     const id = res.json().prediction_id;
-    assert.equal(await client.exists(`predlog:${id}`), 1);
+    // The log is written after the answer (batched with the other writes of the turn), never before it.
+    await waitFor('the id in Redis', async () => (await client.exists(`predlog:${id}`)) === 1, 5_000);
     const fb = await svc.app.inject({ method: 'POST', url: '/api/v1/feedback', payload: { prediction_id: id, actual: res.json().prediction } });
     assert.equal(fb.statusCode, 200, fb.body);
     assert.equal(fb.json().correct, true);
