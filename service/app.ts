@@ -1,5 +1,5 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import { validatorCompiler } from 'fastify-type-provider-zod';
+import { serializerCompiler, validatorCompiler } from './compiled-schemas.ts';
 import type { Config } from './config.ts';
 import { Admission, auth } from './http/auth.ts';
 import { JSON_BODY_LIMIT_BYTES } from './http/body-limits.ts';
@@ -93,9 +93,11 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
           .filter(Boolean)
       : false,
   });
+  // zod schemas; the hot routes' are compiled once more for Ajv and fast-json-stringify (compiled-schemas.ts).
   app.setValidatorCompiler(validatorCompiler);
-  // Responses are documented by the zod schemas; they are written with plain JSON.stringify.
-  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  // Responses are documented by the zod schemas; they are written with JSON.stringify, or
+  // fast-json-stringify for the compiled ones (predictions).
+  app.setSerializerCompiler(serializerCompiler);
   // JSON only (the upload route also takes application/octet-stream, routes/models.ts): anything else is a 415.
   app.removeContentTypeParser('text/plain');
 
