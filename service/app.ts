@@ -113,7 +113,9 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     batching: { maxBatchSize: config.BATCH_MAX_SIZE, maxQueueDelayMs: config.BATCH_MAX_DELAY_MS },
   });
   const redis = config.REDIS_URL ? new RedisConnection(config.REDIS_URL, config.REDIS_TIMEOUT_MS) : undefined;
-  const cache: CacheBackend = redis ? new RedisCache(redis) : new MemoryCache(config.CACHE_MAX_ENTRIES);
+  const cache: CacheBackend = redis
+    ? new RedisCache(redis, config.CACHE_LOCAL_TTL_SECONDS, config.CACHE_TTL_SECONDS)
+    : new MemoryCache(config.CACHE_MAX_ENTRIES);
   const predictionLog: PredictionLog = redis
     ? new RedisPredictionLog(redis, config.PREDICTION_LOG_TTL_SECONDS, config.PREDICTION_LOG_MAX_ENTRIES, () =>
         metrics.cacheErrors.inc({ operation: 'prediction_log' }),

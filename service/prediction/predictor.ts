@@ -12,6 +12,12 @@ import type { PredictionLog } from './prediction-log.ts';
 
 export type CacheOutcome = 'hit' | 'miss';
 
+export interface Answer {
+  result: Prediction;
+  cache: CacheOutcome;
+  predictionId: string;
+}
+
 export interface Feedback {
   prediction_id: string;
   actual: number | string;
@@ -31,10 +37,24 @@ export class Predictor {
     this.ttlSeconds = deps.ttlSeconds;
   }
 
-  async predict(served: ServedModel, features: Record<string, number>): Promise<{ result: Prediction; cache: CacheOutcome; predictionId: string }> {
+  /**
+   * An answer from what this process holds (no promise: the hot path), else a promise of one from
+   * the cache backend or the model.
+   */
+  predict(served: ServedModel, features: Record<string, number>): Answer | Promise<Answer> {
     const { name, version } = served.meta;
-    const [row] = served.rows([features]);
-    const key = cacheKey(name, version, row!);
+    const row = served.row(features);
+    const key = cacheKey(name, version, row);
+    const near = this.cache.peek(key);
+    if (near !== undefined) {
+      this.metrics.recordCacheLookup(name, 'hit');
+      return { result: near, cache: 'hit', predictionId: this.log.remember(served, near) };
+    }
+    return this.lookup(served, key, row);
+  }
+
+  private async lookup(served: ServedModel, key: string, row: number[]): Promise<Answer> {
+    const { name } = served.meta;
     // One flight per key covers the lookup and the run: identical concurrent requests cost one cache
     // read and at most one inference, and a late one cannot miss both the flight and the cache.
     let owner = false;
@@ -49,7 +69,7 @@ export class Predictor {
         this.metrics.cacheErrors.inc({ operation: 'get' });
       }
       if (cached) return { result: cached, cache: 'hit' as const };
-      const [prediction] = await served.predict([row!]);
+      const [prediction] = await served.predict([row]);
       this.cache.set(key, prediction!, this.ttlSeconds).catch(() => this.metrics.cacheErrors.inc({ operation: 'set' }));
       return { result: prediction!, cache: 'miss' as const };
     });
@@ -61,7 +81,7 @@ export class Predictor {
 
   /** Many rows in one ONNX run; not cached (a batch is rarely repeated whole). */
   async predictBatch(served: ServedModel, instances: Array<Record<string, number>>): Promise<{ results: Prediction[]; predictionIds: string[] }> {
-    const results = await served.predict(served.rows(instances));
+    const results = await served.predictInstances(instances);
     return { results, predictionIds: this.log.rememberAll(served, results) };
   }
 
