@@ -47,8 +47,8 @@ cluster-local: node_modules/.install-stamp k8s-bins
 test: node_modules/.install-stamp system-packages python-test-deps infra-tools k8s-bins traefik-bin typecheck lint
 	node --test --test-concurrency=1 --test-timeout=600000 '{contract,service,operator,infra}/**/*.test.ts' 'test/**/*.test.ts'
 
-bench: node_modules/.install-stamp
-	node bench/run.ts   # BENCH_DURATION_SECONDS (10), BENCH_SOAK_SECONDS (30), BENCH_CONNECTIONS (32)
+bench: node_modules/.install-stamp system-packages
+	node bench/run.ts   # BENCH_DURATION_SECONDS (10), BENCH_ROUNDS (3), BENCH_SOAK_SECONDS (600), BENCH_CONNECTIONS (32), BENCH_ONLY, BENCH_SMOKE=1
 
 models:
 	models/generate.sh

@@ -1,296 +1,832 @@
-import autocannon from 'autocannon';
-import { fork, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { figures } from '../contract/figures.ts';
-import { barChartSvg } from './chart.ts';
+import { benchChartSvg } from './chart.ts';
+import { rssBytes, runLoad, type BodyMode, type LoadResult } from './load-generator.ts';
+import { startFastApi, startMlServer, startRedis, type Peer } from './peers/peers.ts';
+import { startBare, startService, type Server } from './servers.ts';
 
-// `make bench`: the service beside a bare Fastify route (the ceiling), measured in one run on
-// the same machine, each scenario with requests/s, p50/p99 latency, the service's event-loop
-// delay p99 and peak RSS, as ratios to the bare route. Absolute numbers vary with the machine;
-// compare the ratios. Results: bench/results/latest.json and latest.svg.
+// `make bench`: the service, a bare Fastify route (the ceiling) and the peers (the FastAPI stack
+// with 2 workers, in-memory and Redis caches; MLServer over V2) measured side by side in one run,
+// on one machine, with one load generator (wrk, bench/lua/load.lua) and the same bodies: cached,
+// uncached and batch predictions, in memory and with Redis, V2 infer, on iris-logreg and on
+// digits-forest-large (64 features, a 4.3 MB forest). Every scenario runs BENCH_ROUNDS times,
+// rounds interleaved (so noise from other work on the machine falls on every server alike); the
+// figures are medians. Server CPU per request is read from /proc (the steadiest figure on a shared
+// machine). Then: latency at half the maximum rate, the Zipf workload's hit ratio, a soak (RSS over
+// time), and what a loaded model costs in memory per inference thread. Results:
+// bench/results/latest.json and latest.svg, with every target checked.
+//
+//   BENCH_DURATION_SECONDS (10)  BENCH_ROUNDS (3)  BENCH_SOAK_SECONDS (600)  BENCH_CONNECTIONS (32)
+//   BENCH_ONLY=<regex of scenario ids>  BENCH_SMOKE=1 (seconds, a few scenarios, one peer)
+//   BENCH_RESULTS_DIR (bench/results)  BENCH_PHASES (all: rounds,half,zipf,soak,memory)
 
-const DURATION = Number(process.env.BENCH_DURATION_SECONDS ?? 10);
-const SOAK = Number(process.env.BENCH_SOAK_SECONDS ?? 30);
-const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const ROOT = new URL('..', import.meta.url).pathname;
+const SMOKE = process.env.BENCH_SMOKE === '1';
+const DURATION = Number(process.env.BENCH_DURATION_SECONDS ?? (SMOKE ? 1 : 10));
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (SMOKE ? 1 : 3));
+const WARMUP = SMOKE ? 1 : 3;
+const SOAK = Number(process.env.BENCH_SOAK_SECONDS ?? (SMOKE ? 2 : 600));
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const THREADS = Number(process.env.BENCH_WRK_THREADS ?? 2);
+const RESULTS = process.env.BENCH_RESULTS_DIR ?? join(ROOT, 'bench/results');
+const ONLY = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : undefined;
+const PHASES = new Set((process.env.BENCH_PHASES ?? (SMOKE ? 'rounds,half,zipf,soak' : 'rounds,half,zipf,soak,memory')).split(','));
+
+// ---------------------------------------------------------------------------------------------
+// Bodies: the same for every server.
+
+interface Reference {
+  features: string[];
+  samples: Array<{ features: Record<string, number> }>;
+}
+const reference = (model: string) => JSON.parse(readFileSync(join(ROOT, 'models', `${model}.json`), 'utf8')) as Reference;
+const iris = reference('iris-logreg');
+const digits = reference('digits-forest-large');
 const IRIS = { 'sepal length (cm)': 5.9, 'sepal width (cm)': 3.0, 'petal length (cm)': 5.1, 'petal width (cm)': 1.8 };
-const IRIS_FEATURES = Object.keys(IRIS);
+/** The first feature's value becomes @N@, a number load.lua makes unique per request. */
+const MARK = -123456789;
+const marked = (body: unknown) => JSON.stringify(body).replace(String(MARK), '@N@');
+const irisRow = (f: Record<string, number>) => iris.features.map((n) => f[n]!);
+const digitsRows = Array.from({ length: 64 }, (_, i) => digits.samples[i % digits.samples.length]!.features);
+const irisRows = Array.from({ length: 64 }, (_, r) => ({ ...IRIS, 'petal width (cm)': 0.1 + r / 64 }));
+const v2 = (rows: number[][]) => ({ inputs: [{ name: 'input', shape: [rows.length, rows[0]!.length], datatype: 'FP32', data: rows.flat() }] });
 
-interface Result {
+const bodies = {
+  irisCached: JSON.stringify({ features: IRIS }),
+  irisDistinct: marked({ features: { ...IRIS, 'sepal length (cm)': MARK } }),
+  digitsDistinct: marked({ features: { ...digitsRows[0], [digits.features[0]!]: MARK } }),
+  irisBatch: JSON.stringify({ instances: irisRows }),
+  digitsBatch: JSON.stringify({ instances: digitsRows }),
+  v2Iris: marked(v2([[MARK, 3.0, 5.1, 1.8]])),
+  v2IrisBatch: JSON.stringify(v2(irisRows.map(irisRow))),
+  v2Digits: marked(v2([digits.features.map((n, i) => (i === 0 ? MARK : digitsRows[0]![n]!))])),
+};
+
+// ---------------------------------------------------------------------------------------------
+// Servers, started when a selected scenario needs them.
+
+type ServerId = 'bare' | 'service' | 'serviceInfo' | 'serviceRedis' | 'fastapi' | 'fastapiRedis' | 'mlserver';
+type Running = Server | Peer;
+const pidOf = (s: Running) => ('pid' in s ? s.pid : s.pids()[0]!);
+
+let redis: Peer | undefined;
+const redisUrl = async (db: number) => {
+  redis ??= await startRedis();
+  return redis.baseUrl.replace(/\/0$/, `/${db}`);
+};
+const FASTAPI_WORKERS = SMOKE ? 1 : 2;
+
+const starters: Record<ServerId, () => Promise<Running>> = {
+  bare: startBare,
+  service: () => startService({ name: 'service', env: { LOG_LEVEL: 'warn' } }),
+  // The default level: one line per request, written to a pipe that is read, as in a container.
+  serviceInfo: () => startService({ name: 'service (LOG_LEVEL=info)', env: { LOG_LEVEL: 'info' } }),
+  serviceRedis: async () => startService({ name: 'service (Redis)', env: { LOG_LEVEL: 'warn', REDIS_URL: await redisUrl(0) } }),
+  fastapi: () => startFastApi({ workers: FASTAPI_WORKERS }),
+  fastapiRedis: async () => startFastApi({ workers: FASTAPI_WORKERS, redisUrl: await redisUrl(1) }),
+  mlserver: () => startMlServer(),
+};
+const running = new Map<ServerId, Running>();
+async function server(id: ServerId): Promise<Running> {
+  let s = running.get(id);
+  if (!s) {
+    process.stdout.write(`starting ${id}... `);
+    s = await starters[id]();
+    running.set(id, s);
+    console.log(s.baseUrl);
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios.
+
+type Group = 'cached' | 'uncached' | 'heavy' | 'batch' | 'v2';
+interface Scenario {
+  id: string;
   name: string;
-  requestsPerSecond: number;
+  group: Group;
+  server: ServerId;
+  path: string;
+  body: string;
+  mode: BodyMode;
+  rows: number;
+  /** What the answer's x-cache must say (the REST predict routes). */
+  cache?: 'hit' | 'miss';
+}
+
+const predict = (m: string) => `/api/v1/predict/${m}`;
+const batch = (m: string) => `/api/v1/predict/${m}/batch`;
+const infer = (m: string) => `/v2/models/${m}/infer`;
+const fastapiName = `FastAPI (${FASTAPI_WORKERS} worker${FASTAPI_WORKERS > 1 ? 's' : ''})`;
+
+const ALL: Scenario[] = [
+  {
+    id: 'bare',
+    name: 'bare Fastify route (ceiling)',
+    group: 'cached',
+    server: 'bare',
+    path: '/bare/iris-logreg',
+    body: bodies.irisCached,
+    mode: 'fixed',
+    rows: 1,
+  },
+  {
+    id: 'memory.cached',
+    name: 'service · memory · cached',
+    group: 'cached',
+    server: 'service',
+    path: predict('iris-logreg'),
+    body: bodies.irisCached,
+    mode: 'fixed',
+    rows: 1,
+    cache: 'hit',
+  },
+  {
+    id: 'memory.cached.info',
+    name: 'service · memory · cached · LOG_LEVEL=info',
+    group: 'cached',
+    server: 'serviceInfo',
+    path: predict('iris-logreg'),
+    body: bodies.irisCached,
+    mode: 'fixed',
+    rows: 1,
+    cache: 'hit',
+  },
+  {
+    id: 'redis.cached',
+    name: 'service · Redis · cached',
+    group: 'cached',
+    server: 'serviceRedis',
+    path: predict('iris-logreg'),
+    body: bodies.irisCached,
+    mode: 'fixed',
+    rows: 1,
+    cache: 'hit',
+  },
+  {
+    id: 'fastapi.memory.cached',
+    name: `${fastapiName} · memory · cached`,
+    group: 'cached',
+    server: 'fastapi',
+    path: predict('iris-logreg'),
+    body: bodies.irisCached,
+    mode: 'fixed',
+    rows: 1,
+    cache: 'hit',
+  },
+  {
+    id: 'fastapi.redis.cached',
+    name: `${fastapiName} · Redis · cached`,
+    group: 'cached',
+    server: 'fastapiRedis',
+    path: predict('iris-logreg'),
+    body: bodies.irisCached,
+    mode: 'fixed',
+    rows: 1,
+    cache: 'hit',
+  },
+
+  {
+    id: 'memory.uncached',
+    name: 'service · memory · uncached',
+    group: 'uncached',
+    server: 'service',
+    path: predict('iris-logreg'),
+    body: bodies.irisDistinct,
+    mode: 'distinct',
+    rows: 1,
+    cache: 'miss',
+  },
+  {
+    id: 'redis.uncached',
+    name: 'service · Redis · uncached',
+    group: 'uncached',
+    server: 'serviceRedis',
+    path: predict('iris-logreg'),
+    body: bodies.irisDistinct,
+    mode: 'distinct',
+    rows: 1,
+    cache: 'miss',
+  },
+  {
+    id: 'fastapi.memory.uncached',
+    name: `${fastapiName} · memory · uncached`,
+    group: 'uncached',
+    server: 'fastapi',
+    path: predict('iris-logreg'),
+    body: bodies.irisDistinct,
+    mode: 'distinct',
+    rows: 1,
+    cache: 'miss',
+  },
+  {
+    id: 'fastapi.redis.uncached',
+    name: `${fastapiName} · Redis · uncached`,
+    group: 'uncached',
+    server: 'fastapiRedis',
+    path: predict('iris-logreg'),
+    body: bodies.irisDistinct,
+    mode: 'distinct',
+    rows: 1,
+    cache: 'miss',
+  },
+
+  {
+    id: 'v2.infer',
+    name: 'service · V2 infer · 1 row',
+    group: 'v2',
+    server: 'service',
+    path: infer('iris-logreg'),
+    body: bodies.v2Iris,
+    mode: 'distinct',
+    rows: 1,
+  },
+  {
+    id: 'mlserver.infer',
+    name: 'MLServer · V2 infer · 1 row',
+    group: 'v2',
+    server: 'mlserver',
+    path: infer('iris-logreg'),
+    body: bodies.v2Iris,
+    mode: 'distinct',
+    rows: 1,
+  },
+
+  {
+    id: 'memory.batch64',
+    name: 'service · memory · REST batch 64 rows',
+    group: 'batch',
+    server: 'service',
+    path: batch('iris-logreg'),
+    body: bodies.irisBatch,
+    mode: 'fixed',
+    rows: 64,
+  },
+  {
+    id: 'redis.batch64',
+    name: 'service · Redis · REST batch 64 rows',
+    group: 'batch',
+    server: 'serviceRedis',
+    path: batch('iris-logreg'),
+    body: bodies.irisBatch,
+    mode: 'fixed',
+    rows: 64,
+  },
+  {
+    id: 'fastapi.memory.batch64',
+    name: `${fastapiName} · memory · batch 64 rows`,
+    group: 'batch',
+    server: 'fastapi',
+    path: batch('iris-logreg'),
+    body: bodies.irisBatch,
+    mode: 'fixed',
+    rows: 64,
+  },
+  {
+    id: 'fastapi.redis.batch64',
+    name: `${fastapiName} · Redis · batch 64 rows`,
+    group: 'batch',
+    server: 'fastapiRedis',
+    path: batch('iris-logreg'),
+    body: bodies.irisBatch,
+    mode: 'fixed',
+    rows: 64,
+  },
+  {
+    id: 'v2.batch64',
+    name: 'service · V2 infer · 64 rows',
+    group: 'batch',
+    server: 'service',
+    path: infer('iris-logreg'),
+    body: bodies.v2IrisBatch,
+    mode: 'fixed',
+    rows: 64,
+  },
+  {
+    id: 'mlserver.batch64',
+    name: 'MLServer · V2 infer · 64 rows',
+    group: 'batch',
+    server: 'mlserver',
+    path: infer('iris-logreg'),
+    body: bodies.v2IrisBatch,
+    mode: 'fixed',
+    rows: 64,
+  },
+
+  {
+    id: 'memory.uncached.digits',
+    name: 'service · memory · uncached · digits',
+    group: 'heavy',
+    server: 'service',
+    path: predict('digits-forest-large'),
+    body: bodies.digitsDistinct,
+    mode: 'distinct',
+    rows: 1,
+    cache: 'miss',
+  },
+  {
+    id: 'fastapi.memory.uncached.digits',
+    name: `${fastapiName} · memory · uncached · digits`,
+    group: 'heavy',
+    server: 'fastapi',
+    path: predict('digits-forest-large'),
+    body: bodies.digitsDistinct,
+    mode: 'distinct',
+    rows: 1,
+    cache: 'miss',
+  },
+  {
+    id: 'v2.infer.digits',
+    name: 'service · V2 infer · 1 row · digits',
+    group: 'heavy',
+    server: 'service',
+    path: infer('digits-forest-large'),
+    body: bodies.v2Digits,
+    mode: 'distinct',
+    rows: 1,
+  },
+  {
+    id: 'mlserver.infer.digits',
+    name: 'MLServer · V2 infer · 1 row · digits',
+    group: 'heavy',
+    server: 'mlserver',
+    path: infer('digits-forest-large'),
+    body: bodies.v2Digits,
+    mode: 'distinct',
+    rows: 1,
+  },
+  {
+    id: 'memory.batch64.digits',
+    name: 'service · memory · REST batch 64 rows · digits',
+    group: 'heavy',
+    server: 'service',
+    path: batch('digits-forest-large'),
+    body: bodies.digitsBatch,
+    mode: 'fixed',
+    rows: 64,
+  },
+  {
+    id: 'fastapi.memory.batch64.digits',
+    name: `${fastapiName} · memory · batch 64 rows · digits`,
+    group: 'heavy',
+    server: 'fastapi',
+    path: batch('digits-forest-large'),
+    body: bodies.digitsBatch,
+    mode: 'fixed',
+    rows: 64,
+  },
+];
+
+const SMOKE_SCENARIOS = new Set([
+  'bare',
+  'memory.cached',
+  'memory.uncached',
+  'redis.cached',
+  'v2.infer',
+  'memory.batch64',
+  'v2.batch64',
+  'fastapi.memory.cached',
+  'fastapi.memory.batch64',
+]);
+const scenarios = ALL.filter((s) => (SMOKE ? SMOKE_SCENARIOS.has(s.id) : true) && (ONLY ? ONLY.test(s.id) || s.id === 'bare' : true));
+
+// ---------------------------------------------------------------------------------------------
+// One run of one scenario, and the service's own view (event-loop delay) while it runs.
+
+async function loopDelaySampler(s: Running, isService: boolean) {
+  let worst = 0;
+  const scrape = async () => {
+    const text = await (await fetch(`${s.baseUrl}/metrics`, { signal: AbortSignal.timeout(2_000) })).text();
+    const v = Number(/^nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(text)?.[1] ?? NaN);
+    if (Number.isFinite(v)) worst = Math.max(worst, v);
+  };
+  if (isService) await scrape().catch(() => undefined); // resets prom-client's histogram
+  return { sample: isService ? () => scrape().catch(() => undefined) : undefined, worstMs: () => (isService ? Number((worst * 1000).toFixed(2)) : undefined) };
+}
+
+interface Run extends LoadResult {
   rowsPerSecond: number;
-  p50Ms: number;
-  p99Ms: number;
-  errors: number;
+  serverCpuMicrosPerRow: number;
   eventLoopDelayP99Ms?: number;
-  peakRssMiB?: number;
-  ratioToBare?: number;
 }
 
-/** Ranks 0..n-1 drawn with probability ∝ 1/(rank+1)^s, from a seeded generator (mulberry32). */
-function zipf(n: number, s: number, seed = 42): () => number {
-  const cdf = new Float64Array(n);
-  let total = 0;
-  for (let k = 0; k < n; k++) cdf[k] = total += 1 / (k + 1) ** s;
-  let state = seed >>> 0;
-  const random = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return () => {
-    const x = random() * total;
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (cdf[mid]! < x) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
-}
-
-async function waitReady(url: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      if ((await fetch(url)).status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${url} not ready after ${timeoutMs} ms`);
-}
-
-/** The service's own view of itself, from its /metrics. */
-class ServiceProbe {
-  private readonly base: string;
-  constructor(base: string) {
-    this.base = base;
-  }
-  async metric(pattern: RegExp): Promise<number> {
-    const text = await (await fetch(`${this.base}/metrics`)).text();
-    return Number(pattern.exec(text)?.[1] ?? NaN);
-  }
-  /**
-   * One scrape: RSS now, and the event-loop delay p99 since the previous scrape (prom-client resets
-   * its event-loop histogram at each scrape, so a scenario's p99 is the worst of its scrapes).
-   */
-  async sample(): Promise<{ rss: number; loopP99: number }> {
-    const text = await (await fetch(`${this.base}/metrics`)).text();
-    const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
-    return { rss: value(/^process_resident_memory_bytes (\S+)$/m), loopP99: value(/^nodejs_eventloop_lag_p99_seconds (\S+)$/m) };
-  }
-  rss = async () => (await this.sample()).rss;
-}
-
-async function load(name: string, url: string, body: (i: number) => unknown, rowsPerRequest = 1, probe?: ServiceProbe, duration = DURATION): Promise<Result> {
-  let i = 0;
-  await probe?.sample();
-  let peakRss = 0;
-  let loopP99 = 0;
-  const observe = (s: { rss: number; loopP99: number }) => {
-    peakRss = Math.max(peakRss, s.rss);
-    loopP99 = Math.max(loopP99, s.loopP99);
-  };
-  const sampler = probe ? setInterval(() => void probe.sample().then(observe), 500) : undefined;
-  const result = await autocannon({
-    url,
-    method: 'POST',
+let seed = 1;
+async function run(s: Scenario, durationSeconds: number, rate?: number): Promise<Run> {
+  const srv = await server(s.server);
+  const isService = s.server.startsWith('service');
+  const loop = await loopDelaySampler(srv, isService);
+  const r = await runLoad({
+    url: `${srv.baseUrl}${s.path}`,
+    bodies: [s.body],
+    mode: s.mode,
     connections: CONNECTIONS,
-    duration,
-    headers: { 'content-type': 'application/json' },
-    requests: [{ setupRequest: (req: autocannon.Request) => ({ ...req, body: JSON.stringify(body(i++)) }) }],
+    threads: THREADS,
+    durationSeconds,
+    ...(rate ? { rate } : {}),
+    seed: seed++ % 1000,
+    serverPid: pidOf(srv),
+    ...(loop.sample ? { sample: loop.sample, sampleMs: 1_000 } : {}),
   });
-  clearInterval(sampler);
-  const r: Result = {
-    name,
-    requestsPerSecond: Math.round(result.requests.average),
-    rowsPerSecond: Math.round(result.requests.average * rowsPerRequest),
-    p50Ms: result.latency.p50,
-    p99Ms: result.latency.p99,
-    errors: result.errors + result.non2xx,
+  const loopMs = loop.worstMs();
+  return {
+    ...r,
+    rowsPerSecond: r.requestsPerSecond * s.rows,
+    serverCpuMicrosPerRow: Number((r.serverCpuMicrosPerRequest / s.rows).toFixed(2)),
+    ...(loopMs !== undefined ? { eventLoopDelayP99Ms: loopMs } : {}),
   };
-  if (probe) {
-    observe(await probe.sample());
-    r.eventLoopDelayP99Ms = Number((loopP99 * 1000).toFixed(2));
-    r.peakRssMiB = Math.round(peakRss / 2 ** 20);
-  }
-  return r;
 }
 
-function start(script: string, env: Record<string, string>): ChildProcess {
-  return fork(join(ROOT, script), [], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+/** One request of the scenario by hand: it must answer 200 (and x-cache as expected) before it is measured. */
+async function preflight(s: Scenario): Promise<void> {
+  const srv = await server(s.server);
+  const send = async (n: number) =>
+    fetch(`${srv.baseUrl}${s.path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: s.body.replace('@N@', `3.${n}`),
+      signal: AbortSignal.timeout(10_000),
+    });
+  const n = Math.floor(Math.random() * 1e9);
+  let res = await send(n);
+  if (s.cache === 'hit') res = await send(n);
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`${s.id}: ${res.status} ${text.slice(0, 500)}`);
+  if (s.cache && res.headers.get('x-cache') !== s.cache) throw new Error(`${s.id}: x-cache is ${res.headers.get('x-cache')}, expected ${s.cache}`);
+}
+
+const median = (xs: number[]) => {
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+};
+
+function medianRun(runs: Run[]): Run {
+  const keys = Object.keys(runs[0]!) as Array<keyof Run>;
+  const out = {} as Record<string, number>;
+  for (const k of keys) out[k] = Number(median(runs.map((r) => r[k] as number)).toFixed(2));
+  out.requests = runs.reduce((n, r) => n + r.requests, 0);
+  out.errors = runs.reduce((n, r) => n + r.errors, 0);
+  out.peakRssMiB = Math.max(...runs.map((r) => r.peakRssMiB));
+  if (runs[0]!.eventLoopDelayP99Ms !== undefined) out.eventLoopDelayP99Ms = Math.max(...runs.map((r) => r.eventLoopDelayP99Ms ?? 0));
+  return out as unknown as Run;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The other phases.
+
+/** Requests of the Zipf workload: 10,000 distinct wine feature vectors, a few asked often and most rarely. */
+function zipfBodies(): string[] {
+  const rows = reference('wine-forest').samples.map((s) => s.features);
+  return Array.from({ length: SMOKE ? 1_000 : 10_000 }, (_, r) => {
+    const row = rows[r % rows.length]!;
+    return JSON.stringify({ features: { ...row, proline: row.proline! + Math.floor(r / rows.length) } });
+  });
+}
+
+async function metric(base: string, re: RegExp): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  return Number(re.exec(text)?.[1] ?? 0);
+}
+
+async function zipfPhase() {
+  const srv = await server('service');
+  const hit = /cache_requests_total\{model="wine-forest",result="hit"\} (\d+)/;
+  const miss = /cache_requests_total\{model="wine-forest",result="miss"\} (\d+)/;
+  const [h0, m0] = [await metric(srv.baseUrl, hit), await metric(srv.baseUrl, miss)];
+  const r = await runLoad({
+    url: `${srv.baseUrl}${predict('wine-forest')}`,
+    bodies: zipfBodies(),
+    mode: 'zipf',
+    connections: CONNECTIONS,
+    threads: THREADS,
+    durationSeconds: DURATION,
+    seed: seed++,
+    serverPid: pidOf(srv),
+  });
+  const hits = (await metric(srv.baseUrl, hit)) - h0;
+  const misses = (await metric(srv.baseUrl, miss)) - m0;
+  return { ...r, lookups: hits + misses, hitRatio: Number((hits / (hits + misses)).toFixed(4)) };
+}
+
+/** Uncached predictions for SOAK seconds on a fresh service, its RSS sampled: flat, or growing? */
+async function soakPhase() {
+  const srv = await startService({ name: 'service (soak)', env: { LOG_LEVEL: 'warn' } });
+  try {
+    const samples: Array<[number, number]> = [];
+    const t0 = performance.now();
+    const sampleMs = Math.max(1_000, Math.min(10_000, (SOAK * 1000) / 60));
+    const timer = setInterval(() => samples.push([Math.round((performance.now() - t0) / 1000), Math.round(rssBytes(srv.pid) / 2 ** 20)]), sampleMs);
+    const r = await runLoad({
+      url: `${srv.baseUrl}${predict('iris-logreg')}`,
+      bodies: [bodies.irisDistinct],
+      mode: 'distinct',
+      connections: CONNECTIONS,
+      threads: THREADS,
+      durationSeconds: SOAK,
+      seed: seed++,
+      serverPid: srv.pid,
+    });
+    clearInterval(timer);
+    samples.push([Math.round((performance.now() - t0) / 1000), Math.round(rssBytes(srv.pid) / 2 ** 20)]);
+    // Flat: past the first tenth (warm-up: JIT, the cache and the prediction log filling to their bounds), RSS grows by under 10 %.
+    const settled = samples.find(([t]) => t >= SOAK / 10) ?? samples[0]!;
+    const end = samples.at(-1)!;
+    const peak = Math.max(...samples.map(([, m]) => m));
+    return {
+      seconds: SOAK,
+      requests: r.requests,
+      requestsPerSecond: r.requestsPerSecond,
+      errors: r.errors,
+      samples,
+      settledMiB: settled[1],
+      endMiB: end[1],
+      peakMiB: peak,
+      growth: Number((end[1] / settled[1] - 1).toFixed(3)),
+    };
+  } finally {
+    await srv.stop();
+  }
+}
+
+/**
+ * What a loaded model costs in memory: the service started with no model, with iris-logreg alone
+ * and with digits-forest-large alone, each with 1 and 2 inference threads; RSS once ready and idle.
+ * A model's cost per thread is what one more thread adds with it loaded, less what a thread adds without it.
+ */
+async function memoryPhase() {
+  const dirs: Record<string, string> = {};
+  const base = await mkdtemp(join(tmpdir(), 'bench-samples-'));
+  try {
+    for (const set of ['none', 'iris-logreg', 'digits-forest-large']) {
+      const dir = join(base, set);
+      await mkdir(dir);
+      if (set !== 'none') for (const ext of ['onnx', 'json']) await copyFile(join(ROOT, 'models', `${set}.${ext}`), join(dir, `${set}.${ext}`));
+      dirs[set] = dir;
+    }
+    const rss: Record<string, Record<number, number>> = {};
+    for (const set of Object.keys(dirs)) {
+      rss[set] = {};
+      for (const threads of [1, 2]) {
+        const srv = await startService({
+          name: `service (${set}, ${threads} threads)`,
+          sampleModelsDir: dirs[set]!,
+          env: { LOG_LEVEL: 'warn', INFERENCE_THREADS: String(threads) },
+        });
+        try {
+          // One prediction through each model, so sessions have run once, then a moment's rest.
+          if (set !== 'none') {
+            const ref = reference(set);
+            await fetch(`${srv.baseUrl}${predict(set)}`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify({ features: ref.samples[0]!.features }),
+            });
+          }
+          await new Promise((r) => setTimeout(r, 1_500));
+          rss[set]![threads] = Math.round(rssBytes(srv.pid) / 2 ** 20);
+        } finally {
+          await srv.stop();
+        }
+      }
+    }
+    const perThread = (set: string) => rss[set]![2]! - rss[set]![1]! - (rss.none![2]! - rss.none![1]!);
+    return {
+      rssMiB: rss,
+      threadWithoutModelsMiB: rss.none![2]! - rss.none![1]!,
+      models: Object.fromEntries(
+        ['iris-logreg', 'digits-forest-large'].map((m) => [
+          m,
+          {
+            fileBytes: readFileSync(join(ROOT, 'models', `${m}.onnx`)).length,
+            withOneThreadMiB: rss[m]![1]! - rss.none![1]!,
+            withTwoThreadsMiB: rss[m]![2]! - rss.none![2]!,
+            perThreadMiB: perThread(m),
+          },
+        ]),
+      ),
+    };
+  } finally {
+    await rm(base, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets.
+
+interface Target {
+  id: string;
+  what: string;
+  value: number;
+  target: number;
+  /** 'min': value ≥ target; 'max': value ≤ target (or < for strict). */
+  kind: 'min' | 'max' | 'below';
+  met: boolean;
+}
+
+function targetsOf(
+  m: Map<string, Run>,
+  half: Map<string, Run>,
+  soak: Awaited<ReturnType<typeof soakPhase>> | undefined,
+  zipf: Awaited<ReturnType<typeof zipfPhase>> | undefined,
+  loadSeconds: number,
+): Target[] {
+  const out: Target[] = [];
+  const add = (id: string, what: string, value: number | undefined, kind: Target['kind'], target: number) => {
+    if (value === undefined || !Number.isFinite(value)) return;
+    const v = Number(value.toFixed(3));
+    out.push({ id, what, value: v, target, kind, met: kind === 'min' ? v >= target : kind === 'max' ? v <= target : v < target });
+  };
+  const rps = (id: string) => m.get(id)?.requestsPerSecond;
+  const rows = (id: string) => m.get(id)?.rowsPerSecond;
+  const cpu = (id: string) => m.get(id)?.serverCpuMicrosPerRow;
+  const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? undefined : a / b);
+  add('cached.ratio', 'memory · cached req/s ÷ bare', ratio(rps('memory.cached'), rps('bare')), 'min', 0.8);
+  add('cached.cpu', 'memory · cached server CPU/req ÷ bare', ratio(cpu('memory.cached'), cpu('bare')), 'max', 1.3);
+  add('uncached.ratio', 'memory · uncached req/s ÷ bare', ratio(rps('memory.uncached'), rps('bare')), 'min', 0.6);
+  add('v2.ratio', 'V2 infer 1 row req/s ÷ bare', ratio(rps('v2.infer'), rps('bare')), 'min', 0.7);
+  add('redis.cached.ratio', 'Redis · cached req/s ÷ bare', ratio(rps('redis.cached'), rps('bare')), 'min', 0.6);
+  add('redis.uncached.ratio', 'Redis · uncached req/s ÷ bare', ratio(rps('redis.uncached'), rps('bare')), 'min', 0.45);
+  add('batch.cpu', 'REST batch 64 server CPU/row ÷ V2 64 rows', ratio(cpu('memory.batch64'), cpu('v2.batch64')), 'max', 1.5);
+  add('batch.fastapi4', 'REST batch 64 rows/s ÷ FastAPI', ratio(rows('memory.batch64'), rows('fastapi.memory.batch64')), 'min', 4);
+  for (const [ours, theirs, what] of [
+    ['memory.cached', 'fastapi.memory.cached', 'memory · cached'],
+    ['memory.uncached', 'fastapi.memory.uncached', 'memory · uncached'],
+    ['memory.batch64', 'fastapi.memory.batch64', 'memory · batch 64 (rows/s)'],
+    ['redis.cached', 'fastapi.redis.cached', 'Redis · cached'],
+    ['redis.uncached', 'fastapi.redis.uncached', 'Redis · uncached'],
+    ['redis.batch64', 'fastapi.redis.batch64', 'Redis · batch 64 (rows/s)'],
+  ] as const)
+    add(`fastapi.${ours}`, `${what} ÷ FastAPI`, ratio(rows(ours), rows(theirs)), 'min', 3);
+  add('mlserver.infer', 'V2 infer 1 row ÷ MLServer', ratio(rps('v2.infer'), rps('mlserver.infer')), 'min', 10);
+  add('mlserver.batch64', 'V2 infer 64 rows (rows/s) ÷ MLServer', ratio(rows('v2.batch64'), rows('mlserver.batch64')), 'min', 10);
+  for (const [id, r] of half) add(`half.${id}`, `p99 ms at half the maximum rate · ${id}`, r.p99Ms, 'max', 5);
+  const loops = [...m.values()].map((r) => r.eventLoopDelayP99Ms).filter((v): v is number => v !== undefined);
+  if (loops.length) add('loop', 'event-loop delay p99 ms at saturation (worst scenario)', Math.max(...loops), 'below', 20);
+  if (soak) add('soak', `RSS growth over the ${soak.seconds} s soak, after its first tenth`, soak.growth, 'max', 0.1);
+  if (zipf) add('zipf', 'cache hit ratio, Zipf workload', zipf.hitRatio, 'min', figures.targets.cacheHitRatio);
+  add('load', 'largest sample model load s', loadSeconds, 'below', figures.targets.modelLoadSeconds);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function machine() {
+  let wrk = 'wrk';
+  try {
+    wrk = execFileSync('wrk', ['-v'], { encoding: 'utf8' }).split('\n')[0]!;
+  } catch (err) {
+    wrk = ((err as { stdout?: string }).stdout ?? 'wrk').split('\n')[0]!;
+  }
+  return {
+    cores: availableParallelism(),
+    cpu: cpus()[0]?.model ?? 'unknown',
+    kernel: release(),
+    node: process.version,
+    loadGenerator: `wrk ${/(\d+\.\d+\.\d+)/.exec(wrk)?.[1] ?? ''}`.trim(),
+    loadAverageAtStart: loadavg().map((x) => Number(x.toFixed(2))),
+  };
+}
+
+const fmt = (n: number | undefined, d = 0) =>
+  n === undefined || !Number.isFinite(n) ? '-' : n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+
+function printTable(rows: Array<{ name: string; r: Run; scenario: Scenario }>) {
+  console.log(
+    `\n${'scenario'.padEnd(50)} ${'req/s'.padStart(8)} ${'rows/s'.padStart(9)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'CPU µs/req'.padStart(10)} ${'CPU µs/row'.padStart(10)} ${'srv cores'.padStart(9)} ${'wrk cores'.padStart(9)} ${'loop p99'.padStart(8)} ${'RSS MiB'.padStart(7)} ${'errors'.padStart(6)}`,
+  );
+  for (const { name, r } of rows)
+    console.log(
+      `${name.padEnd(50)} ${fmt(r.requestsPerSecond).padStart(8)} ${fmt(r.rowsPerSecond).padStart(9)} ${fmt(r.p50Ms, 2).padStart(7)} ${fmt(r.p99Ms, 2).padStart(7)} ${fmt(r.serverCpuMicrosPerRequest, 1).padStart(10)} ${fmt(r.serverCpuMicrosPerRow, 2).padStart(10)} ${fmt(r.serverCores, 2).padStart(9)} ${fmt(r.loadGeneratorCores, 2).padStart(9)} ${(r.eventLoopDelayP99Ms === undefined ? '-' : fmt(r.eventLoopDelayP99Ms, 1)).padStart(8)} ${fmt(r.peakRssMiB).padStart(7)} ${fmt(r.errors).padStart(6)}`,
+    );
 }
 
 async function main() {
-  const modelsDir = await mkdtemp(join(tmpdir(), 'bench-models-'));
-  const children: ChildProcess[] = [];
+  const started = new Date();
+  const host = machine();
+  console.log(
+    `bench: ${scenarios.length} scenarios × ${ROUNDS} rounds of ${DURATION} s, wrk ${THREADS} threads ${CONNECTIONS} connections, ${host.cores} cores, load average ${host.loadAverageAtStart.join(' ')}`,
+  );
+  const perScenario = new Map<string, Run[]>(scenarios.map((s) => [s.id, []]));
+  const half = new Map<string, Run>();
+  let zipf: Awaited<ReturnType<typeof zipfPhase>> | undefined;
+  let soak: Awaited<ReturnType<typeof soakPhase>> | undefined;
+  let memory: Awaited<ReturnType<typeof memoryPhase>> | undefined;
+  let loadSeconds = NaN;
   try {
-    const bare = start('bench/bare-server.ts', {});
-    children.push(bare);
-    const barePort = await new Promise<number>((resolve) => bare.once('message', (m: { port: number }) => resolve(m.port)));
-    const port = 18000 + Math.floor(Math.random() * 2000);
-    children.push(
-      start('service/main.ts', {
-        MODELS_DIR: modelsDir,
-        SAMPLE_MODELS_DIR: join(ROOT, 'models'),
-        PORT: String(port),
-        GRPC_PORT: '0',
-        LOG_LEVEL: 'warn',
-        RATE_LIMIT_PREDICT_PER_MINUTE: '1000000000',
-      }),
-    );
-    const base = `http://127.0.0.1:${port}`;
-    await waitReady(`${base}/ready`);
-    const probe = new ServiceProbe(base);
-    // The same model once more with batching off, for the side-by-side.
-    const qs = new URLSearchParams({
-      name: 'iris-unbatched',
-      version: '1',
-      features: JSON.stringify(IRIS_FEATURES),
-      metadata: JSON.stringify({ batching: false }),
-    });
-    const upload = await fetch(`${base}/api/v1/models?${qs}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/octet-stream' },
-      body: await readFile(join(ROOT, 'models/iris-logreg.onnx')),
-    });
-    if (upload.status !== 201) throw new Error(`upload failed: ${upload.status} ${await upload.text()}`);
+    for (const s of scenarios) await preflight(s);
+    if (PHASES.has('rounds')) {
+      // Warm-up: JIT, sessions, caches filled; not measured.
+      for (const s of scenarios) await run(s, WARMUP);
+      for (let round = 1; round <= ROUNDS; round++) {
+        for (const s of scenarios) {
+          const r = await run(s, DURATION);
+          perScenario.get(s.id)!.push(r);
+          console.log(
+            `round ${round} ${s.id.padEnd(32)} ${fmt(r.requestsPerSecond).padStart(7)} req/s ${fmt(r.rowsPerSecond).padStart(9)} rows/s  p99 ${fmt(r.p99Ms, 2)} ms  ${fmt(r.serverCpuMicrosPerRequest, 1)} µs CPU/req  errors ${r.errors}`,
+          );
+        }
+      }
+    }
+    const medians = new Map([...perScenario].filter(([, runs]) => runs.length > 0).map(([id, runs]) => [id, medianRun(runs)]));
 
-    const distinct = (i: number) => ({ features: { ...IRIS, 'sepal length (cm)': 4 + i * 1e-7 } });
-    const results: Result[] = [];
-    results.push(await load('bare fastify route (ceiling)', `http://127.0.0.1:${barePort}/bare/iris-logreg`, () => ({ features: IRIS })));
-    results.push(await load('cached prediction', `${base}/api/v1/predict/iris-logreg`, () => ({ features: IRIS }), 1, probe));
-    // A new feature vector every request: every one is a miss and runs the model.
-    results.push(await load('uncached, batching on', `${base}/api/v1/predict/iris-logreg`, distinct, 1, probe));
-    results.push(await load('uncached, batching off', `${base}/api/v1/predict/iris-unbatched`, distinct, 1, probe));
-    results.push(
-      await load(
-        'V2 infer (JSON)',
-        `${base}/v2/models/iris-logreg/infer`,
-        (i) => ({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [4 + i * 1e-7, 3.0, 5.1, 1.8] }] }),
-        1,
-        probe,
-      ),
-    );
-    const batch = Array.from({ length: 64 }, (_, r) => ({ ...IRIS, 'petal width (cm)': 0.1 + r / 64 }));
-    results.push(await load('batch call (64 rows)', `${base}/api/v1/predict/iris-logreg/batch`, () => ({ instances: batch }), 64, probe));
-
-    // The specification's cache hit ratio (> 80 %) under a realistic skew: 10,000 distinct feature
-    // vectors drawn by Zipf (s = 1.1), so a few are asked often and most rarely.
-    const rank = zipf(10_000, 1.1);
-    const wineRows = JSON.parse(await readFile(join(ROOT, 'models/wine-forest.json'), 'utf8')).samples.map(
-      (x: { features: Record<string, number> }) => x.features,
-    );
-    const hitsBefore = await probe.metric(/cache_requests_total\{model="wine-forest",result="hit"\} (\d+)/);
-    const missesBefore = await probe.metric(/cache_requests_total\{model="wine-forest",result="miss"\} (\d+)/);
-    results.push(
-      await load(
-        'zipf workload (10k vectors)',
-        `${base}/api/v1/predict/wine-forest`,
-        () => {
-          const r = rank();
-          const row = wineRows[r % wineRows.length]!;
-          return { features: { ...row, proline: row.proline + Math.floor(r / wineRows.length) } };
-        },
-        1,
-        probe,
-      ),
-    );
-    const hits = (await probe.metric(/cache_requests_total\{model="wine-forest",result="hit"\} (\d+)/)) - (Number.isNaN(hitsBefore) ? 0 : hitsBefore);
-    const misses = (await probe.metric(/cache_requests_total\{model="wine-forest",result="miss"\} (\d+)/)) - (Number.isNaN(missesBefore) ? 0 : missesBefore);
-    const zipfHitRatio = hits / (hits + misses);
-
-    // Memory over a longer run of uncached predictions: RSS should stay flat.
-    const rssStart = await probe.rss();
-    const soak = await load(`soak: uncached for ${SOAK}s`, `${base}/api/v1/predict/iris-logreg`, (i) => distinct(1e7 + i), 1, probe, SOAK);
-    const rssEnd = await probe.rss();
-    results.push(soak);
-
-    const ceiling = results[0]!.requestsPerSecond;
-    for (const r of results) r.ratioToBare = Number((r.requestsPerSecond / ceiling).toFixed(3));
-    const loadSeconds = await probe.metric(/model_load_duration_seconds_sum\{model="digits-forest-large",version="1"\} (\S+)/);
-    const hitCost = 1e6 / results[1]!.requestsPerSecond - 1e6 / ceiling;
-
-    console.log(
-      `\nbench: ${DURATION}s per scenario, ${CONNECTIONS} connections, loopback, one machine (${(await import('node:os')).availableParallelism()} cores)\n`,
-    );
-    console.log(
-      'scenario'.padEnd(30),
-      'req/s'.padStart(8),
-      'rows/s'.padStart(8),
-      'p50 ms'.padStart(7),
-      'p99 ms'.padStart(7),
-      'x bare'.padStart(7),
-      'loop p99'.padStart(9),
-      'RSS MiB'.padStart(8),
-      'errors'.padStart(7),
-    );
-    for (const r of results) {
+    if (PHASES.has('half')) {
+      // Latency at half the maximum rate: a steady offered load, not saturation.
+      for (const id of ['memory.cached', 'memory.uncached', 'redis.cached', 'redis.uncached']) {
+        const s = scenarios.find((x) => x.id === id);
+        const max = medians.get(id)?.requestsPerSecond;
+        if (!s || !max) continue;
+        const runs: Run[] = [];
+        for (let round = 0; round < ROUNDS; round++) runs.push(await run(s, DURATION, Math.round(max / 2)));
+        half.set(id, { ...medianRun(runs), offeredPerSecond: Math.round(max / 2) } as Run);
+        console.log(
+          `half rate ${id.padEnd(24)} offered ${fmt(max / 2)} req/s, answered ${fmt(half.get(id)!.requestsPerSecond)}  p99 ${fmt(half.get(id)!.p99Ms, 2)} ms`,
+        );
+      }
+    }
+    if (PHASES.has('zipf') && (!ONLY || ONLY.test('zipf'))) {
+      zipf = await zipfPhase();
+      console.log(`zipf: hit ratio ${(zipf.hitRatio * 100).toFixed(1)} % over ${zipf.lookups} lookups, ${fmt(zipf.requestsPerSecond)} req/s`);
+    }
+    if (running.has('service'))
+      loadSeconds = await metric(running.get('service')!.baseUrl, /model_load_duration_seconds_sum\{model="digits-forest-large",version="1"\} (\S+)/);
+    if (PHASES.has('soak') && (!ONLY || ONLY.test('soak'))) {
+      // Only the soak's service runs during the soak (idle servers cost little, but nothing is left to chance).
+      for (const s of running.values()) await s.stop();
+      running.clear();
+      soak = await soakPhase();
       console.log(
-        r.name.padEnd(30),
-        String(r.requestsPerSecond).padStart(8),
-        String(r.rowsPerSecond).padStart(8),
-        String(r.p50Ms).padStart(7),
-        String(r.p99Ms).padStart(7),
-        String(r.ratioToBare).padStart(7),
-        (r.eventLoopDelayP99Ms === undefined ? '-' : `${r.eventLoopDelayP99Ms} ms`).padStart(9),
-        String(r.peakRssMiB ?? '-').padStart(8),
-        String(r.errors).padStart(7),
+        `soak: ${soak.seconds} s, RSS ${soak.settledMiB} → ${soak.endMiB} MiB after the first tenth (peak ${soak.peakMiB}), ${fmt(soak.requestsPerSecond)} req/s`,
       );
     }
-    const targets = {
-      cachedRatio: { value: results[1]!.ratioToBare!, target: 0.8 },
-      uncachedRatio: { value: results[2]!.ratioToBare!, target: 0.6 },
-      eventLoopDelayP99Ms: { value: Math.max(...results.slice(1).map((r) => r.eventLoopDelayP99Ms ?? 0)), target: 20 },
-      cacheHitRatio: { value: zipfHitRatio, target: figures.targets.cacheHitRatio },
-      largestModelLoadSeconds: { value: loadSeconds, target: figures.targets.modelLoadSeconds },
-    };
-    console.log(
-      `\ncache hit ratio, zipf workload: ${(zipfHitRatio * 100).toFixed(1)} % over ${hits + misses} lookups (target > ${figures.targets.cacheHitRatio * 100} %)`,
-    );
-    console.log(`cost of a cache hit over the bare route: ${hitCost.toFixed(1)} µs per request at saturation`);
-    console.log(`RSS across the ${SOAK}s soak: ${(rssStart / 2 ** 20).toFixed(0)} → ${(rssEnd / 2 ** 20).toFixed(0)} MiB`);
-    console.log(`largest sample model (digits-forest-large, 4.3 MB) load time: ${loadSeconds.toFixed(3)} s (target < ${figures.targets.modelLoadSeconds} s)`);
-    console.log('\ntargets (ratios are to the bare route measured in this run):');
-    console.log(`  cached ≥ 0.8× bare: ${targets.cachedRatio.value} ${targets.cachedRatio.value >= 0.8 ? 'met' : 'MISSED'}`);
-    console.log(`  uncached ≥ 0.6× bare: ${targets.uncachedRatio.value} ${targets.uncachedRatio.value >= 0.6 ? 'met' : 'MISSED'}`);
-    console.log(`  event-loop delay p99 < 20 ms: ${targets.eventLoopDelayP99Ms.value} ms ${targets.eventLoopDelayP99Ms.value < 20 ? 'met' : 'MISSED'}`);
-    console.log(`  cache hit ratio > 0.8: ${zipfHitRatio.toFixed(3)} ${zipfHitRatio > 0.8 ? 'met' : 'MISSED'}`);
-    console.log(`  model load < 5 s: ${loadSeconds.toFixed(3)} s ${loadSeconds < 5 ? 'met' : 'MISSED'}`);
+    if (PHASES.has('memory') && (!ONLY || ONLY.test('memory'))) {
+      memory = await memoryPhase();
+      console.log(`memory: ${JSON.stringify(memory.models)}; a thread without models ${memory.threadWithoutModelsMiB} MiB`);
+    }
 
-    await mkdir(join(ROOT, 'bench/results'), { recursive: true });
+    const table = scenarios.filter((s) => medians.has(s.id)).map((s) => ({ name: s.name, r: medians.get(s.id)!, scenario: s }));
+    console.log(`\nmedians of ${ROUNDS} rounds, ${DURATION} s each:`);
+    printTable(table);
+    if (half.size) {
+      console.log('\nat half the maximum rate:');
+      printTable(
+        [...half].map(([id, r]) => ({
+          name: `${id} @ ${fmt((r as Run & { offeredPerSecond: number }).offeredPerSecond)}/s`,
+          r,
+          scenario: scenarios.find((s) => s.id === id)!,
+        })),
+      );
+    }
+    const targets = targetsOf(medians, half, soak, zipf, loadSeconds);
+    console.log('\ntargets:');
+    for (const t of targets)
+      console.log(`  ${t.met ? 'met   ' : 'MISSED'} ${t.what}: ${t.value} (target ${t.kind === 'min' ? '≥' : t.kind === 'max' ? '≤' : '<'} ${t.target})`);
+
     const out = {
-      date: new Date().toISOString(),
-      durationSeconds: DURATION,
-      connections: CONNECTIONS,
-      results,
-      zipfHitRatio,
-      cacheHitCostMicroseconds: hitCost,
-      rssSoakMiB: { start: rssStart / 2 ** 20, end: rssEnd / 2 ** 20 },
+      date: started.toISOString(),
+      machine: host,
+      settings: {
+        durationSeconds: DURATION,
+        rounds: ROUNDS,
+        warmupSeconds: WARMUP,
+        connections: CONNECTIONS,
+        wrkThreads: THREADS,
+        soakSeconds: SOAK,
+        smoke: SMOKE,
+        only: ONLY?.source,
+      },
+      scenarios: scenarios
+        .filter((s) => medians.has(s.id))
+        .map((s) => ({
+          id: s.id,
+          name: s.name,
+          group: s.group,
+          server: s.server,
+          path: s.path,
+          rowsPerRequest: s.rows,
+          mode: s.mode,
+          median: medians.get(s.id),
+          rounds: perScenario.get(s.id),
+        })),
+      halfRate: Object.fromEntries(half),
+      zipf,
+      soak,
+      memory,
       largestModelLoadSeconds: loadSeconds,
       targets,
     };
-    await writeFile(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(out, null, 2)}\n`);
-    await writeFile(
-      join(ROOT, 'bench/results/latest.svg'),
-      barChartSvg(
-        'Requests per second, relative to a bare Fastify route (same machine, same run)',
-        results.map((r) => ({ label: r.name, value: r.requestsPerSecond, note: `${r.ratioToBare}×` })),
-      ),
-    );
-    console.log('\nsaved bench/results/latest.json and bench/results/latest.svg');
+    await mkdir(RESULTS, { recursive: true });
+    await writeFile(join(RESULTS, 'latest.json'), `${JSON.stringify(out, null, 2)}\n`);
+    await writeFile(join(RESULTS, 'latest.svg'), benchChartSvg(out));
+    console.log(`\nsaved ${join(RESULTS, 'latest.json')} and latest.svg`);
   } finally {
-    for (const c of children) c.kill('SIGTERM');
-    await rm(modelsDir, { recursive: true, force: true });
+    for (const s of running.values()) await s.stop().catch(() => undefined);
+    await redis?.stop().catch(() => undefined);
   }
 }
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests run for real (redis-server, prometheus/promtool, chromium
-# for the /docs page test),
+# for the /docs page test, wrk for the bench and its smoke test),
 # only when a command is missing, so a warm machine does nothing.
 set -euo pipefail
-declare -A pkg_for=([redis-server]=redis-server [prometheus]=prometheus [promtool]=prometheus [chromium]=chromium)
+declare -A pkg_for=([redis-server]=redis-server [prometheus]=prometheus [promtool]=prometheus [chromium]=chromium [wrk]=wrk)
 missing=()
 for cmd in "${!pkg_for[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_for[$cmd]}")

@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import { validatorCompiler } from 'fastify-type-provider-zod';
 import { logOptions } from '../contract/logging.ts';
+import { serializerCompiler, validatorCompiler } from './compiled-schemas.ts';
 import type { Config } from './config.ts';
 import { holdStore } from './store/store-holders.ts';
 import { Rollouts } from './serving/rollouts.ts';
@@ -9,7 +9,7 @@ import { JSON_BODY_LIMIT_BYTES } from './http/body-limits.ts';
 import { docs } from './http/docs.ts';
 import { httpMetrics } from './http/metrics.ts';
 import { problems, routerProblem } from './http/problems.ts';
-import { rateLimit } from './http/rate-limit.ts';
+import { rateLimit, RateLimiter } from './http/rate-limit.ts';
 import { RequestLog } from './http/request-log.ts';
 import { InferencePool } from './inference/inference-pool.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
@@ -50,6 +50,8 @@ export interface ServiceContext {
   modelVersions: ModelVersionApi | undefined;
   /** Who may change models (REST and gRPC). */
   admission: Admission;
+  /** Per-client request budgets (REST and gRPC). */
+  rateLimiter: RateLimiter;
   /** The Open Inference Protocol over gRPC (unless GRPC_PORT=off): main.ts, or a test, calls listen() after the HTTP listen. */
   grpc: GrpcEndpoint | undefined;
   /** Standalone canary and shadow rollouts (under the operator, ModelVersions' spec.rollout). */
@@ -96,9 +98,11 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
           .filter(Boolean)
       : false,
   });
+  // zod schemas; the hot routes' are compiled once more for Ajv and fast-json-stringify (compiled-schemas.ts).
   app.setValidatorCompiler(validatorCompiler);
-  // Responses are documented by the zod schemas; they are written with plain JSON.stringify.
-  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  // Responses are documented by the zod schemas; they are written with JSON.stringify, or
+  // fast-json-stringify for the compiled ones (predictions).
+  app.setSerializerCompiler(serializerCompiler);
   // JSON only (the upload route also takes application/octet-stream, routes/models.ts): anything else is a 415.
   app.removeContentTypeParser('text/plain');
 
@@ -116,7 +120,9 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     batching: { maxBatchSize: config.BATCH_MAX_SIZE, maxQueueDelayMs: config.BATCH_MAX_DELAY_MS },
   });
   const redis = config.REDIS_URL ? new RedisConnection(config.REDIS_URL, config.REDIS_TIMEOUT_MS) : undefined;
-  const cache: CacheBackend = redis ? new RedisCache(redis) : new MemoryCache(config.CACHE_MAX_ENTRIES);
+  const cache: CacheBackend = redis
+    ? new RedisCache(redis, config.CACHE_LOCAL_TTL_SECONDS, config.CACHE_TTL_SECONDS)
+    : new MemoryCache(config.CACHE_MAX_ENTRIES);
   const predictionLog: PredictionLog = redis
     ? new RedisPredictionLog(redis, config.PREDICTION_LOG_TTL_SECONDS, config.PREDICTION_LOG_MAX_ENTRIES, () =>
         metrics.cacheErrors.inc({ operation: 'prediction_log' }),
@@ -136,6 +142,11 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const modelVersions = k8s?.modelVersions;
   const admission = new Admission(config.API_TOKEN);
   const rollouts = new Rollouts({ registry, metrics, log: app.log });
+  const rateLimiter = new RateLimiter({
+    predictPerMinute: config.RATE_LIMIT_PREDICT_PER_MINUTE,
+    uploadPerMinute: config.RATE_LIMIT_UPLOAD_PER_MINUTE,
+    admission,
+  });
   const ctx: ServiceContext = {
     config,
     store,
@@ -148,17 +159,13 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     serviceVersion,
     modelVersions,
     admission,
+    rateLimiter,
     grpc: undefined,
     rollouts,
   };
   app.decorate('ctx', ctx);
 
-  await app.register(rateLimit, {
-    predictPerMinute: config.RATE_LIMIT_PREDICT_PER_MINUTE,
-    uploadPerMinute: config.RATE_LIMIT_UPLOAD_PER_MINUTE,
-    admission,
-    metrics,
-  });
+  await app.register(rateLimit, { limiter: rateLimiter, metrics });
   await app.register(auth, { admission });
   // Before any route, so that every route (/metrics too) is in the document.
   if (config.DOCS) await app.register(docs, { version: serviceVersion });

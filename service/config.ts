@@ -18,6 +18,13 @@ export const configSchema = z.object({
   REDIS_URL: z.string().url().optional().describe('Redis for the prediction cache; unset: in-memory cache'),
   CACHE_TTL_SECONDS: z.coerce.number().int().min(1).max(86400).default(figures.cacheTtlSeconds),
   CACHE_MAX_ENTRIES: z.coerce.number().int().min(1).default(100_000).describe('In-memory cache bound'),
+  CACHE_LOCAL_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(60)
+    .default(5)
+    .describe('With Redis: how long this process keeps the answers it read or wrote in its own tier in front of Redis (0: no tier)'),
   REDIS_TIMEOUT_MS: z.coerce.number().int().min(1).max(10_000).default(50).describe('Per-command Redis timeout; past it the cache is skipped'),
   RATE_LIMIT_PREDICT_PER_MINUTE: z.coerce
     .number()

@@ -8,6 +8,10 @@ import { Redis } from 'ioredis';
 // until each command's timeout), Redis is skipped for a while, so a request waits for at most one
 // timeout, not one per command; then one call probes it, and the first success closes the circuit.
 // /health says degraded while it is open.
+//
+// Round trips: commands issued in the same event-loop turn go out in one write (ioredis's auto
+// pipelining), and writes nobody waits for (cached answers, the prediction log) are batched by
+// setLater() into one command per turn.
 
 const FAILURES_TO_OPEN = 3;
 const COOLDOWN_MS = 1_000;
@@ -16,6 +20,18 @@ const COOLDOWN_MAX_MS = 10_000;
 /** Redis was not asked: the circuit is open (it failed just now). */
 class RedisSkipped extends Error {}
 
+/** SET key value EX ttl for every key: KEYS are the keys, ARGV value and TTL in turn. */
+const SET_MANY = `for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[2 * i - 1], 'EX', ARGV[2 * i]) end return #KEYS`;
+
+interface PendingSet {
+  key: string;
+  value: string;
+  ttlSeconds: number;
+  done: (err?: Error) => void;
+}
+
+type WithSetMany = Redis & { setmany(numberOfKeys: number, ...keysThenArgs: Array<string | number>): Promise<number> };
+
 export class RedisConnection {
   readonly redis: Redis;
   private failures = 0;
@@ -23,6 +39,7 @@ export class RedisConnection {
   private cooldown = COOLDOWN_MS;
   private probing = false;
   private lastError: string | undefined;
+  private pending: PendingSet[] = [];
 
   constructor(url: string, commandTimeoutMs: number) {
     this.redis = new Redis(url, {
@@ -33,7 +50,9 @@ export class RedisConnection {
       connectTimeout: 1000,
       retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
       reconnectOnError: () => true,
+      enableAutoPipelining: true,
     });
+    this.redis.defineCommand('setmany', { lua: SET_MANY });
     // Errors surface through the commands that fail; the connection's own are expected while Redis is away.
     this.redis.on('error', (err: Error) => {
       this.lastError = err.message;
@@ -61,6 +80,31 @@ export class RedisConnection {
     } finally {
       if (probe) this.probing = false;
     }
+  }
+
+  /**
+   * SET key value EX ttl, sent with the other writes of this event-loop turn in one command;
+   * done() once written, done(err) when it failed (or Redis is skipped).
+   */
+  setLater(key: string, value: string, ttlSeconds: number, done: (err?: Error) => void): void {
+    if (this.pending.push({ key, value, ttlSeconds, done }) === 1) setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    const batch = this.pending;
+    this.pending = [];
+    const settle = (err?: Error) => {
+      for (const p of batch) p.done(err);
+    };
+    const failed = (err: Error) => settle(err);
+    if (batch.length === 1) {
+      const { key, value, ttlSeconds } = batch[0]!;
+      this.run((r) => r.set(key, value, 'EX', ttlSeconds)).then(() => settle(), failed);
+      return;
+    }
+    const args: Array<string | number> = batch.map((p) => p.key);
+    for (const p of batch) args.push(p.value, p.ttlSeconds);
+    this.run((r) => (r as WithSetMany).setmany(batch.length, ...args)).then(() => settle(), failed);
   }
 
   state(): { status: 'ok' | 'degraded'; detail?: string } {

@@ -109,7 +109,7 @@ async function installPeers(which: 'fastapi' | 'mlserver' | 'all' = 'all'): Prom
 }
 
 /** A free TCP port on 127.0.0.1 (the kernel's choice; released just before use). */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
@@ -145,7 +145,7 @@ function statFields(pid: number): string[] | undefined {
 }
 
 /** pid and all its descendants that are alive now. */
-function processTree(root: number): number[] {
+export function processTree(root: number): number[] {
   const children = new Map<number, number[]>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -163,7 +163,7 @@ function processTree(root: number): number[] {
 }
 
 /** user+sys CPU seconds of these processes (fields 14 and 15 of /proc/<pid>/stat). */
-function cpuSecondsOf(pids: number[]): number {
+export function cpuSecondsOf(pids: number[]): number {
   let ticks = 0;
   for (const pid of pids) {
     const f = statFields(pid);

@@ -41,11 +41,15 @@ export class DynamicBatcher {
     this.options = options;
   }
 
-  submit(feeds: Feeds, fetches: string[]): Promise<Outputs> {
-    const first = Object.values(feeds)[0];
+  /** `key`: groupKey(feeds, fetches), when the caller knows it already. */
+  submit(feeds: Feeds, fetches: string[], key = groupKey(feeds, fetches)): Promise<Outputs> {
+    let first: PlainTensor | undefined;
+    for (const name in feeds) {
+      first = feeds[name];
+      break;
+    }
     const rows = first?.dims[0] ?? 0;
     if (!first || rows >= this.options.maxBatchSize) return this.run(feeds, fetches);
-    const key = groupKey(feeds, fetches);
     return new Promise<Outputs>((resolve, reject) => {
       let group = this.groups.get(key);
       if (group && group.rows + rows > this.options.maxBatchSize) {
@@ -96,7 +100,8 @@ export class DynamicBatcher {
   }
 }
 
-function groupKey(feeds: Feeds, fetches: string[]): string {
+/** Which requests may share a run: the same inputs (names, types, non-batch dimensions) and outputs. */
+export function groupKey(feeds: Feeds, fetches: string[]): string {
   const inputs = Object.keys(feeds)
     .sort()
     .map((n) => `${n}:${feeds[n]!.type}:${feeds[n]!.dims.slice(1).join('x')}`);

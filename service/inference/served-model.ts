@@ -1,7 +1,7 @@
 import { listSome, ServiceError, type ProblemDetail } from '../errors.ts';
 import type { ServiceMetrics } from '../observability/metrics.ts';
 import type { VersionMetadata } from '../store/model-store.ts';
-import { DynamicBatcher, type BatchingOptions } from './dynamic-batcher.ts';
+import { DynamicBatcher, groupKey, type BatchingOptions } from './dynamic-batcher.ts';
 import { InferenceError } from './inference-pool.ts';
 import { decodeOutputs, encodeRows, OutputError, type ModelInterface, type Prediction } from './model-interface.ts';
 import type { PlainTensor } from './tensor.ts';
@@ -47,6 +47,12 @@ export class ServedModel {
   /** Feature name → column, so checking a row is linear in its size. */
   private readonly columns: Map<string, number>;
   private readonly float32: boolean;
+  /** The largest magnitude a value may have: float32's for a float input, else any finite double. */
+  private readonly maxMagnitude: number;
+  /** The outputs predictions read, fetched in every run. */
+  private readonly fetches: string[];
+  /** The batcher's group of this model's own feeds (from predict), worked out once. */
+  private readonly groupKey: string;
   private readonly run: Run;
   /** Coalesces concurrent requests into one run; absent when the model has no dynamic batch dimension. */
   private readonly batcher: DynamicBatcher | undefined;
@@ -69,6 +75,9 @@ export class ServedModel {
     this.model = meta.interface;
     this.columns = new Map(this.model.features.map((name, i) => [name, i]));
     this.float32 = this.model.input.dtype === 'float32';
+    this.maxMagnitude = this.float32 ? FLOAT32_MAX : Number.MAX_VALUE;
+    this.fetches = Object.values(this.model.outputs);
+    this.groupKey = groupKey(encodeRows(this.model, [new Array<number>(this.model.features.length).fill(0)]), this.fetches);
     const labels = { model: meta.name, version: meta.version };
     const batchSize = metrics.batchSize.labels(labels);
     this.run = (feeds, fetches) => {
@@ -93,10 +102,34 @@ export class ServedModel {
     return this.inflight > 0;
   }
 
+  /**
+   * One row of feature values in the model's column order, checked without allocating more than
+   * the row when it is right (the hot path); anything wrong goes to rows() for its 400.
+   */
+  row(features: Record<string, number>): number[] {
+    const names = this.model.features;
+    const row = new Array<number>(names.length);
+    for (let i = 0; i < names.length; i++) {
+      const v = features[names[i]!];
+      // A number is an own property: nothing on Object.prototype is one. NaN and ±Infinity fail the comparison.
+      if (typeof v !== 'number' || !(Math.abs(v) <= this.maxMagnitude)) return this.rows([features])[0]!;
+      row[i] = v;
+    }
+    if (!this.exactly(features, names.length)) return this.rows([features])[0]!;
+    return row;
+  }
+
+  /** Whether `features`, whose every model feature is present, holds nothing else. */
+  private exactly(features: Record<string, number>, count: number): boolean {
+    let n = 0;
+    for (const _ in features) n++;
+    return n === count;
+  }
+
   /** Rows of feature values in the model's column order; one 400 names the problems (the first 20, and how many more). */
   rows(instances: Array<Record<string, number>>): number[][] {
     const problems = { shown: [] as ProblemDetail[], count: 0 };
-    const rows = instances.map((f, i) => this.row(f, problems, instances.length > 1 ? `instance ${i}: ` : ''));
+    const rows = instances.map((f, i) => this.checked(f, problems, instances.length > 1 ? `instance ${i}: ` : ''));
     if (problems.count > 0) {
       const more = problems.count > MAX_PROBLEMS ? `; and ${(problems.count - MAX_PROBLEMS).toLocaleString('en-US')} more` : '';
       throw new ServiceError(
@@ -108,7 +141,7 @@ export class ServedModel {
     return rows;
   }
 
-  private row(features: Record<string, number>, problems: { shown: ProblemDetail[]; count: number }, where: string): number[] {
+  private checked(features: Record<string, number>, problems: { shown: ProblemDetail[]; count: number }, where: string): number[] {
     const problem = (field: string, message: () => string) => {
       if (problems.count++ < MAX_PROBLEMS) problems.shown.push({ field, message: message() });
     };
@@ -129,16 +162,46 @@ export class ServedModel {
     return row;
   }
 
-  /** Rows (from rows()) through the model, batched with concurrent requests. */
+  /** Rows (from row() or rows()) through the model, batched with concurrent requests. */
   async predict(rows: number[][]): Promise<Prediction[]> {
-    const outputs = await this.execute(encodeRows(this.model, rows), Object.values(this.model.outputs), rows.length);
+    return this.decode(await this.execute(encodeRows(this.model, rows), this.fetches, rows.length, this.groupKey), rows.length);
+  }
+
+  /**
+   * Named rows (a REST batch) through the model: checked and written straight into the input
+   * tensor, with no row arrays between (rows() builds the 400 when anything is wrong).
+   */
+  async predictInstances(instances: Array<Record<string, number>>): Promise<Prediction[]> {
+    return this.decode(await this.execute(this.encodeInstances(instances), this.fetches, instances.length, this.groupKey), instances.length);
+  }
+
+  private encodeInstances(instances: Array<Record<string, number>>): Record<string, PlainTensor> {
+    const { input } = this.model;
+    if (input.mode !== 'tensor') return encodeRows(this.model, this.rows(instances));
+    const names = this.model.features;
+    const width = names.length;
+    const data = this.float32 ? new Float32Array(instances.length * width) : new Float64Array(instances.length * width);
+    for (let r = 0, at = 0; r < instances.length; r++) {
+      const features = instances[r]!;
+      for (let i = 0; i < width; i++, at++) {
+        const v = features[names[i]!];
+        if (typeof v !== 'number' || !(Math.abs(v) <= this.maxMagnitude)) return encodeRows(this.model, this.rows(instances));
+        data[at] = v;
+      }
+      if (!this.exactly(features, width)) return encodeRows(this.model, this.rows(instances));
+    }
+    return { [input.name]: { type: input.dtype, dims: [instances.length, width], data } };
+  }
+
+  /** Output tensors to predictions; an answer that breaks the shape is an error of this version. */
+  private decode(outputs: Outputs, n: number): Prediction[] {
     try {
-      const predictions = decodeOutputs(this.model, outputs, rows.length);
-      this.observe.success.inc(rows.length);
+      const predictions = decodeOutputs(this.model, outputs, n);
+      this.observe.success.inc(n);
       return predictions;
     } catch (err) {
-      // Never a 200 that breaks the answer's shape (and never cached); an error of this version.
-      this.observe.error.inc(rows.length);
+      // Never a 200 that breaks the answer's shape (and never cached).
+      this.observe.error.inc(n);
       if (err instanceof OutputError)
         throw new ServiceError('INFERENCE_FAILED', `model ${this.meta.name}@${this.meta.version} gave no usable answer: ${err.message}`);
       throw err;
@@ -165,20 +228,20 @@ export class ServedModel {
     }
   }
 
-  /** Tensors in, tensors out (the Open Inference Protocol). */
-  async infer(feeds: Feeds, fetches: string[]): Promise<Outputs> {
+  /** Tensors in, tensors out (the Open Inference Protocol); `group`: the batcher's key when known. */
+  async infer(feeds: Feeds, fetches: string[], group?: string): Promise<Outputs> {
     const rows = Object.values(feeds)[0]?.dims[0] ?? 1;
-    const outputs = await this.execute(feeds, fetches, rows);
+    const outputs = await this.execute(feeds, fetches, rows, group);
     this.observe.success.inc(rows);
     return outputs;
   }
 
   /** One run, held, batched with concurrent ones, timed; a failed run counts its rows as errors. */
-  private execute(feeds: Feeds, fetches: string[], rows: number): Promise<Outputs> {
+  private execute(feeds: Feeds, fetches: string[], rows: number, group?: string): Promise<Outputs> {
     return this.hold(async () => {
       const started = performance.now();
       try {
-        const outputs = await (this.batcher ? this.batcher.submit(feeds, fetches) : this.run(feeds, fetches));
+        const outputs = await (this.batcher ? this.batcher.submit(feeds, fetches, group) : this.run(feeds, fetches));
         this.observe.duration.observe((performance.now() - started) / 1000);
         return outputs;
       } catch (err) {

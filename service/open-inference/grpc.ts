@@ -1,10 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
-import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { ServiceContext } from '../app.ts';
 import { type ErrorCode, ServiceError } from '../errors.ts';
 import { errorOutcome } from '../http/problems.ts';
+import { rateLimited } from '../http/rate-limit.ts';
 import { type InferInput, OpenInference } from './dataplane.ts';
 import { binaryData, contentsOf, decodeContents, decodeInput, type TensorContents, v2Datatype } from './tensors.ts';
 
@@ -114,13 +115,12 @@ export class GrpcEndpoint {
     this.server = new grpc.Server({ 'grpc.max_receive_message_length': limit, 'grpc.max_send_message_length': limit });
     const definition = protoLoader.loadSync(PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
     const loaded = grpc.loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: { service: grpc.ServiceDefinition } } };
-    this.server.addService(loaded.inference.GRPCInferenceService.service, this.handlers(app, ctx));
+    this.server.addService(loaded.inference.GRPCInferenceService.service, this.handlers(ctx));
   }
 
-  private handlers(app: FastifyInstance, ctx: ServiceContext): grpc.UntypedServiceImplementation {
+  private handlers(ctx: ServiceContext): grpc.UntypedServiceImplementation {
     const oip = new OpenInference(ctx);
     const { metrics } = ctx;
-    const checkRateLimit = app.createRateLimit();
 
     const unary =
       <Req>(method: string, fn: (request: Req, call: Call) => Promise<unknown>): grpc.handleUnaryCall<Req, unknown> =>
@@ -149,18 +149,11 @@ export class GrpcEndpoint {
       };
 
     /** The REST infer routes' limit and store, keyed the same way: the bearer token, else the client's address. */
-    const rateLimit = async (call: Call, method: string) => {
-      const request = {
-        ip: peerAddress(call),
-        headers: { authorization: metadataValue(call, 'authorization') },
-        routeOptions: { url: `/${SERVICE}/${method}`, config: { rateLimitClass: 'predict' } },
-      } as unknown as FastifyRequest;
-      const limit = await checkRateLimit(request);
-      if (limit.isAllowed || !limit.isExceeded) return;
+    const rateLimit = (call: Call, method: string) => {
+      const decision = ctx.rateLimiter.check('predict', metadataValue(call, 'authorization'), peerAddress(call));
+      if (decision.allowed) return;
       metrics.rateLimited.inc({ route: `/${SERVICE}/${method}` });
-      throw Object.assign(new ServiceError('RATE_LIMITED', `rate limit exceeded, retry in ${limit.ttlInSeconds} seconds`), {
-        retryAfterSeconds: limit.ttlInSeconds,
-      });
+      throw rateLimited(decision);
     };
 
     const admin = (call: Call) => {
@@ -190,7 +183,7 @@ export class GrpcEndpoint {
         return { model_name: repositoryModel(r), isUnloaded: true };
       }),
       ModelInfer: unary<ModelInferRequest>('ModelInfer', async (r, call) => {
-        await rateLimit(call, 'ModelInfer');
+        rateLimit(call, 'ModelInfer');
         const raw = r.raw_input_contents;
         if (raw.length > 0 && raw.length !== r.inputs.length)
           throw new ServiceError('VALIDATION_FAILED', `raw_input_contents has ${raw.length} entries for ${r.inputs.length} inputs`);

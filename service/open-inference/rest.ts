@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { ServiceContext } from '../app.ts';
+import { compiled } from '../compiled-schemas.ts';
 import { errorCatalog, parseRequest, ServiceError } from '../errors.ts';
 import { errorOutcome } from '../http/problems.ts';
 import { type InferInput, type ModelRef, OpenInference } from './dataplane.ts';
@@ -13,25 +14,28 @@ import { binaryData, decodeInput, jsonData, v2Datatype, type V2InputRequest } fr
 // Errors are {"error": "..."} with a 4xx, as the protocol has them. Also Triton's model
 // repository extension (index, load, unload), model configuration and statistics.
 
-const InferRequest = z
-  .object({
-    id: z.string().optional(),
-    parameters: z.record(z.string(), z.unknown()).optional(),
-    inputs: z
-      .array(
-        z.object({
-          name: z.string(),
-          shape: z.array(z.number().int().nonnegative()),
-          datatype: z.string(),
-          parameters: z.record(z.string(), z.unknown()).optional(),
-          data: z.unknown().optional(),
-        }),
-      )
-      .min(1),
-    outputs: z.array(z.object({ name: z.string(), parameters: z.record(z.string(), z.unknown()).optional() })).optional(),
-  })
-  .describe('Open Inference Protocol inference request')
-  .meta({ example: { inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [5.3, 3.7, 1.5, 0.2] }] } });
+// compiled(): checked by Ajv on the hot path (compiled-schemas.ts); unknown keys are not stripped then, and nothing reads them.
+const InferRequest = compiled(
+  z
+    .object({
+      id: z.string().optional(),
+      parameters: z.record(z.string(), z.unknown()).optional(),
+      inputs: z
+        .array(
+          z.object({
+            name: z.string(),
+            shape: z.array(z.number().int().nonnegative()),
+            datatype: z.string(),
+            parameters: z.record(z.string(), z.unknown()).optional(),
+            data: z.unknown().optional(),
+          }),
+        )
+        .min(1),
+      outputs: z.array(z.object({ name: z.string(), parameters: z.record(z.string(), z.unknown()).optional() })).optional(),
+    })
+    .describe('Open Inference Protocol inference request')
+    .meta({ example: { inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [5.3, 3.7, 1.5, 0.2] }] } }),
+);
 
 // What the document says about these routes (the handlers shape the answers themselves).
 export const V2Error = z.object({ error: z.string() }).describe('Open Inference Protocol error');

@@ -6,6 +6,8 @@ import type { Prediction } from '../inference/model-interface.ts';
 // Backends: memory-cache.ts (no REDIS_URL), redis-cache.ts.
 
 export interface CacheBackend {
+  /** What this process holds for the key, without a promise (the in-memory cache, or Redis's in-process tier). */
+  peek(key: string): Prediction | undefined;
   get(key: string): Promise<Prediction | undefined>;
   set(key: string, value: Prediction, ttlSeconds: number): Promise<void>;
   /** Drops every entry of a model. */

@@ -11,6 +11,10 @@ export class MemoryCache implements CacheBackend {
     this.entries = new LRUCache({ max: maxEntries });
   }
 
+  peek(key: string): Prediction | undefined {
+    return this.entries.get(key);
+  }
+
   async get(key: string): Promise<Prediction | undefined> {
     return this.entries.get(key);
   }

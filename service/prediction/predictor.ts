@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { ServiceError } from '../errors.ts';
 import type { ServiceMetrics } from '../observability/metrics.ts';
 import type { Prediction } from '../inference/model-interface.ts';
@@ -12,6 +11,12 @@ import type { PredictionLog } from './prediction-log.ts';
 // feedback can quote later.
 
 export type CacheOutcome = 'hit' | 'miss';
+
+export interface Answer {
+  result: Prediction;
+  cache: CacheOutcome;
+  predictionId: string;
+}
 
 export interface Feedback {
   prediction_id: string;
@@ -51,7 +56,7 @@ export class Predictor {
     this.shadowInflight++;
     const run = async () => {
       try {
-        const got = await model.predict(model.rows(instances));
+        const got = await model.predictInstances(instances);
         for (const [i, p] of got.entries()) {
           const stable = answers[i]!;
           let agree: boolean;
@@ -71,15 +76,26 @@ export class Predictor {
     void run();
   }
 
-  /** Holds `served` from here to the answer: a swap during the cache lookup cannot free it under the request. */
-  predict(served: ServedModel, features: Record<string, number>): Promise<{ result: Prediction; cache: CacheOutcome; predictionId: string }> {
-    return served.hold(() => this.predictHeld(served, features));
+  /**
+   * An answer from what this process holds (no promise: the hot path), else a promise of one from
+   * the cache backend or the model, with `served` held from here to the answer (a swap during the
+   * cache lookup cannot free it under the request).
+   */
+  predict(served: ServedModel, features: Record<string, number>): Answer | Promise<Answer> {
+    const { name } = served.meta;
+    const row = served.row(features);
+    const key = cacheKey(name, served.cacheVersion, row);
+    const near = this.cache.peek(key);
+    if (near !== undefined) {
+      this.metrics.recordCacheLookup(name, 'hit');
+      served.answeredFromCache();
+      return { result: near, cache: 'hit', predictionId: this.log.remember(served, near) };
+    }
+    return served.hold(() => this.lookup(served, key, row));
   }
 
-  private async predictHeld(served: ServedModel, features: Record<string, number>): Promise<{ result: Prediction; cache: CacheOutcome; predictionId: string }> {
+  private async lookup(served: ServedModel, key: string, row: number[]): Promise<Answer> {
     const { name } = served.meta;
-    const [row] = served.rows([features]);
-    const key = cacheKey(name, served.cacheVersion, row!);
     // One flight per key covers the lookup and the run: identical concurrent requests cost one cache
     // read and at most one inference, and a late one cannot miss both the flight and the cache.
     let owner = false;
@@ -94,7 +110,7 @@ export class Predictor {
         this.metrics.cacheErrors.inc({ operation: 'get' });
       }
       if (cached) return { result: cached, cache: 'hit' as const };
-      const [prediction] = await served.predict([row!]);
+      const [prediction] = await served.predict([row]);
       this.cache.set(key, prediction!, this.ttlSeconds).catch(() => this.metrics.cacheErrors.inc({ operation: 'set' }));
       return { result: prediction!, cache: 'miss' as const };
     });
@@ -102,19 +118,13 @@ export class Predictor {
     if (!owner) this.metrics.recordCacheLookup(name, 'hit');
     const outcome: CacheOutcome = owner ? cache : 'hit';
     if (outcome === 'hit') served.answeredFromCache();
-    return { result, cache: outcome, predictionId: this.remember(served, result) };
+    return { result, cache: outcome, predictionId: this.log.remember(served, result) };
   }
 
   /** Many rows in one ONNX run; not cached (a batch is rarely repeated whole). */
   async predictBatch(served: ServedModel, instances: Array<Record<string, number>>): Promise<{ results: Prediction[]; predictionIds: string[] }> {
-    const results = await served.predict(served.rows(instances));
-    return { results, predictionIds: results.map((r) => this.remember(served, r)) };
-  }
-
-  private remember(served: ServedModel, p: Prediction): string {
-    const id = randomUUID();
-    this.log.remember(id, { model: served.meta.name, version: served.meta.version, task: served.task, predicted: p.label ?? p.prediction });
-    return id;
+    const results = await served.predictInstances(instances);
+    return { results, predictionIds: this.log.rememberAll(served, results) };
   }
 
   /** Ground truth for an earlier prediction: accuracy for classifiers, absolute error for regressors. */
@@ -135,7 +145,7 @@ export class Predictor {
       return { ...labels, correct };
     }
     if (typeof fb.actual !== 'number') {
-      this.log.remember(fb.prediction_id, record);
+      this.log.restore(fb.prediction_id, record);
       throw new ServiceError('VALIDATION_FAILED', `model ${record.model} is a regressor: "actual" must be a number`);
     }
     const absoluteError = Math.abs(fb.actual - Number(record.predicted));

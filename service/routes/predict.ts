@@ -13,6 +13,20 @@ import {
 } from './schemas.ts';
 import { BATCH_BODY_LIMIT_BYTES, ROW_BODY_LIMIT_BYTES } from '../http/body-limits.ts';
 import { ServiceError } from '../errors.ts';
+import type { ServedModel } from '../inference/served-model.ts';
+import type { Answer } from '../prediction/predictor.ts';
+
+/** The time as ISO 8601, made once per millisecond however many answers quote it. */
+let lastMs = 0;
+let lastIso = '';
+function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
+}
 
 // Predictions: the specification's PredictionRequest → PredictionResponse, and a batch form.
 // "{name}@{version}" in the path pins a version. Feedback: the true outcome of a prediction.
@@ -45,21 +59,32 @@ export const predictRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async 
         response: { 200: PredictionResponse, 400: Problem, 404: Problem, 503: Problem },
       },
     },
-    async (request, reply) => {
+    // Not async: a cached answer held in this process is written without a promise (the hot path).
+    (request, reply) => {
       const { model_id } = request.params;
       checkBodyModel(model_id, request.body.model_id);
-      const served = await ctx.registry.resolveServing(model_id, canaryKey(request.headers));
-      const { result, cache, predictionId } = await ctx.predictor.predict(served, request.body.features);
-      const shadow = ctx.registry.shadowOf(served);
-      if (shadow) ctx.predictor.shadow(shadow, [request.body.features], [result]);
-      reply.header('x-cache', cache);
-      return {
-        ...result,
-        timestamp: new Date().toISOString(),
-        model_version: served.meta.version,
-        model_id: served.meta.name,
-        prediction_id: predictionId,
+      const { features } = request.body;
+      const answer = (served: ServedModel, a: Answer) => {
+        const shadow = ctx.registry.shadowOf(served);
+        if (shadow) ctx.predictor.shadow(shadow, [features], [a.result]);
+        reply.header('x-cache', a.cache);
+        const r = a.result;
+        return {
+          prediction: r.prediction,
+          confidence: r.confidence,
+          label: r.label,
+          probabilities: r.probabilities,
+          timestamp: isoNow(),
+          model_version: served.meta.version,
+          model_id: served.meta.name,
+          prediction_id: a.predictionId,
+        };
       };
+      const served = ctx.registry.servingNow(model_id);
+      if (served === undefined)
+        return ctx.registry.resolveServing(model_id, canaryKey(request.headers)).then(async (s) => answer(s, await ctx.predictor.predict(s, features)));
+      const a = ctx.predictor.predict(served, features);
+      return a instanceof Promise ? a.then((x) => answer(served, x)) : answer(served, a);
     },
   );
 
@@ -86,7 +111,7 @@ export const predictRoutes: FastifyPluginAsync<{ ctx: ServiceContext }> = async 
       if (shadow) ctx.predictor.shadow(shadow, request.body.instances, results);
       return {
         predictions: results,
-        timestamp: new Date().toISOString(),
+        timestamp: isoNow(),
         model_version: served.meta.version,
         model_id: served.meta.name,
         prediction_ids: predictionIds,

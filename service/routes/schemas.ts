@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { compiled } from '../compiled-schemas.ts';
 import { MAX_FEATURES } from '../inference/model-interface.ts';
 import { modelNameSchema, versionSchema } from '../../contract/model-names.ts';
 import { RolloutSpec, RolloutStatus } from '../../contract/rollout.ts';
@@ -57,7 +58,7 @@ const modelId = z
   .max(MAX_PATH_PARAMETER)
   .meta({ description: 'Model name (predictions: "{name}@{version}" pins a version)', example: 'iris-logreg' });
 
-export const ModelParams = z.object({ model_id: modelId });
+export const ModelParams = compiled(z.object({ model_id: modelId }));
 export const VersionParams = z.object({ model_id: modelId, version: z.string().min(1).max(MAX_PATH_PARAMETER).meta({ example: '1' }) });
 
 // One row of models/iris-logreg.json's samples: the examples on /docs answer 200 against the sample models.
@@ -70,21 +71,26 @@ const FeatureValues = z
   .record(z.string(), z.custom<number>(() => true).meta({ type: 'number' }))
   .describe('Feature name → value; every feature of the model, nothing else');
 
-export const PredictionRequest = z
-  .object({
-    features: FeatureValues,
-    model_id: z.string().optional().describe("Optional; when given it must equal the path's model id"),
-  })
-  .strict()
-  .meta({ example: { features: irisRow } });
+// compiled(): checked by Ajv and written by fast-json-stringify on the hot path (compiled-schemas.ts).
+export const PredictionRequest = compiled(
+  z
+    .object({
+      features: FeatureValues,
+      model_id: z.string().optional().describe("Optional; when given it must equal the path's model id"),
+    })
+    .strict()
+    .meta({ example: { features: irisRow } }),
+);
 
-export const BatchPredictionRequest = z
-  .object({
-    instances: z.array(FeatureValues).min(1).max(10_000),
-    model_id: z.string().optional(),
-  })
-  .strict()
-  .meta({ example: { instances: [irisRow, irisRow2] } });
+export const BatchPredictionRequest = compiled(
+  z
+    .object({
+      instances: z.array(FeatureValues).min(1).max(10_000),
+      model_id: z.string().optional(),
+    })
+    .strict()
+    .meta({ example: { instances: [irisRow, irisRow2] } }),
+);
 
 const PredictionFields = {
   prediction: z.number().describe("The predicted label when numeric, the class index for string labels, or the regressor's value"),
@@ -93,21 +99,25 @@ const PredictionFields = {
   probabilities: z.array(z.number()).optional().describe('Class probabilities in class order'),
 };
 
-export const PredictionResponse = z.object({
-  ...PredictionFields,
-  timestamp: z.string().describe('ISO 8601 time of the answer'),
-  model_version: z.string(),
-  model_id: z.string(),
-  prediction_id: z.string().describe('Quote it in POST /api/v1/feedback with the true outcome'),
-});
+export const PredictionResponse = compiled(
+  z.object({
+    ...PredictionFields,
+    timestamp: z.string().describe('ISO 8601 time of the answer'),
+    model_version: z.string(),
+    model_id: z.string(),
+    prediction_id: z.string().describe('Quote it in POST /api/v1/feedback with the true outcome'),
+  }),
+);
 
-export const BatchPredictionResponse = z.object({
-  predictions: z.array(z.object(PredictionFields)),
-  timestamp: z.string(),
-  model_version: z.string(),
-  model_id: z.string(),
-  prediction_ids: z.array(z.string()),
-});
+export const BatchPredictionResponse = compiled(
+  z.object({
+    predictions: z.array(z.object(PredictionFields)),
+    timestamp: z.string(),
+    model_version: z.string(),
+    model_id: z.string(),
+    prediction_ids: z.array(z.string()),
+  }),
+);
 
 const ValueSignature = z.object({
   name: z.string(),

@@ -452,6 +452,19 @@ export class ModelRegistry {
   /** Models whose production version was unloaded through the repository API: kept in memory only, a restart serves them again. */
   private readonly unloadedModels = new Set<string>();
 
+  /**
+   * The loaded production version of `ref` when it is plainly there (the hot path: no promise);
+   * undefined for anything else (a pinned version, a model that is not loaded, unloaded or
+   * unknown), which resolveServing() then answers.
+   */
+  servingNow(ref: string): ServedModel | undefined {
+    // A model in a canary rollout splits its traffic by the request's key: resolveServing() does that.
+    if (this.canaries.get(ref)?.mode === 'canary') return undefined;
+    const version = this.production.get(ref);
+    // Loaded production versions are served even after an unload through the repository API was undone by a load.
+    return version === undefined ? undefined : this.served.get(keyOf(ref, version));
+  }
+
   /** resolve(), refusing a model unloaded through the repository API (its pinned versions too) until it is loaded again. */
   async resolveServing(ref: string, key?: string): Promise<ServedModel> {
     const name = ref.split('@', 1)[0]!;

@@ -17,7 +17,8 @@ describe('Redis prediction cache', () => {
   before(async () => {
     redis = await startRedis();
     client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
-    svc = await startService({ REDIS_URL: redis.url, CACHE_TTL_SECONDS: '60' });
+    // Redis itself: no in-process tier in front of it here (its own test is below).
+    svc = await startService({ REDIS_URL: redis.url, CACHE_TTL_SECONDS: '60', CACHE_LOCAL_TTL_SECONDS: '0' });
     assert.equal((await uploadSample(svc.app, 'iris-logreg', '1', {}, 'iris')).statusCode, 201);
     assert.equal((await uploadSample(svc.app, 'iris-mlp', '2', {}, 'iris')).statusCode, 201);
   });
@@ -32,6 +33,8 @@ describe('Redis prediction cache', () => {
   test('answers are stored in Redis with the 60 s TTL and served from it', async () => {
     const first = await predict(features(1));
     assert.equal(first.headers['x-cache'], 'miss');
+    // Written after the answer, with the other writes of its event-loop turn.
+    await waitFor('the answer in Redis', async () => (await client.keys('pred:iris:1~*')).length > 0, 5_000);
     const keys = await client.keys('pred:iris:1~*');
     assert.equal(keys.length, 1);
     const ttl = await client.ttl(keys[0]!);
@@ -48,12 +51,13 @@ describe('Redis prediction cache', () => {
     const pinned = await predict(features(2), 'iris@2');
     assert.equal(pinned.headers['x-cache'], 'miss');
     assert.equal(pinned.json().model_version, '2');
+    await waitFor('the answer in Redis', async () => (await client.keys('pred:iris:2~*')).length > 0, 5_000);
     assert.equal((await client.keys('pred:iris:2~*')).length, 1);
   });
 
   test("promote purges the model's keys", async () => {
     await predict(features(3));
-    assert.ok((await client.keys('pred:iris:*')).length > 0);
+    await waitFor('answers in Redis', async () => (await client.keys('pred:iris:*')).length > 0, 5_000);
     const res = await svc.app.inject({ method: 'POST', url: '/api/v1/models/iris/versions/2/promote' });
     assert.equal(res.statusCode, 200);
     assert.deepEqual(await client.keys('pred:iris:*'), []);
@@ -72,7 +76,8 @@ describe('Redis prediction cache', () => {
   test('feedback for a prediction id is shared through Redis', async () => {
     const res = await predict(features(60));
     const id = res.json().prediction_id;
-    assert.equal(await client.exists(`predlog:${id}`), 1);
+    // The log is written after the answer (batched with the other writes of the turn), never before it.
+    await waitFor('the id in Redis', async () => (await client.exists(`predlog:${id}`)) === 1, 5_000);
     const fb = await svc.app.inject({ method: 'POST', url: '/api/v1/feedback', payload: { prediction_id: id, actual: res.json().prediction } });
     assert.equal(fb.statusCode, 200, fb.body);
     assert.equal(fb.json().correct, true);
@@ -86,7 +91,8 @@ async function inferenceCount(svc: TestService): Promise<number> {
 
 test('fail-open: Redis killed during steady load, zero failed requests, cache back within seconds', async () => {
   const redis = await startRedis();
-  const svc = await startService({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '50' });
+  // Every lookup reaches Redis: no in-process tier, which would answer these 30 hot keys by itself.
+  const svc = await startService({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '50', CACHE_LOCAL_TTL_SECONDS: '0' });
   try {
     assert.equal((await uploadSample(svc.app, 'iris-logreg', '1', {}, 'iris')).statusCode, 201);
     await svc.app.listen({ host: '127.0.0.1', port: 0 });
@@ -145,7 +151,8 @@ test('fail-open: Redis killed during steady load, zero failed requests, cache ba
 
 test('a frozen Redis (SIGSTOP): a prediction waits for one timeout at most, /health says degraded, and it recovers by itself', async () => {
   const redis = await startRedis();
-  const svc = await startService({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '50' });
+  // Redis itself: the in-process tier would answer the repeated key below without it.
+  const svc = await startService({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '50', CACHE_LOCAL_TTL_SECONDS: '0' });
   try {
     await uploadSample(svc.app, 'iris-logreg', '1', {}, 'iris');
     const predict = (i: number) => svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris', payload: { features: features(i) } });
@@ -208,6 +215,43 @@ test("feedback while Redis is frozen: 503 with Retry-After for what Redis holds;
     redis.thaw();
     await waitFor('feedback through Redis again', async () => (await feedback(before)).statusCode === 200, 20_000, 250);
   } finally {
+    await svc.close();
+    await redis.stop();
+  }
+});
+
+test('the in-process tier in front of Redis: a hot answer costs no round trip (a frozen Redis does not slow it), and a promote purges it', async () => {
+  const redis = await startRedis();
+  const svc = await startService({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '50', CACHE_LOCAL_TTL_SECONDS: '5' });
+  try {
+    await uploadSample(svc.app, 'iris-logreg', '1', {}, 'iris');
+    await uploadSample(svc.app, 'iris-mlp', '2', {}, 'iris');
+    const predict = () => svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris', payload: { features: features(7) } });
+    assert.equal((await predict()).headers['x-cache'], 'miss');
+    const client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+    await waitFor('the answer in Redis', async () => (await client.keys('pred:iris:1~*')).length === 1, 5_000);
+    client.disconnect();
+    redis.freeze();
+    const t0 = performance.now();
+    for (let i = 0; i < 20; i++) {
+      const res = await predict();
+      assert.equal(res.headers['x-cache'], 'hit');
+      assert.equal(res.json().model_version, '1');
+    }
+    const ms = performance.now() - t0;
+    const metrics = (await svc.app.inject({ url: '/metrics' })).body;
+    assert.doesNotMatch(metrics, /cache_requests_total\{model="iris",result="error"\} [1-9]/, 'Redis was not asked');
+    assert.ok(ms < 50 * 20, `${ms} ms: no request waited for Redis's timeout`);
+    redis.thaw();
+    assert.equal((await svc.app.inject({ method: 'POST', url: '/api/v1/models/iris/versions/2/promote' })).statusCode, 200);
+    const after = await predict();
+    assert.equal(after.headers['x-cache'], 'miss');
+    assert.equal(after.json().model_version, '2');
+    // Back to version 1: its answer was purged here too, so it is asked for again.
+    assert.equal((await svc.app.inject({ method: 'POST', url: '/api/v1/models/iris/versions/1/promote' })).statusCode, 200);
+    assert.equal((await predict()).headers['x-cache'], 'miss');
+  } finally {
+    redis.thaw();
     await svc.close();
     await redis.stop();
   }
