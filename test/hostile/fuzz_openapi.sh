@@ -43,9 +43,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/test/hostile"
 VENV="$ROOT/.cache/venv-fuzz"
 REQ="$HERE/requirements-fuzz.txt"
-STAMP="$VENV/.requirements-stamp"
 me="test/hostile/fuzz_openapi.sh"
 
+say() { echo "$me: $*" >&2; }
 die() { echo "$me: error: $*" >&2; exit 2; }
 
 case "${1:-}" in
@@ -73,40 +73,10 @@ for n in MAX_EXAMPLES FUZZ_TIMEOUT_SECONDS SEED WORKERS; do
 done
 
 # ---- the venv (installed only when requirements-fuzz.txt or the interpreter changed) --------
-if [[ -n "${PYTHON:-}" ]]; then
-  py="$PYTHON"
-elif command -v python3.11 >/dev/null 2>&1; then
-  py=python3.11
-elif command -v python3 >/dev/null 2>&1; then
-  py=python3
-else
-  die "no python3.11 or python3 on PATH (set PYTHON=/path/to/python3.11)"
-fi
-command -v "$py" >/dev/null 2>&1 || die "interpreter '$py' not found"
-"$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
-  || die "$py is $("$py" -V 2>&1); Python >= 3.11 is required"
-if [[ -d "$VENV" ]] && ! "$VENV/bin/python" -c '' >/dev/null 2>&1; then
-  echo "$me: venv $VENV is broken, recreating it" >&2
-  rm -rf "$VENV"
-fi
-if [[ ! -x "$VENV/bin/python" ]]; then
-  echo "$me: creating venv $VENV with $("$py" -V 2>&1)" >&2
-  mkdir -p "$(dirname "$VENV")"
-  "$py" -m venv "$VENV"
-  rm -f "$STAMP"
-fi
-want="$( { sha256sum "$REQ" | cut -d' ' -f1; "$VENV/bin/python" -VV; } )"
-if [[ ! -f "$STAMP" ]] || [[ "$(cat "$STAMP")" != "$want" ]]; then
-  echo "$me: installing $REQ" >&2
-  rm -f "$STAMP"
-  timeout 900 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    --no-input -r "$REQ" >&2
-  "$VENV/bin/python" -m pip check >&2
-  printf '%s\n' "$want" > "$STAMP.tmp"
-  mv "$STAMP.tmp" "$STAMP"
-else
-  echo "$me: requirements up to date ($VENV)" >&2
-fi
+# shellcheck source=scripts/python-venv.sh
+source "$ROOT/scripts/python-venv.sh"
+python_venv_pip_timeout=900
+ensure_venv "$VENV" "$REQ"
 
 # ---- what the service has --------------------------------------------------------------------
 work="$(mktemp -d "${TMPDIR:-/tmp}/hostile-fuzz.XXXXXX")"

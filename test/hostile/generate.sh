@@ -25,9 +25,9 @@ HERE="$ROOT/test/hostile"
 VENV="$ROOT/.cache/venv-hostile"
 REQ="$HERE/requirements.txt"
 GEN="$HERE/generate_models.py"
-STAMP="$VENV/.requirements-stamp"
 me="test/hostile/generate.sh"
 
+say() { echo "$me: $*" >&2; }
 die() { echo "$me: error: $*" >&2; exit 1; }
 
 out="$ROOT/.cache/hostile-models"
@@ -45,46 +45,10 @@ done
 mkdir -p "$(dirname "$out")"
 out="$(cd "$(dirname "$out")" && pwd)/$(basename "$out")"
 
-if [[ -n "${PYTHON:-}" ]]; then
-  py="$PYTHON"
-elif command -v python3.11 >/dev/null 2>&1; then
-  py=python3.11
-elif command -v python3 >/dev/null 2>&1; then
-  py=python3
-else
-  die "no python3.11 or python3 on PATH (set PYTHON=/path/to/python3.11)"
-fi
-command -v "$py" >/dev/null 2>&1 || die "interpreter '$py' not found"
-"$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
-  || die "$py is $("$py" -V 2>&1); Python >= 3.11 is required"
-"$py" -c 'import venv, ensurepip' 2>/dev/null \
-  || die "$py lacks the venv/ensurepip modules (Debian: apt-get install python3-venv)"
-
-# A venv whose interpreter no longer runs (e.g. its base Python was removed) is rebuilt.
-if [[ -d "$VENV" ]] && ! "$VENV/bin/python" -c '' >/dev/null 2>&1; then
-  echo "$me: venv $VENV is broken, recreating it" >&2
-  rm -rf "$VENV"
-fi
-if [[ ! -x "$VENV/bin/python" ]]; then
-  echo "$me: creating venv $VENV with $("$py" -V 2>&1)" >&2
-  mkdir -p "$(dirname "$VENV")"
-  "$py" -m venv "$VENV"
-  rm -f "$STAMP"
-fi
-
-# The stamp records what was installed: the requirements file and the venv's Python.
-want="$( { sha256sum "$REQ" | cut -d' ' -f1; "$VENV/bin/python" -VV; } )"
-if [[ ! -f "$STAMP" ]] || [[ "$(cat "$STAMP")" != "$want" ]]; then
-  echo "$me: installing $REQ" >&2
-  rm -f "$STAMP"
-  timeout 900 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    --no-input -r "$REQ" >&2
-  "$VENV/bin/python" -m pip check >&2
-  printf '%s\n' "$want" > "$STAMP.tmp"
-  mv "$STAMP.tmp" "$STAMP"
-else
-  echo "$me: requirements up to date ($VENV)" >&2
-fi
+# shellcheck source=scripts/python-venv.sh
+source "$ROOT/scripts/python-venv.sh"
+python_venv_pip_timeout=900
+ensure_venv "$VENV" "$REQ"
 
 # The output stamp: generator, requirements, interpreter and whether self-checks ran.
 gen_want="$( { sha256sum "$GEN" "$REQ" | cut -d' ' -f1; "$VENV/bin/python" -VV; echo "selfcheck=$selfcheck"; } )"

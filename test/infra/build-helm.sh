@@ -26,28 +26,12 @@ built() {
   [[ $v == "$version" ]]
 }
 
-if [[ ${HELM_FORCE:-} != 1 ]] && built; then
-  say "up to date: $out/helm"
-  echo "$out/helm"
-  exit 0
-fi
-
-command -v go >/dev/null || die "Go is not installed (the Helm CLI is built from its Go module)"
-mkdir -p "$cache"
+# shellcheck source=test/k8s/go-build.sh
+source "$here/../k8s/go-build.sh"
 # One build at a time: test files may start together.
-exec 9>"$cache/.lock"
-if ! flock -n 9; then
-  say "another build is running; waiting for it"
-  flock 9
-fi
-if [[ ${HELM_FORCE:-} != 1 ]] && built; then
-  say "up to date: $out/helm"
-  echo "$out/helm"
-  exit 0
-fi
-
-tmp=$(mktemp -d "$cache/.build-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+go_build_reuse_or_lock "$cache" "${HELM_FORCE:-}" "$out/helm" \
+  "the Helm CLI is built from its Go module" built
+go_build_tmp "$cache"
 p=${HELM_BUILD_P:-$(nproc)}
 say "go install helm.sh/helm/v3/cmd/helm@$version (-p $p; a few minutes on 2 cores when the module cache is cold)"
 t0=$SECONDS

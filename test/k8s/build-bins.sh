@@ -53,30 +53,15 @@ complete() {
   [[ -s $out/kwok-stages.yaml ]]
 }
 
-if [[ ${K8S_BINS_FORCE:-} != 1 ]] && complete; then
-  say "up to date: $out"
-  echo "$out"
-  exit 0
-fi
-
-command -v go >/dev/null || die "Go is not installed (need go >= 1.26; the modules come from the Go module proxy)"
-mkdir -p "$cache"
+# shellcheck source=test/k8s/go-build.sh
+source "$here/go-build.sh"
 # One build at a time (make test and make cluster-local may race).
-exec 9>"$cache/.lock"
-if ! flock -n 9; then
-  say "another build is running; waiting for it"
-  flock 9
-fi
-if [[ ${K8S_BINS_FORCE:-} != 1 ]] && complete; then
-  say "up to date: $out"
-  echo "$out"
-  exit 0
-fi
+go_build_reuse_or_lock "$cache" "${K8S_BINS_FORCE:-}" "$out" \
+  "need go >= 1.26; the modules come from the Go module proxy" complete
 
 say "building $tag into $out ($(go version | cut -d' ' -f3), -p ${K8S_BUILD_P:-$(nproc)})"
 say "a cold build takes about 10 minutes on 2 cores; later runs reuse Go's build cache ($(go env GOCACHE))"
-tmp=$(mktemp -d "$cache/.build-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+go_build_tmp "$cache"
 
 export GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
 p=${K8S_BUILD_P:-$(nproc)}
@@ -127,9 +112,4 @@ printf '%s\n' "${coredns_version%%$'\n'*}" >&2
 # its next line after head has quit (SIGPIPE), which happened in 49 of 200 runs.
 etcd_version=$("$tmp/etcd" --version) || die "the built etcd does not run"
 printf '%s\n' "${etcd_version%%$'\n'*}" >&2
-echo "$want" >"$tmp/.stamp"
-rm -rf "$out"
-mv "$tmp" "$out"
-trap - EXIT
-say "done: $out ($(du -sh "$out" | cut -f1))"
-echo "$out"
+go_build_install "$out" "$want"

@@ -2,9 +2,9 @@
 # Builds Traefik, the ingress controller of the tests (test/k8s/ingress.ts), from source with Go:
 #   traefik   (test/k8s/traefik, github.com/traefik/traefik/v3/cmd/traefik)
 # into .cache/traefik/<tag>/, where <tag> names the version pinned in test/k8s/traefik/go.mod.
-# The same scheme as build-bins.sh: does nothing when that folder already holds a complete build
-# of the same module files, a flock serialises concurrent runs, the build goes to a temp folder
-# renamed into place at the end, and the folder is the last line on stdout.
+# The same scheme as build-bins.sh (test/k8s/go-build.sh): does nothing when that folder already
+# holds a complete build of the same module files, a flock serialises concurrent runs, the build
+# goes to a temp folder renamed into place at the end, and the folder is the last line on stdout.
 #
 # Two parts of Traefik's module graph cannot be had from the Go module proxy here, so this build
 # differs from Traefik's own in two places (test/k8s/traefik/go.mod and _overlay/ say why):
@@ -46,31 +46,16 @@ complete() {
   [[ -f $out/.stamp && $(cat "$out/.stamp") == "$want" && -x $out/traefik ]]
 }
 
-if [[ ${TRAEFIK_FORCE:-} != 1 ]] && complete; then
-  say "up to date: $out"
-  echo "$out"
-  exit 0
-fi
-
-command -v go >/dev/null || die "Go is not installed (need go >= 1.26; the modules come from the Go module proxy)"
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-if ! flock -n 9; then
-  say "another build is running; waiting for it"
-  flock 9
-fi
-if [[ ${TRAEFIK_FORCE:-} != 1 ]] && complete; then
-  say "up to date: $out"
-  echo "$out"
-  exit 0
-fi
+# shellcheck source=test/k8s/go-build.sh
+source "$here/go-build.sh"
+go_build_reuse_or_lock "$cache" "${TRAEFIK_FORCE:-}" "$out" \
+  "need go >= 1.26; the modules come from the Go module proxy" complete
 
 cores=$(nproc)
 p=${TRAEFIK_BUILD_P:-$((cores < 2 ? cores : 2))}
 say "building Traefik $version into $out ($(go version | cut -d' ' -f3), -p $p)"
 say "a cold build takes several minutes on 2 cores; later runs reuse Go's build cache ($(go env GOCACHE))"
-tmp=$(mktemp -d "$cache/.build-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+go_build_tmp "$cache"
 
 export GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
 
@@ -122,9 +107,4 @@ rm -f "$tmp/go.mod" "$tmp/go.sum"
 built=$("$tmp/traefik" version) || die "the built traefik does not run"
 grep -q "$version" <<<"$built" || die "the built traefik says it is not $version: $built"
 printf '%s\n' "${built%%$'\n'*}" >&2
-echo "$want" >"$tmp/.stamp"
-rm -rf "$out"
-mv "$tmp" "$out"
-trap - EXIT
-say "done: $out ($(du -sh "$out" | cut -f1))"
-echo "$out"
+go_build_install "$out" "$want"
