@@ -7,7 +7,8 @@ import { Redis } from 'ioredis';
 // A circuit breaker in front of it: after a few failures in a row (a frozen Redis answers nothing
 // until each command's timeout), Redis is skipped for a while, so a request waits for at most one
 // timeout, not one per command; then one call probes it, and the first success closes the circuit.
-// /health says degraded while it is open.
+// With no traffic to probe it, a PING does once the cooldown is over, so a quiet replica's /health
+// is ok again soon after Redis is back. /health says degraded while it is open.
 //
 // Round trips: commands issued in the same event-loop turn go out in one write (ioredis's auto
 // pipelining), and writes nobody waits for (cached answers, the prediction log) are batched by
@@ -40,6 +41,7 @@ export class RedisConnection {
   private probing = false;
   private lastError: string | undefined;
   private pending: PendingSet[] = [];
+  private probeTimer: NodeJS.Timeout | undefined;
 
   constructor(url: string, commandTimeoutMs: number) {
     this.redis = new Redis(url, {
@@ -74,12 +76,27 @@ export class RedisConnection {
       this.lastError = (err as Error).message;
       if (++this.failures >= FAILURES_TO_OPEN) {
         this.openUntil = Date.now() + this.cooldown;
+        this.probeLater(this.cooldown);
         if (probe) this.cooldown = Math.min(this.cooldown * 2, COOLDOWN_MAX_MS);
       }
       throw err;
     } finally {
       if (probe) this.probing = false;
     }
+  }
+
+  /** A PING once the circuit may close, unless traffic probed it first (run() then succeeds or schedules the next). */
+  private probeLater(ms: number): void {
+    if (this.probeTimer) return;
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      if (this.failures < FAILURES_TO_OPEN) return;
+      const wait = this.openUntil - Date.now();
+      // Opened again meanwhile, or a request is probing: look again when that is over.
+      if (wait > 0 || this.probing) return this.probeLater(Math.max(wait, 50));
+      this.run((r) => r.ping()).catch(() => {});
+    }, ms + 10);
+    this.probeTimer.unref();
   }
 
   /**
@@ -114,6 +131,7 @@ export class RedisConnection {
   }
 
   close(): void {
+    clearTimeout(this.probeTimer);
     this.redis.disconnect();
   }
 }
