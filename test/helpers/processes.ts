@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync, closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 // Real servers for tests: free loopback ports, started as child processes, stopped by pid, and
@@ -113,4 +114,69 @@ export function runCommand(
     child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
+}
+
+/** A long-running component of a test cluster (etcd, kube-apiserver, kubelet, ...): its log file and its exit. */
+export interface Proc {
+  name: string;
+  child: ChildProcess;
+  logPath: string;
+  exited: Promise<number | null>;
+  exitCode?: number | null;
+}
+
+/** The last lines of a log file, for an error message. */
+export function tail(path: string, lines = 30): string {
+  try {
+    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/**
+ * Starts a component in its own process group (the harness decides the shutdown order; Ctrl-C
+ * reaches only the test), its output appended to `logPath`; with `pipe`, through this process so
+ * that `echo` can also print each line to stderr as `[name] line`.
+ */
+export function spawnLogged(
+  name: string,
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env: NodeJS.ProcessEnv; logPath: string; pipe: boolean; echo: boolean },
+): Proc {
+  const { logPath } = opts;
+  const fd = openSync(logPath, 'a');
+  const child = spawn(cmd, args, { cwd: opts.cwd, detached: true, stdio: ['ignore', opts.pipe ? 'pipe' : fd, opts.pipe ? 'pipe' : fd], env: opts.env });
+  closeSync(fd);
+  if (opts.pipe) {
+    for (const stream of [child.stdout, child.stderr]) {
+      let buf = '';
+      stream?.setEncoding('utf8').on('data', (d: string) => {
+        appendFileSync(logPath, d);
+        if (!opts.echo) return;
+        buf += d;
+        const lines = buf.split('\n');
+        buf = lines.pop() ?? '';
+        for (const l of lines) process.stderr.write(`[${name}] ${l}\n`);
+      });
+    }
+  }
+  const proc: Proc = {
+    name,
+    child,
+    logPath,
+    exited: new Promise((resolve) => {
+      child.on('exit', (code, signal) => {
+        proc.exitCode = code ?? (signal ? -1 : null);
+        resolve(code);
+      });
+      child.on('error', (err) => {
+        appendFileSync(logPath, `spawn error: ${err.message}\n`);
+        proc.exitCode = -1;
+        resolve(-1);
+      });
+    }),
+  };
+  return proc;
 }

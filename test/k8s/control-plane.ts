@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
-import { freePorts, runCommand } from '../helpers/processes.ts';
+import { freePorts, runCommand, spawnLogged, tail, type Proc } from '../helpers/processes.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -206,22 +206,6 @@ function get(url: string, tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; inse
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-interface Proc {
-  name: string;
-  child: ChildProcess;
-  logPath: string;
-  exited: Promise<number | null>;
-  exitCode?: number | null;
-}
-
-function tail(path: string, lines = 30): string {
-  try {
-    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
 const live = new Set<ControlPlaneImpl>();
 let handlersInstalled = false;
 
@@ -300,44 +284,14 @@ class ControlPlaneImpl implements ControlPlane {
   }
 
   private spawnComponent(name: string, bin: string, args: string[]): Proc {
-    const logPath = this.path(`${name}.log`);
-    const fd = openSync(logPath, 'a');
-    const child = spawn(join(this.binDir, bin), args, {
+    const proc = spawnLogged(name, join(this.binDir, bin), args, {
       cwd: this.dir,
-      detached: true, // own process group: we decide the shutdown order, Ctrl-C reaches only us
-      stdio: ['ignore', this.opts.log ? 'pipe' : fd, this.opts.log ? 'pipe' : fd],
       env: { ...process.env, HOME: this.dir },
+      logPath: this.path(`${name}.log`),
+      pipe: this.opts.log === true,
+      echo: true,
     });
-    if (this.opts.log) {
-      for (const stream of [child.stdout, child.stderr]) {
-        let buf = '';
-        stream?.setEncoding('utf8').on('data', (d: string) => {
-          appendFileSync(logPath, d);
-          buf += d;
-          const lines = buf.split('\n');
-          buf = lines.pop() ?? '';
-          for (const l of lines) process.stderr.write(`[${name}] ${l}\n`);
-        });
-      }
-    }
-    closeSync(fd);
-    if (child.pid) appendFileSync(this.path('pids'), `${child.pid}\n`);
-    const proc: Proc = {
-      name,
-      child,
-      logPath,
-      exited: new Promise((resolve) => {
-        child.on('exit', (code, signal) => {
-          proc.exitCode = code ?? (signal ? -1 : null);
-          resolve(code);
-        });
-        child.on('error', (err) => {
-          appendFileSync(logPath, `spawn error: ${err.message}\n`);
-          proc.exitCode = -1;
-          resolve(-1);
-        });
-      }),
-    };
+    if (proc.child.pid) appendFileSync(this.path('pids'), `${proc.child.pid}\n`);
     this.procs.set(name, proc);
     return proc;
   }

@@ -15,13 +15,13 @@
 // and SIGKILL watchdog) finds them by that mark, kills the pods' processes by their cgroups, and
 // removes mounts, the bridge, the iptables chains, cgroups and the folder.
 import { spawn, spawnSync } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
-import { appendFileSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnLogged, tail, type Proc } from '../helpers/processes.ts';
 import { freePorts, type ControlPlane, type ExecResult } from './control-plane.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -84,23 +84,7 @@ export interface RealNode {
   stop(): Promise<void>;
 }
 
-interface Proc {
-  name: string;
-  child: ChildProcess;
-  logPath: string;
-  exited: Promise<number | null>;
-  exitCode?: number | null;
-}
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function tail(path: string, lines = 30): string {
-  try {
-    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
 
 function run(cmd: string, args: string[], what = `${cmd} ${args.join(' ')}`): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
@@ -200,45 +184,13 @@ class RealNodeImpl implements RealNode {
   }
 
   private spawnProc(name: string, cmd: string, args: string[], stdio: 'log' | 'pipe' = 'log'): Proc {
-    const logPath = this.path(`${name}.log`);
-    const fd = openSync(logPath, 'a');
-    const streamed = this.log || stdio === 'pipe';
-    const child = spawn(cmd, args, {
+    const proc = spawnLogged(name, cmd, args, {
       cwd: this.dir,
-      detached: true,
-      stdio: ['ignore', streamed ? 'pipe' : fd, streamed ? 'pipe' : fd],
       env: this.env(),
+      logPath: this.path(`${name}.log`),
+      pipe: this.log || stdio === 'pipe',
+      echo: this.log,
     });
-    closeSync(fd);
-    if (streamed) {
-      for (const stream of [child.stdout, child.stderr]) {
-        let buf = '';
-        stream?.setEncoding('utf8').on('data', (d: string) => {
-          appendFileSync(logPath, d);
-          if (!this.log) return;
-          buf += d;
-          const lines = buf.split('\n');
-          buf = lines.pop() ?? '';
-          for (const l of lines) process.stderr.write(`[${name}] ${l}\n`);
-        });
-      }
-    }
-    const proc: Proc = {
-      name,
-      child,
-      logPath,
-      exited: new Promise((resolve) => {
-        child.on('exit', (code, signal) => {
-          proc.exitCode = code ?? (signal ? -1 : null);
-          resolve(code);
-        });
-        child.on('error', (err) => {
-          appendFileSync(logPath, `spawn error: ${err.message}\n`);
-          proc.exitCode = -1;
-          resolve(-1);
-        });
-      }),
-    };
     this.procs.set(name, proc);
     return proc;
   }
