@@ -6,10 +6,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { LABELS, LEADER_LEASE, NAMESPACE, SERVICE_NAME } from '../../contract/names.ts';
-import { NODE_BACKUPS_DIR, NODE_MODELS_DIR, REDIS_PVC, TOKEN_KEY, TOKEN_SECRET } from '../../infra/names.ts';
+import { KIND_POD_CIDR, NODE_BACKUPS_DIR, NODE_MODELS_DIR, REDIS_PVC, TOKEN_KEY, TOKEN_SECRET } from '../../infra/names.ts';
 import { runCommand } from '../helpers/processes.ts';
 import { startControlPlane, waitFor, type ControlPlane } from '../k8s/control-plane.ts';
-import { startRealNode, type RealNode } from '../k8s/real-node.ts';
+import { NODE_NETWORK, startRealNode, type RealNode } from '../k8s/real-node.ts';
 
 // The whole platform on a real node, deployed as a user deploys it: `make synth` with settings
 // (infra/settings.ts, through SETTINGS_FILE and OUT) into a temporary DIST folder, then
@@ -21,7 +21,10 @@ import { startRealNode, type RealNode } from '../k8s/real-node.ts';
 //     folder instead of /var/local/... (shared by everyone on this machine), owned by the image's
 //     uid as docs/wsl2.md has a person do on kind; the node's clean-up removes them;
 //   - a PersistentVolume for redis-data: this cluster has no StorageClass or provisioner (kind's
-//     local-path provisioner plays that part there).
+//     local-path provisioner plays that part there);
+//   - TRUSTED_PROXIES also names the node's bridge address: the harness's Traefik
+//     (test/k8s/ingress.ts) is a host process, so it reaches the pods from there, where kind's
+//     Traefik is a pod in kind's pod CIDR (the default, KIND_POD_CIDR).
 // Everything stays on this machine: loopback, the node's bridge, pod and Service addresses.
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -82,7 +85,8 @@ export interface E2eCluster {
   stop(): Promise<void>;
 }
 
-function http(
+/** One HTTP request (no keep-alive unless an agent is given); the body parsed as JSON when it is JSON. */
+export function http(
   url: string,
   opts: { method?: string; body?: string; headers?: Record<string, string>; agent?: Agent; timeoutMs?: number } = {},
 ): Promise<HttpAnswer> {
@@ -131,6 +135,9 @@ async function synth(out: string, dirs: E2eCluster['dirs']): Promise<void> {
     assert.equal(yaml.split(line).length, 2, `${file} names the host folder ${from} once, as a PersistentVolume's hostPath`);
     yaml = yaml.replace(line, `    path: ${to}\n`);
   }
+  const proxies = `            - name: TRUSTED_PROXIES\n              value: ${KIND_POD_CIDR}\n`;
+  assert.equal(yaml.split(proxies).length, 2, `${file} sets TRUSTED_PROXIES to ${KIND_POD_CIDR} once`);
+  yaml = yaml.replace(proxies, `            - name: TRUSTED_PROXIES\n              value: ${KIND_POD_CIDR},${NODE_NETWORK.nodeIP}\n`);
   writeFileSync(file, yaml);
 }
 

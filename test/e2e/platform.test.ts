@@ -10,7 +10,8 @@ import { runCommand } from '../helpers/processes.ts';
 import { closeTo, reference, type Reference } from '../helpers/service.ts';
 import { waitFor } from '../k8s/control-plane.ts';
 import { getMv, modelConfigMap, modelFile, modelVersion, sha256, waitForPhase } from '../operator/helpers.ts';
-import { containerPid, leader, ns, startE2eCluster, startLoad, waitAllPodsServe, type E2eCluster, type LoadReport, type Pod } from './cluster.ts';
+import { startIngressController, type IngressController } from '../k8s/ingress.ts';
+import { containerPid, http, leader, ns, startE2eCluster, startLoad, waitAllPodsServe, type E2eCluster, type LoadReport, type Pod } from './cluster.ts';
 
 // Issue 12's end-to-end test: the platform deployed by `make synth` + `make deploy` (with small
 // requests, test/e2e/cluster.ts) on a real node (kubelet, containerd, runc, CNI, kube-proxy,
@@ -67,6 +68,7 @@ describe('the platform on a real node: make synth + make deploy, ModelVersions, 
   let rows: Record<string, number>[];
   let servicePods: Pod[];
   let generation: number;
+  let ingress: IngressController | undefined;
   const figures: string[] = [];
   const figure = (line: string) => {
     figures.push(line);
@@ -127,6 +129,7 @@ describe('the platform on a real node: make synth + make deploy, ModelVersions, 
   after(
     async () => {
       if (figures.length) process.stderr.write(`# figures:\n${figures.map((f) => `#   ${f}`).join('\n')}\n`);
+      await ingress?.stop();
       await c?.stop();
     },
     { timeout: 240_000 },
@@ -506,5 +509,100 @@ describe('the platform on a real node: make synth + make deploy, ModelVersions, 
     assert.equal(now.filter((p) => p.ready).length, 2);
     for (const p of now) assert.ok(!before.some((b) => b.uid === p.uid), `${p.name} is a new pod`);
     await waitAllPodsServe(c, MODEL, '1', 30_000);
+  });
+
+  test('through the ingress (Traefik, the manifests’ Ingress): predictions equal onnxruntime’s, and the service sees the client’s address', {
+    timeout: 300_000,
+  }, async () => {
+    const t0 = performance.now();
+    ingress = await startIngressController(c.cp, { buildTimeoutMs: 40 * 60_000 });
+    await ingress.waitForIngress(ns, SERVICE_NAME, 60_000);
+    figure(`ingress: Traefik ${ingress.version} routing the Ingress ${ms(elapsed(t0))} after its start`);
+    const pods = (await c.pods(SERVICE_NAME)).filter((p) => p.ready);
+    const expected = await onnxruntime(logreg, ref.features, rows);
+    const ids: string[] = [];
+    for (const [i, row] of rows.slice(0, 20).entries()) {
+      const id = `e2e-ingress-${process.pid}-${i}`;
+      ids.push(id);
+      const r = await http(`${ingress.url}/api/v1/predict/${MODEL}`, {
+        method: 'POST',
+        body: JSON.stringify({ features: row }),
+        headers: { 'content-type': 'application/json', 'x-request-id': id },
+      });
+      assert.equal(r.status, 200, r.body);
+      assert.equal(r.json.model_version, '1');
+      assert.equal(r.json.prediction, expected[i]!.label, `row ${i} label`);
+    }
+    // Traefik sent them straight to the service pods' endpoints on the node's bridge.
+    const entries = ingress.accessLog().filter((e) => e.RequestPath === `/api/v1/predict/${MODEL}`);
+    assert.equal(entries.length, 20);
+    for (const e of entries) {
+      assert.equal(e.DownstreamStatus, 200);
+      assert.ok(
+        pods.some((p) => e.ServiceURL === `http://${p.ip}:8080`),
+        `${e.ServiceURL} is a service pod (${pods.map((p) => p.ip).join(', ')})`,
+      );
+    }
+    // The service logged the client (this host, 127.0.0.1, from Traefik's X-Forwarded-For), not the proxy:
+    // rate limits and the wrong-token lockout count clients, not the ingress.
+    const logs = await kubectl(['logs', '-l', `app.kubernetes.io/name=${SERVICE_NAME}`, '--tail=2000', '--prefix=false']);
+    const lines = logs
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { reqId?: string; req?: { remoteAddress?: string } })
+      .filter((l) => l.reqId && ids.includes(l.reqId) && l.req);
+    assert.equal(lines.length, 20, 'one request line per prediction, under the x-request-id sent');
+    assert.deepEqual([...new Set(lines.map((l) => l.req!.remoteAddress))], ['127.0.0.1']);
+  });
+
+  test('a canary on the real node: version 3 (spec.rollout, 2 s steps) walks 20 → 50 → 100 % under load with no request failed, then serves alone', {
+    timeout: 300_000,
+  }, async () => {
+    const load = startLoad(c, MODEL, rows);
+    await waitFor('load running', async () => load.report.requests > 50, 30_000);
+    const t0 = performance.now();
+    await apply(
+      modelConfigMap('iris-mlp-3', 'model.onnx', mlp),
+      modelVersion('iris-3', {
+        model: MODEL,
+        version: '3',
+        source: { configMapRef: { name: 'iris-mlp-3', key: 'model.onnx' } },
+        sha256: sha256(mlp),
+        features: ref.features,
+        stage: 'Production',
+        rollout: { strategy: 'Canary', steps: [20, 50, 100], interval: '2s', analysis: { minRequests: 30, maxErrorRate: 0.01 } },
+      }),
+    );
+    const seen = new Set<string>();
+    const done = await waitFor(
+      'iris-3 Serving alone',
+      async () => {
+        const mv = await getMv(c.kc, 'iris-3');
+        if (mv?.status?.phase === 'Failed') throw new Error(`Failed: ${mv.status.message}`);
+        const r = mv?.status?.rollout;
+        if (r) seen.add(`${r.step}@${r.weight}`);
+        if (r?.phase === 'RolledBack') throw new Error(`rolled back: ${r.failedCheck}`);
+        return r?.phase === 'Succeeded' && mv?.status?.phase === 'Serving' && mv;
+      },
+      180_000,
+      250,
+    );
+    const doneMs = elapsed(t0);
+    await waitAllPodsServe(c, MODEL, '3', 30_000);
+    const settled = load.report.requests;
+    await waitFor('load after the rollout', async () => load.report.requests > settled + 200, 30_000);
+    const report = await load.stop();
+    assert.ok(!report.exhausted, 'the load lasted the whole rollout');
+    figure(
+      `canary 20 → 50 → 100 % (2 s steps): Serving alone ${ms(doneMs)} after the apply (import included), steps seen ${[...seen].join(', ')}; ` +
+        `load ${report.requests} requests in ${ms(report.ms)}, ${report.failures} failed, answers ${JSON.stringify(report.versions)}`,
+    );
+    assert.equal(report.failures, 0, report.failureSamples.join('\n'));
+    assert.ok(seen.has('1/3@20') && seen.has('2/3@50'), `steps seen: ${[...seen].join(', ')}`);
+    assert.equal(done.status?.weight, 100);
+    assert.ok((done.status?.rollout?.figures?.requests ?? 0) >= 30);
+    assert.ok((report.versions['1'] ?? 0) > 0 && (report.versions['3'] ?? 0) > 0, JSON.stringify(report.versions));
+    await waitFor('iris-1 Standby', async () => (await getMv(c.kc, 'iris-1'))?.status?.phase === 'Standby', 30_000);
+    for (let i = 0; i < 10; i++) assert.equal(await predictVersion(rows[i]!), '3');
   });
 });
