@@ -453,7 +453,12 @@ async function preflight(s: Scenario): Promise<void> {
     });
   const n = Math.floor(Math.random() * 1e9);
   let res = await send(n);
-  if (s.cache === 'hit') res = await send(n);
+  // Several worker processes (the FastAPI stack) each keep their own in-memory cache: the same
+  // request is a hit once the worker it lands on has answered it, so repeat it a few times.
+  for (let i = 0; s.cache === 'hit' && i < 8 && res.status === 200 && res.headers.get('x-cache') !== 'hit'; i++) {
+    await res.arrayBuffer();
+    res = await send(n);
+  }
   const text = await res.text();
   if (res.status !== 200) throw new Error(`${s.id}: ${res.status} ${text.slice(0, 500)}`);
   if (s.cache && res.headers.get('x-cache') !== s.cache) throw new Error(`${s.id}: x-cache is ${res.headers.get('x-cache')}, expected ${s.cache}`);

@@ -22,6 +22,13 @@ export interface LogSettings {
   destination?: 1 | 2 | { write(line: string): void };
   /** Paths whose values are written as "[redacted]" (pino's redact). */
   redact?: string[];
+  /**
+   * JSON to a file descriptor: false writes in the background (lines written while a write is
+   * under way go out together in the next one; pino flushes them at exit), so a busy server does
+   * not make one write(2) per request, nor wait on a full pipe. Default true: every line is
+   * written before the call returns (the operator, the CLI).
+   */
+  sync?: boolean;
 }
 
 /** Pino's options and stream for a program's root logger (Fastify takes them as its `logger`). */
@@ -51,7 +58,7 @@ export function logOptions(settings: LogSettings): LoggerOptions & { stream: Des
             messageFormat: prettyMessage,
           })
         : typeof destination === 'number'
-          ? pino.destination({ dest: destination, sync: true })
+          ? pino.destination({ dest: destination, sync: settings.sync ?? true })
           : destination,
   };
 }
