@@ -36,6 +36,7 @@ const units: Unit[] = [
         replicas: s.service.replicas,
         resources: s.service.resources,
         ingressClassName: s.service.ingressClassName,
+        trustedProxies: s.service.trustedProxies,
       }),
   },
   {

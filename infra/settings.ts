@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { figures } from '../contract/figures.ts';
 import { NAMESPACE } from '../contract/names.ts';
 import { resourcesFromFigures } from './constructs/hardened-deployment.ts';
-import { INGRESS_CLASS } from './names.ts';
+import { INGRESS_CLASS, KIND_POD_CIDR } from './names.ts';
 
 // What an install may change, in one object: the namespace, each workload's replicas and
 // resources, the ingress class and where the alerts' runbooks are. Every chart reads it (the
@@ -23,6 +24,20 @@ const amounts = z.strictObject({
 });
 const resources = z.strictObject({ requests: amounts, limits: amounts }).describe("The container's requests and limits");
 const replicas = (max: number) => z.int().min(1).max(max);
+/** An address or a CIDR block (IPv4 or IPv6). */
+const isAddressOrBlock = (part: string): boolean => {
+  const [address, bits, more] = part.split('/');
+  if (more !== undefined || !address || !isIP(address)) return false;
+  if (bits === undefined) return true;
+  const max = isIP(address) === 4 ? 32 : 128;
+  return /^[0-9]{1,3}$/.test(bits) && Number(bits) <= max;
+};
+const proxyList = z
+  .string()
+  .max(4096)
+  // The pattern reaches the Helm chart's values.schema.json; the refine checks each address.
+  .regex(/^[0-9A-Fa-f.:/]+( *, *[0-9A-Fa-f.:/]+)*$/, 'must be addresses or CIDR blocks, comma-separated ("10.244.0.0/16,172.31.254.1")')
+  .refine((v) => v.split(',').every((p) => isAddressOrBlock(p.trim())), 'must be addresses or CIDR blocks, comma-separated ("10.244.0.0/16,172.31.254.1")');
 
 export const settingsSchema = z.strictObject({
   namespace: dnsLabel.describe('The namespace of every namespaced object; the RBAC subjects, alerts and the dashboard default follow it'),
@@ -33,6 +48,9 @@ export const settingsSchema = z.strictObject({
       .string()
       .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a lowercase DNS subdomain')
       .describe("The Ingress's spec.ingressClassName"),
+    trustedProxies: proxyList.describe(
+      "TRUSTED_PROXIES: the addresses whose X-Forwarded-For the service believes (the ingress controller's); the default is kind's pod network, where an in-cluster ingress runs",
+    ),
   }),
   operator: z.strictObject({
     replicas: replicas(5).describe('Operator replicas (one leads, the others stand by on the Lease)'),
@@ -53,6 +71,7 @@ export const defaultSettings: Settings = {
     replicas: 2,
     resources: resourcesFromFigures(figures.resources),
     ingressClassName: INGRESS_CLASS,
+    trustedProxies: KIND_POD_CIDR,
   },
   operator: {
     replicas: 2,
@@ -90,6 +109,7 @@ const SETTINGS_VARIABLES = {
   SERVICE_REPLICAS: ['service', 'replicas'],
   OPERATOR_REPLICAS: ['operator', 'replicas'],
   INGRESS_CLASS: ['service', 'ingressClassName'],
+  TRUSTED_PROXIES: ['service', 'trustedProxies'],
   RUNBOOK_BASE_URL: ['monitoring', 'runbookBaseUrl'],
 } as const;
 

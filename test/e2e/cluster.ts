@@ -1,45 +1,28 @@
 import assert from 'node:assert/strict';
-import { chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { LABELS, LEADER_LEASE, NAMESPACE, SERVICE_NAME } from '../../contract/names.ts';
-import { KIND_POD_CIDR, NODE_BACKUPS_DIR, NODE_MODELS_DIR, REDIS_PVC, TOKEN_KEY, TOKEN_SECRET } from '../../infra/names.ts';
+import { KIND_POD_CIDR, TOKEN_KEY, TOKEN_SECRET } from '../../infra/names.ts';
 import { runCommand } from '../helpers/processes.ts';
 import { startControlPlane, waitFor, type ControlPlane } from '../k8s/control-plane.ts';
 import { NODE_NETWORK, startRealNode, type RealNode } from '../k8s/real-node.ts';
+import { prepareDeploy } from '../k8s/real-node-deploy.ts';
 
 // The whole platform on a real node, deployed as a user deploys it: `make synth` with settings
 // (infra/settings.ts, through SETTINGS_FILE and OUT) into a temporary DIST folder, then
 // infra/scripts/deploy.sh with DIST, KUBECONFIG and KUBE_CONTEXT, as `make deploy` runs it. The
 // pods run with the manifests' own security contexts, probes and volumes. What differs from the
-// defaults, and why:
-//   - resources: the node has 2 CPUs; the default 2-CPU requests of a service pod fit one pod;
-//   - the host folders of the model and backup PersistentVolumes: folders of this node's own temp
-//     folder instead of /var/local/... (shared by everyone on this machine), owned by the image's
-//     uid as docs/wsl2.md has a person do on kind; the node's clean-up removes them;
-//   - a PersistentVolume for redis-data: this cluster has no StorageClass or provisioner (kind's
-//     local-path provisioner plays that part there);
-//   - TRUSTED_PROXIES also names the node's bridge address: the harness's Traefik
-//     (test/k8s/ingress.ts) is a host process, so it reaches the pods from there, where kind's
-//     Traefik is a pod in kind's pod CIDR (the default, KIND_POD_CIDR).
+// defaults is test/k8s/real-node-deploy.ts's (small requests, the volumes' folders, a volume for
+// redis-data, as `make cluster-local NODE=real` prepares them), and one more: TRUSTED_PROXIES also
+// names the node's bridge address, since the harness's Traefik (test/k8s/ingress.ts) is a host
+// process and reaches the pods from there (kind's Traefik is a pod in kind's pod CIDR, the default).
 // Everything stays on this machine: loopback, the node's bridge, pod and Service addresses.
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const ns = NAMESPACE;
-
-/** The settings of this install: small requests, so both service pods, a surge pod and the Jobs fit 2 CPUs. */
-const E2E_SETTINGS = {
-  service: { replicas: 2, resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '1Gi' } } },
-  operator: { replicas: 2 },
-};
-
-/** The image's user (the Dockerfile's USER) and Redis's (infra/charts/redis-chart.ts). */
-const APP_UID = 1000;
-const APP_GID = 1000;
-const REDIS_UID = 999;
 
 export interface Pod {
   name: string;
@@ -115,32 +98,6 @@ export function http(
   });
 }
 
-/** `make synth` with the e2e settings into `out`, then the node's folders in place of /var/local/... */
-async function synth(out: string, dirs: E2eCluster['dirs']): Promise<void> {
-  const settingsFile = join(dirname(out), 'e2e-settings.json');
-  writeFileSync(settingsFile, JSON.stringify(E2E_SETTINGS));
-  const r = await runCommand(process.execPath, [join(root, 'infra', 'main.ts')], {
-    cwd: root,
-    env: { ...process.env, SETTINGS_FILE: settingsFile, OUT: out },
-    timeoutMs: 120_000,
-  });
-  assert.equal(r.code, 0, `make synth (node infra/main.ts) failed: ${r.stderr}${r.stdout}`);
-  const file = join(out, '20-service.yaml');
-  let yaml = readFileSync(file, 'utf8');
-  for (const [from, to] of [
-    [NODE_MODELS_DIR, dirs.models],
-    [NODE_BACKUPS_DIR, dirs.backups],
-  ] as const) {
-    const line = `    path: ${from}\n`;
-    assert.equal(yaml.split(line).length, 2, `${file} names the host folder ${from} once, as a PersistentVolume's hostPath`);
-    yaml = yaml.replace(line, `    path: ${to}\n`);
-  }
-  const proxies = `            - name: TRUSTED_PROXIES\n              value: ${KIND_POD_CIDR}\n`;
-  assert.equal(yaml.split(proxies).length, 2, `${file} sets TRUSTED_PROXIES to ${KIND_POD_CIDR} once`);
-  yaml = yaml.replace(proxies, `            - name: TRUSTED_PROXIES\n              value: ${KIND_POD_CIDR},${NODE_NETWORK.nodeIP}\n`);
-  writeFileSync(file, yaml);
-}
-
 export async function startE2eCluster(): Promise<E2eCluster> {
   const timings: Record<string, number> = {};
   const t0 = performance.now();
@@ -156,17 +113,10 @@ export async function startE2eCluster(): Promise<E2eCluster> {
     // A cold machine builds the images first (minutes); another engineer's node may hold the lock.
     node = await phase('real node', () => startRealNode(cp, { imagesTimeoutMs: 40 * 60_000, lockTimeoutMs: 20 * 60_000 }));
     const n = node;
-    const dirs = { models: join(n.dir, 'volumes', 'models'), backups: join(n.dir, 'volumes', 'backups'), redis: join(n.dir, 'volumes', 'redis-data') };
-    for (const [dir, uid] of [
-      [dirs.models, APP_UID],
-      [dirs.backups, APP_UID],
-      [dirs.redis, REDIS_UID],
-    ] as const) {
-      mkdirSync(dir, { recursive: true, mode: 0o750 });
-      chownSync(dir, uid, APP_GID);
-    }
-    const dist = join(cp.dir, 'dist');
-    await phase('synth', () => synth(dist, dirs));
+    // The harness's Traefik runs on the host and reaches the pods from the node's bridge address.
+    const { dist, dirs } = await phase('synth', () =>
+      prepareDeploy(cp, n, join(cp.dir, 'dist'), { trustedProxies: `${KIND_POD_CIDR},${NODE_NETWORK.nodeIP}` }),
+    );
 
     const raw = (args: string[], opts: { input?: string; timeoutMs?: number } = {}) => cp.kubectl(['-n', ns, ...args], { timeoutMs: 60_000, ...opts });
     const kubectl = async (args: string[], opts: { input?: string; timeoutMs?: number } = {}) => {
@@ -174,23 +124,6 @@ export async function startE2eCluster(): Promise<E2eCluster> {
       assert.equal(r.code, 0, `kubectl ${args.join(' ')}: ${r.stderr}`);
       return r.stdout;
     };
-
-    // redis-data asks the default StorageClass, which this cluster lacks: a volume reserved for it.
-    await kubectl(['apply', '-f', '-'], {
-      input: JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'PersistentVolume',
-        metadata: { name: `${REDIS_PVC}-e2e` },
-        spec: {
-          capacity: { storage: '1Gi' },
-          accessModes: ['ReadWriteOnce'],
-          persistentVolumeReclaimPolicy: 'Retain',
-          storageClassName: '',
-          hostPath: { path: dirs.redis, type: 'Directory' },
-          claimRef: { namespace: ns, name: REDIS_PVC },
-        },
-      }),
-    });
 
     // make deploy, against this cluster.
     const deployed = await phase('deploy', () =>

@@ -124,7 +124,12 @@ describe('the generated Helm chart', () => {
   test('with another namespace and values it renders what `make synth` writes for the same settings', { timeout: 60_000 }, async () => {
     const settings = resolveSettings({
       namespace: NS,
-      service: { replicas: 3, ingressClassName: 'traefik-internal', resources: { limits: { cpu: '3500m', memory: '6Gi' } } },
+      service: {
+        replicas: 3,
+        ingressClassName: 'traefik-internal',
+        trustedProxies: '10.0.0.0/8,192.168.1.5',
+        resources: { limits: { cpu: '3500m', memory: '6Gi' } },
+      },
       operator: { replicas: 1 },
       redis: { resources: { requests: { cpu: 0.25 } } },
       monitoring: { runbookBaseUrl: 'https://runbooks.internal/analytics' },
@@ -132,6 +137,7 @@ describe('the generated Helm chart', () => {
     const helmObjects = await rendered(NS, [
       'service.replicas=3',
       'service.ingressClassName=traefik-internal',
+      'service.trustedProxies=10.0.0.0/8\\,192.168.1.5',
       'service.resources.limits.cpu=3500m',
       'service.resources.limits.memory=6Gi',
       'operator.replicas=1',
@@ -163,6 +169,7 @@ describe('the generated Helm chart', () => {
       ['service.replicas=0', /replicas/],
       ['service.resources.limits.memory=lots', /memory/],
       ['service.replica=3', /replica/],
+      ['service.trustedProxies=everyone', /trustedProxies/],
     ] as const) {
       const r = await helm(['template', RELEASE, chartDir, '--namespace', NS, '--set', set]);
       assert.notEqual(r.code, 0, set);

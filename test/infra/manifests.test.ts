@@ -280,7 +280,7 @@ describe('infra/dist', () => {
   });
 });
 
-describe('make synth with settings: another namespace, replicas, resources, ingress class', () => {
+describe('make synth with settings: another namespace, replicas, resources, ingress class, trusted proxies', () => {
   const out = mkdtempSync(join(tmpdir(), 'synth-settings-'));
   after(() => rmSync(out, { recursive: true, force: true }));
   const NS = 'ml-serving';
@@ -298,6 +298,7 @@ describe('make synth with settings: another namespace, replicas, resources, ingr
         'SERVICE_REPLICAS=3',
         'OPERATOR_REPLICAS=1',
         'INGRESS_CLASS=traefik-internal',
+        'TRUSTED_PROXIES=10.244.0.0/16,192.168.49.2,fd00::/8',
         `SETTINGS_FILE=${settings}`,
         `OUT=${join(out, 'dist')}`,
       ],
@@ -352,8 +353,10 @@ describe('make synth with settings: another namespace, replicas, resources, ingr
     assert.equal(model.templating.list.find((v: Obj) => v.name === 'namespace').current.value, NS);
   });
 
-  test('replicas, resources and the ingress class are the settings', () => {
+  test('replicas, resources, the ingress class and the trusted proxies are the settings', () => {
     const d = (name: string) => find(objs, 'Deployment', name);
+    const env = d('analytics-api').spec.template.spec.containers[0].env as Array<{ name: string; value?: string }>;
+    assert.equal(env.find((e) => e.name === 'TRUSTED_PROXIES')?.value, '10.244.0.0/16,192.168.49.2,fd00::/8');
     assert.equal(d('analytics-api').spec.replicas, 3);
     assert.equal(d('analytics-operator').spec.replicas, 1);
     assert.equal(find(objs, 'Ingress', 'analytics-api').spec.ingressClassName, 'traefik-internal');
@@ -364,11 +367,12 @@ describe('make synth with settings: another namespace, replicas, resources, ingr
   });
 
   test('a bad setting stops make synth with its path named', async () => {
-    const r = await run('make', ['--no-print-directory', 'synth', 'NAMESPACE=ML_Serving', 'SERVICE_REPLICAS=0', `OUT=${join(out, 'bad')}`], {
+    const r = await run('make', ['--no-print-directory', 'synth', 'NAMESPACE=ML_Serving', 'SERVICE_REPLICAS=0', 'TRUSTED_PROXIES=10.0.0.0/33', `OUT=${join(out, 'bad')}`], {
       timeoutMs: 60_000,
     });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /namespace: must be a lowercase DNS label/);
     assert.match(r.stderr, /service\.replicas: /);
+    assert.match(r.stderr, /service\.trustedProxies: must be addresses or CIDR blocks/);
   });
 });

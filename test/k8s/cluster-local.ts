@@ -3,7 +3,9 @@
 // test/k8s/build-bins.sh. Stays up until Ctrl-C, then stops everything and removes its files.
 // `make cluster-local NODE=real`: a real node instead of kwok's (kubelet, containerd, runc, CNI,
 // kube-proxy, CoreDNS; test/k8s/real-node.ts) with the project's images built and loaded
-// (infra/images/build.sh), so `kubectl apply -f infra/dist/` runs the real pods.
+// (infra/images/build.sh), and the manifests made for it (test/k8s/real-node-deploy.ts: small
+// requests, the volumes in the node's folder, a volume for redis-data) in .cache/cluster-local/dist,
+// so `make deploy KUBE_CONTEXT=test DIST=.cache/cluster-local/dist` runs the real pods.
 //
 //   node test/k8s/cluster-local.ts [--node=kwok|real] [--log]
 import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
@@ -11,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startControlPlane } from './control-plane.ts';
 import { startRealNode, type RealNode } from './real-node.ts';
+import { prepareDeploy } from './real-node-deploy.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const log = process.argv.includes('--log');
@@ -35,6 +38,11 @@ if (real) node = await startRealNode(cp, { log });
 const stable = join(root, '.cache', 'cluster-local', 'kubeconfig');
 mkdirSync(dirname(stable), { recursive: true });
 copyFileSync(cp.kubeconfigPath, stable);
+const dist = join(root, '.cache', 'cluster-local', 'dist');
+if (node) {
+  rmSync(dist, { recursive: true, force: true });
+  await prepareDeploy(cp, node, dist);
+}
 
 const kubectl = join(cp.binDir, 'kubectl');
 process.stdout.write(
@@ -51,7 +59,13 @@ process.stdout.write(
     `  export KUBECONFIG=${stable}`,
     `  export PATH=${cp.binDir}:$PATH`,
     '  kubectl get nodes',
-    ...(node ? ['  kubectl apply -f infra/dist/   # the manifests, on the real node'] : []),
+    ...(node
+      ? [
+          `  make deploy KUBE_CONTEXT=test DIST=${dist}`,
+          '      # infra/dist/ with requests that fit this node, its volumes in the node folder (removed at Ctrl-C)',
+          '  kubectl apply -f operator/samples/   # then: kubectl get mv -n analytics -w',
+        ]
+      : []),
     '',
     'Press Ctrl-C to stop (everything is removed).',
     '',
@@ -64,6 +78,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
     process.stderr.write(`\n${sig}: stopping the control plane...\n`);
     rmSync(stable, { force: true });
+    rmSync(dist, { recursive: true, force: true });
   });
 }
 
