@@ -1,4 +1,5 @@
 import { randomFillSync, randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { ServiceError } from '../errors.ts';
 import type { Prediction } from '../inference/model-interface.ts';
@@ -36,6 +37,13 @@ export interface PredictionLog {
 }
 
 const predictedOf = (p: Prediction) => p.label ?? p.prediction;
+
+/** The rows of a batch under one Redis key: the index is the id's last 4 hex digits. */
+const BATCH_ROWS_PER_KEY = 65_536;
+
+/** SETBIT key row 1 with the log's TTL on the key; the bit it had (1: the row was taken already). */
+const TAKE_BIT = `local old = redis.call('SETBIT', KEYS[1], ARGV[1], 1) redis.call('EXPIRE', KEYS[1], ARGV[2]) return old`;
+type RedisWithTake = Redis & { takebit(key: string, row: number, ttlSeconds: number): Promise<number> };
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 const NIBBLE = '0123456789abcdef';
@@ -173,7 +181,10 @@ export class MemoryPredictionLog implements PredictionLog {
 /**
  * Through Redis, so every replica sees every id: SET predlog:<id> with the TTL, written in batches
  * (RedisConnection.setLater: one command for all the answers of an event-loop turn) and never
- * awaited by the answer. During a Redis outage the ids this replica hands out are kept in its own
+ * awaited by the answer. The rows of a REST batch share one key: their ids are one random UUID
+ * with the row's index in its last 4 hex digits, and predlog:b:<the other 32 characters> holds the
+ * batch's record with every row's predicted value; a bit per row in predlog:t:<same> says which
+ * rows feedback took (SETBIT's old bit: one take per row, as GETDEL gives the single answers). During a Redis outage the ids this replica hands out are kept in its own
  * memory (bounded like the in-memory log) and feedback for them works on this replica; feedback
  * that needs Redis while it is away is a 503 with Retry-After, and nothing is taken from the log
  * until it answers (a GET, then the GETDEL that takes it).
@@ -188,6 +199,7 @@ export class RedisPredictionLog implements PredictionLog {
 
   constructor(connection: RedisConnection, ttlSeconds: number, maxLocalEntries: number, onError: (err: Error) => void) {
     this.connection = connection;
+    connection.redis.defineCommand('takebit', { numberOfKeys: 1, lua: TAKE_BIT });
     this.ttlSeconds = ttlSeconds;
     this.onError = onError;
     this.local = new LRUCache({ max: maxLocalEntries, ttl: ttlSeconds * 1000 });
@@ -200,12 +212,24 @@ export class RedisPredictionLog implements PredictionLog {
   }
 
   rememberAll(version: AnsweringVersion, predictions: Prediction[]): string[] {
-    const prefix = this.prefixOf(version);
-    return predictions.map((p) => {
-      const id = randomUUID();
-      this.write(id, prefix, version, predictedOf(p));
-      return id;
+    if (predictions.length === 1) return [this.remember(version, predictions[0]!)];
+    // Rows past 65,536 (more than a batch may hold) get ids of their own.
+    const rows = Math.min(predictions.length, BATCH_ROWS_PER_KEY);
+    const stem = randomUUID().slice(0, 32);
+    const ids = new Array<string>(predictions.length);
+    const predicted = new Array<number | string>(rows);
+    for (let i = 0; i < rows; i++) {
+      ids[i] = stem + hex4(i);
+      predicted[i] = predictedOf(predictions[i]!);
+    }
+    this.connection.setLater(`predlog:b:${stem}`, `${this.prefixOf(version)}${JSON.stringify(predicted)}}`, this.ttlSeconds, (err) => {
+      if (!err) return;
+      for (let i = 0; i < rows; i++)
+        this.local.set(ids[i]!, { model: version.meta.name, version: version.meta.version, task: version.task, predicted: predicted[i]! });
+      this.onError(err);
     });
+    for (let i = rows; i < predictions.length; i++) ids[i] = this.remember(version, predictions[i]!);
+    return ids;
   }
 
   restore(id: string, record: PredictionRecord): void {
@@ -224,15 +248,29 @@ export class RedisPredictionLog implements PredictionLog {
     }
     // A read first, then the take: a command that timed out may still run once Redis answers again,
     // and a GETDEL that ran after its 503 would lose the record; a GET that did changes nothing.
+    // A batch row's record (or one restore() put back under its own id) is found by the same reads.
+    const stem = id.slice(0, 32);
+    const row = Number.parseInt(id.slice(32), 16);
     let raw: string | null;
     try {
-      raw = await this.connection.run((r) => r.get(`predlog:${id}`));
-      if (raw !== null) raw = await this.connection.run((r) => r.getdel(`predlog:${id}`));
+      const [single, batch] = await Promise.all([
+        this.connection.run((r) => r.get(`predlog:${id}`)),
+        id.length === 36 ? this.connection.run((r) => r.get(`predlog:b:${stem}`)) : null,
+      ]);
+      if (single !== null) {
+        raw = await this.connection.run((r) => r.getdel(`predlog:${id}`));
+        return raw === null ? undefined : (JSON.parse(raw) as PredictionRecord);
+      }
+      if (batch === null) return undefined;
+      const record = JSON.parse(batch) as Omit<PredictionRecord, 'predicted'> & { predicted: Array<number | string> };
+      const predicted = record.predicted[row];
+      if (predicted === undefined) return undefined;
+      const taken = await this.connection.run((r) => (r as RedisWithTake).takebit(`predlog:t:${stem}`, row, this.ttlSeconds));
+      return taken === 1 ? undefined : { ...record, predicted };
     } catch (err) {
       this.onError(err as Error);
       throw new ServiceError('REDIS_UNAVAILABLE', 'the prediction log (Redis) cannot be reached just now; send the feedback again in a few seconds');
     }
-    return raw === null ? undefined : (JSON.parse(raw) as PredictionRecord);
   }
 
   private prefixOf(version: AnsweringVersion): string {

@@ -82,6 +82,32 @@ describe('Redis prediction cache', () => {
     assert.equal(fb.statusCode, 200, fb.body);
     assert.equal(fb.json().correct, true);
   });
+
+  test('feedback for each row of a batch, once per row, with the batch under one Redis key', async () => {
+    const instances = [features(70), features(71), { ...IRIS, 'petal length (cm)': 1.4, 'petal width (cm)': 0.2 }, features(73), features(74)];
+    const res = await svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris/batch', payload: { instances } });
+    assert.equal(res.statusCode, 200, res.body);
+    const { prediction_ids: ids, predictions } = res.json() as { prediction_ids: string[]; predictions: Array<{ prediction: number }> };
+    assert.equal(new Set(ids).size, instances.length, 'every row has its own id');
+    for (const id of ids) assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const stem = ids[0]!.slice(0, 32);
+    await waitFor('the batch in Redis', async () => (await client.exists(`predlog:b:${stem}`)) === 1, 5_000);
+    assert.ok((await client.ttl(`predlog:b:${stem}`)) > 0, 'the batch key expires');
+    assert.deepEqual(await client.keys(`predlog:${stem}*`), [], 'no key per row');
+    const feedback = (id: string, actual: number | string) => svc.app.inject({ method: 'POST', url: '/api/v1/feedback', payload: { prediction_id: id, actual } });
+    for (const i of [2, 0, 4]) {
+      const fb = await feedback(ids[i]!, predictions[i]!.prediction);
+      assert.equal(fb.statusCode, 200, fb.body);
+      assert.deepEqual(fb.json(), { model: 'iris', version: '2', correct: true });
+    }
+    const wrong = await feedback(ids[1]!, predictions[1]!.prediction + 1);
+    assert.equal(wrong.json().correct, false);
+    // Once per row: again is a 404, and the rows nobody answered are still there.
+    assert.equal((await feedback(ids[2]!, predictions[2]!.prediction)).statusCode, 404);
+    assert.equal((await feedback(ids[3]!, predictions[3]!.prediction)).statusCode, 200);
+    // An id of the batch's shape past its rows is unknown.
+    assert.equal((await feedback(`${stem}00ff`, 0)).statusCode, 404);
+  });
 });
 
 async function inferenceCount(svc: TestService): Promise<number> {
@@ -205,7 +231,14 @@ test("feedback while Redis is frozen: 503 with Retry-After for what Redis holds;
     client.disconnect();
     redis.freeze();
     const during = await predict(2);
-    await new Promise((r) => setTimeout(r, 200)); // its write to Redis timed out by now: kept here
+    const batch = (
+      await svc.app.inject({ method: 'POST', url: '/api/v1/predict/iris/batch', payload: { instances: [features(3), features(4), features(5)] } })
+    ).json() as { prediction_ids: string[]; predictions: Array<{ prediction: number }> };
+    await new Promise((r) => setTimeout(r, 200)); // their writes to Redis timed out by now: kept here
+    for (const i of [0, 2]) {
+      const row = await feedback({ prediction_id: batch.prediction_ids[i]!, prediction: batch.predictions[i]!.prediction });
+      assert.equal(row.statusCode, 200, `row ${i} of a batch answered during the outage: ${row.body}`);
+    }
     const answer = await feedback(before);
     assert.equal(answer.statusCode, 503, answer.body);
     assert.equal(answer.json().code, 'REDIS_UNAVAILABLE');
