@@ -168,14 +168,23 @@ export function decodeOutputs(model: ModelInterface, outputs: Record<string, Pla
   const classes = probs ? probs.data.length / n : 0;
   if (probs && model.classLabels && classes !== model.classLabels.length)
     throw new OutputError(`output "${model.outputs.probabilities}" has ${classes} probabilities per row for ${model.classLabels.length} classes`);
+  const probData = probs?.data as ArrayLike<number> | undefined;
   for (let r = 0; r < n; r++) {
     const raw = labels.data[r]!;
     const label = typeof raw === 'bigint' ? Number(raw) : raw;
-    const row = probs
-      ? Array.from(probs.data.slice(r * classes, (r + 1) * classes) as ArrayLike<number>, (p) => finite(Number(p), 'a probability'))
-      : undefined;
+    // One pass over the row's probabilities: checked, copied and the largest found.
+    let row: number[] | undefined;
+    let largest = -1;
+    if (probData) {
+      row = new Array<number>(classes);
+      for (let c = 0, at = r * classes; c < classes; c++, at++) {
+        const p = finite(Number(probData[at]), 'a probability');
+        row[c] = p;
+        if (largest < 0 || p > row[largest]!) largest = c;
+      }
+    }
     let index = model.classLabels ? model.classLabels.indexOf(label) : -1;
-    if (index < 0 && row) index = row.indexOf(Math.max(...row));
+    if (index < 0 && row) index = largest;
     const confidence = row && index >= 0 ? row[index]! : null;
     if (typeof label === 'string') {
       if (index < 0) throw new OutputError(`the model answered the label "${label}", which is not one of its classes`);
