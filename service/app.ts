@@ -77,7 +77,9 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const { config } = options;
   const app = Fastify({
     // Pretty at a terminal, JSON in a pod (contract/logging.ts); one line per request (http/request-log.ts).
-    logger: options.logger ?? logOptions({ level: config.LOG_LEVEL, format: config.LOG_FORMAT, redact: ['req.headers.authorization', 'body.model_data'], sync: false }),
+    logger:
+      options.logger ??
+      logOptions({ level: config.LOG_LEVEL, format: config.LOG_FORMAT, redact: ['req.headers.authorization', 'body.model_data'], sync: false }),
     logController: new RequestLog(),
     bodyLimit: JSON_BODY_LIMIT_BYTES,
     // Slow or half-open clients do not hold sockets: headers and the whole request are timed

@@ -367,9 +367,13 @@ describe('make synth with settings: another namespace, replicas, resources, ingr
   });
 
   test('a bad setting stops make synth with its path named', async () => {
-    const r = await run('make', ['--no-print-directory', 'synth', 'NAMESPACE=ML_Serving', 'SERVICE_REPLICAS=0', 'TRUSTED_PROXIES=10.0.0.0/33', `OUT=${join(out, 'bad')}`], {
-      timeoutMs: 60_000,
-    });
+    const r = await run(
+      'make',
+      ['--no-print-directory', 'synth', 'NAMESPACE=ML_Serving', 'SERVICE_REPLICAS=0', 'TRUSTED_PROXIES=10.0.0.0/33', `OUT=${join(out, 'bad')}`],
+      {
+        timeoutMs: 60_000,
+      },
+    );
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /namespace: must be a lowercase DNS label/);
     assert.match(r.stderr, /service\.replicas: /);

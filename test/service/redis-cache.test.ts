@@ -94,7 +94,8 @@ describe('Redis prediction cache', () => {
     await waitFor('the batch in Redis', async () => (await client.exists(`predlog:b:${stem}`)) === 1, 5_000);
     assert.ok((await client.ttl(`predlog:b:${stem}`)) > 0, 'the batch key expires');
     assert.deepEqual(await client.keys(`predlog:${stem}*`), [], 'no key per row');
-    const feedback = (id: string, actual: number | string) => svc.app.inject({ method: 'POST', url: '/api/v1/feedback', payload: { prediction_id: id, actual } });
+    const feedback = (id: string, actual: number | string) =>
+      svc.app.inject({ method: 'POST', url: '/api/v1/feedback', payload: { prediction_id: id, actual } });
     for (const i of [2, 0, 4]) {
       const fb = await feedback(ids[i]!, predictions[i]!.prediction);
       assert.equal(fb.statusCode, 200, fb.body);
