@@ -8,7 +8,7 @@ import { ROUTING_CONFIGMAP, ROUTING_KEY } from '../../contract/names.ts';
 import { manifestFiles } from '../../infra/app.ts';
 import { TOKEN_KEY, TOKEN_SECRET } from '../../infra/names.ts';
 import { resolveSettings } from '../../infra/settings.ts';
-import { distDir, distObjects, repoRoot, run, type Obj } from './helpers.ts';
+import { distDir, distObjects, repoRoot, run, type Obj, KIND_STORAGE_STANDIN } from './helpers.ts';
 
 // The manifests on a real API server (etcd + kube-apiserver, with kube-controller-manager,
 // kube-scheduler and kwok's fake node so Deployments roll out): every object passes server-side
@@ -85,28 +85,7 @@ describe('infra/dist on a real API server', () => {
 
   test('make deploy: applies everything, creates the token Secret and the routing ConfigMap, waits for the rollouts', { timeout: 240_000 }, async () => {
     // kind's default StorageClass provisions Redis's claim; here a class and a volume stand in.
-    await kubectl(
-      ['apply', '-f', '-'],
-      JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'List',
-        items: [
-          {
-            apiVersion: 'storage.k8s.io/v1',
-            kind: 'StorageClass',
-            metadata: { name: 'standard', annotations: { 'storageclass.kubernetes.io/is-default-class': 'true' } },
-            provisioner: 'kubernetes.io/no-provisioner',
-            volumeBindingMode: 'Immediate',
-          },
-          {
-            apiVersion: 'v1',
-            kind: 'PersistentVolume',
-            metadata: { name: 'test-redis-data' },
-            spec: { capacity: { storage: '1Gi' }, accessModes: ['ReadWriteOnce'], storageClassName: 'standard', hostPath: { path: '/tmp/test-redis-data' } },
-          },
-        ],
-      }),
-    );
+    await kubectl(['apply', '-f', '-'], KIND_STORAGE_STANDIN);
 
     const r = await script('deploy.sh');
     assert.equal(r.code, 0, r.stdout + r.stderr);

@@ -10,7 +10,7 @@ import { CHART_DIR, helmChartFiles } from '../../infra/helm-chart.ts';
 import { resolveSettings } from '../../infra/settings.ts';
 import { TOKEN_KEY, TOKEN_SECRET } from '../../infra/names.ts';
 import { startControlPlane, waitFor, type ControlPlane } from '../k8s/control-plane.ts';
-import { distObjects, repoRoot, run, type Obj } from './helpers.ts';
+import { distObjects, repoRoot, run, type Obj, KIND_STORAGE_STANDIN } from './helpers.ts';
 
 // The Helm chart that `make synth` generates from the cdk8s code (infra/helm/analytics-api/):
 // fresh, `helm lint --strict` clean, rendering exactly infra/dist/ for the default namespace and
@@ -197,28 +197,7 @@ describe(`helm install into a real control plane: namespace ${NS}, release ${REL
       await kubectl(['apply', '--server-side', '-f', crdDir]);
       await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
       // What kind's default StorageClass does for Redis's claim: a class and a volume.
-      await kubectl(
-        ['apply', '-f', '-'],
-        JSON.stringify({
-          apiVersion: 'v1',
-          kind: 'List',
-          items: [
-            {
-              apiVersion: 'storage.k8s.io/v1',
-              kind: 'StorageClass',
-              metadata: { name: 'standard', annotations: { 'storageclass.kubernetes.io/is-default-class': 'true' } },
-              provisioner: 'kubernetes.io/no-provisioner',
-              volumeBindingMode: 'Immediate',
-            },
-            {
-              apiVersion: 'v1',
-              kind: 'PersistentVolume',
-              metadata: { name: 'test-redis-data' },
-              spec: { capacity: { storage: '1Gi' }, accessModes: ['ReadWriteOnce'], storageClassName: 'standard', hostPath: { path: '/tmp/test-redis-data' } },
-            },
-          ],
-        }),
-      );
+      await kubectl(['apply', '-f', '-'], KIND_STORAGE_STANDIN);
       writeFileSync(
         values(),
         Yaml.stringify({

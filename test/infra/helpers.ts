@@ -56,3 +56,24 @@ export function infraTool(name: 'hadolint' | 'shellcheck'): string {
 
 /** promtool (Debian's prometheus package, installed by scripts/system-packages.sh in make test). */
 export const PROMTOOL = 'promtool';
+
+/** What kind's default StorageClass does for Redis's claim, on a test control plane: a class and a volume. */
+export const KIND_STORAGE_STANDIN = JSON.stringify({
+  apiVersion: 'v1',
+  kind: 'List',
+  items: [
+    {
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'StorageClass',
+      metadata: { name: 'standard', annotations: { 'storageclass.kubernetes.io/is-default-class': 'true' } },
+      provisioner: 'kubernetes.io/no-provisioner',
+      volumeBindingMode: 'Immediate',
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'PersistentVolume',
+      metadata: { name: 'test-redis-data' },
+      spec: { capacity: { storage: '1Gi' }, accessModes: ['ReadWriteOnce'], storageClassName: 'standard', hostPath: { path: '/tmp/test-redis-data' } },
+    },
+  ],
+});

@@ -14,10 +14,10 @@
 //   await ingress.stop();                                 // or cp.stop(), which runs its clean-up
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { INGRESS_CLASS } from '../../infra/names.ts';
+import { httpGet } from '../helpers/http.ts';
 import { freePorts, type ControlPlane } from './control-plane.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -112,19 +112,6 @@ function ensureTraefik(timeoutMs: number): Promise<string> {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const sq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
-function getText(url: string, timeoutMs = 3000): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 function tail(path: string, lines = 30): string {
   try {
@@ -239,7 +226,7 @@ class TraefikController implements IngressController {
         const [web, api] = await freePorts(2);
         this.spawn(kubeconfig.path, web, api);
         try {
-          await this.waitReady(`Traefik on ${this.host}:${web}`, async () => (await getText(`${this.apiURL}/ping`)).status === 200, timeoutMs);
+          await this.waitReady(`Traefik on ${this.host}:${web}`, async () => (await httpGet(`${this.apiURL}/ping`)).status === 200, timeoutMs);
           break;
         } catch (err) {
           if (attempt >= 3 || !tail(this.path('traefik.log')).includes('address already in use')) throw err;
@@ -251,7 +238,7 @@ class TraefikController implements IngressController {
       await this.waitReady(
         "Traefik's Kubernetes Ingress provider in its configuration",
         async () => {
-          const r = await getText(`${this.apiURL}/api/overview`);
+          const r = await httpGet(`${this.apiURL}/api/overview`);
           return r.status === 200 && (JSON.parse(r.body) as { providers?: string[] }).providers?.includes('KubernetesIngress') === true;
         },
         timeoutMs,
@@ -358,7 +345,7 @@ class TraefikController implements IngressController {
     await this.waitReady(
       `Traefik routing Ingress ${namespace}/${name}`,
       async () => {
-        const res = await getText(`${this.apiURL}/api/http/routers`);
+        const res = await httpGet(`${this.apiURL}/api/http/routers`);
         if (res.status !== 200) return false;
         const routers = (JSON.parse(res.body) as Router[]).filter(
           (x) => x.provider === 'kubernetes' && x.name.startsWith(`${namespace}-${name}-`) && x.status === 'enabled',

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
+import { httpGet } from '../helpers/http.ts';
 import { startControlPlane, waitFor, type ControlPlane } from './control-plane.ts';
 import { markedProcesses, mountsUnder, NODE_NETWORK, REAL_NODE_CGROUP_ROOT, startRealNode, type RealNode } from './real-node.ts';
 
@@ -15,19 +15,6 @@ import { markedProcesses, mountsUnder, NODE_NETWORK, REAL_NODE_CGROUP_ROOT, star
 
 const NS = 'default';
 const IMAGE = 'analytics-api:latest';
-
-function httpGet(url: string, timeoutMs = 5000): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 /** Rules and user chains of both iptables families, without counters or comments. */
 function iptablesState(): string[] {
@@ -203,7 +190,7 @@ describe('a real node runs the project image, built FROM a local equivalent of t
     const p = await waitPod('api', 'Ready');
     podIP = p.status?.podIP ?? '';
     assert.match(podIP, /^172\.31\.254\.\d+$/);
-    const health = await httpGet(`http://${podIP}:8080/health`);
+    const health = await httpGet(`http://${podIP}:8080/health`, 5000);
     assert.equal(health.status, 200, health.body);
     assert.match(health.body, /iris-logreg/);
   });
@@ -232,7 +219,7 @@ describe('a real node runs the project image, built FROM a local equivalent of t
         pf.on('exit', (code) => reject(new Error(`kubectl port-forward exited ${code}`)));
       });
       const port = /127\.0\.0\.1:(\d+)/.exec(line)?.[1];
-      assert.equal((await httpGet(`http://127.0.0.1:${port}/health`)).status, 200);
+      assert.equal((await httpGet(`http://127.0.0.1:${port}/health`, 5000)).status, 200);
     } finally {
       pf.kill('SIGKILL');
     }

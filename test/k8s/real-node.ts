@@ -18,9 +18,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
 import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { httpGet } from '../helpers/http.ts';
 import { spawnLogged, tail, type Proc } from '../helpers/processes.ts';
 import { freePorts, type ControlPlane, type ExecResult } from './control-plane.ts';
 
@@ -91,18 +91,6 @@ function run(cmd: string, args: string[], what = `${cmd} ${args.join(' ')}`): st
   if (r.error) throw new Error(`${what}: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`${what} failed (exit ${r.status}): ${r.stderr.trim()}`);
   return r.stdout;
-}
-
-function httpGet(url: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { timeout: 3000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 /**
@@ -307,10 +295,10 @@ class RealNodeImpl implements RealNode {
         ),
       ),
       this.phase('kube-proxy synced', () =>
-        this.waitReady('kube-proxy /healthz', async () => (await httpGet(`http://127.0.0.1:${proxyHealthz}/healthz`)) === 200, timeoutMs, kubeProxy),
+        this.waitReady('kube-proxy /healthz', async () => (await httpGet(`http://127.0.0.1:${proxyHealthz}/healthz`)).status === 200, timeoutMs, kubeProxy),
       ),
       this.phase('coredns ready', () =>
-        this.waitReady('CoreDNS /ready', async () => (await httpGet(`http://127.0.0.1:${dnsReady}/ready`)) === 200, timeoutMs, coredns),
+        this.waitReady('CoreDNS /ready', async () => (await httpGet(`http://127.0.0.1:${dnsReady}/ready`)).status === 200, timeoutMs, coredns),
       ),
       images,
     ]);
