@@ -319,6 +319,10 @@ describe('the platform on a real node: make synth + make deploy, ModelVersions, 
     assert.equal(first.headers['x-cache'], 'miss');
     const [one] = await onnxruntime(logreg, ref.features, [row]);
     assert.equal(first.json.prediction, one!.label);
+    // The answer is written to Redis just after it is sent: wait for it, or a repeat on the other pod may be first.
+    const redisPod = (await c.pods('redis'))[0]!.name;
+    const cachedKeys = async () => (await kubectl(['exec', redisPod, '--', 'redis-cli', '--scan', '--pattern', 'pred:iris:*'])).trim();
+    await waitFor('the answer in Redis', async () => (await cachedKeys()) !== '', 15_000);
     let hit;
     for (let i = 0; i < 4; i++) {
       // Four repeats through the Service reach both pods (kube-proxy picks at random): all hits, one Redis.
@@ -338,8 +342,7 @@ describe('the platform on a real node: make synth + make deploy, ModelVersions, 
     assert.equal(inside.status, 200);
     assert.equal(inside.body.prediction, first.json.prediction);
     assert.equal(inside.body.model_version, '1');
-    const redisPod = (await c.pods('redis'))[0]!.name;
-    const keys = (await kubectl(['exec', redisPod, '--', 'redis-cli', '--scan'])).trim().split('\n').filter(Boolean);
+    const keys = (await cachedKeys()).split('\n').filter(Boolean);
     assert.ok(keys.length > 0, 'Redis holds the cached predictions');
   });
 
