@@ -5,7 +5,7 @@ import type { Config } from './config.ts';
 import { holdStore } from './store/store-holders.ts';
 import { Rollouts } from './serving/rollouts.ts';
 import { Admission, auth } from './http/auth.ts';
-import { JSON_BODY_LIMIT_BYTES } from './http/body-limits.ts';
+import { drainRefusedBodies, JSON_BODY_LIMIT_BYTES } from './http/body-limits.ts';
 import { docs } from './http/docs.ts';
 import { httpMetrics } from './http/metrics.ts';
 import { problems, routerProblem } from './http/problems.ts';
@@ -173,6 +173,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   if (config.DOCS) await app.register(docs, { version: serviceVersion });
   await app.register(httpMetrics, { metrics });
   await app.register(problems, { metrics });
+  await app.register(drainRefusedBodies);
 
   await app.register(healthRoutes, { ctx });
   await app.register(modelRoutes, { ctx });
