@@ -108,8 +108,8 @@ for b in "${bins[@]}"; do [[ -x $tmp/$b ]] || die "missing $b after the build"; 
 "$tmp/kubelet" --version >&2 || die "the built kubelet does not run"
 coredns_version=$("$tmp/coredns" -version) || die "the built coredns does not run"
 printf '%s\n' "${coredns_version%%$'\n'*}" >&2
-# Captured, then printed: under pipefail `etcd --version | head -1` fails whenever etcd writes
-# its next line after head has quit (SIGPIPE), which happened in 49 of 200 runs.
+# Captured, then printed: under pipefail, piping etcd's version into a reader that quits after
+# the first line fails whenever etcd writes its next line after that (SIGPIPE, 49 of 200 runs).
 etcd_version=$("$tmp/etcd" --version) || die "the built etcd does not run"
 printf '%s\n' "${etcd_version%%$'\n'*}" >&2
 go_build_install "$out" "$want"
