@@ -30,11 +30,12 @@ const REFUSED_BODY_DRAIN_MS = 10_000;
  * ended once the body is in, or destroyed if it takes longer.
  */
 export const drainRefusedBodies = fp(async (app: FastifyInstance) => {
-  app.addHook('onSend', async (request, reply, payload) => {
+  // A callback hook, not an async one: it runs on every answer (the hot path).
+  app.addHook('onSend', (request, reply, payload, done) => {
     const req = request.raw;
     const socket = req.socket;
     // (app.inject()'s requests have no socket to keep open.)
-    if (reply.statusCode < 400 || req.complete || req.method === 'GET' || req.method === 'HEAD' || !(socket instanceof Socket)) return payload;
+    if (reply.statusCode < 400 || req.complete || req.method === 'GET' || req.method === 'HEAD' || !(socket instanceof Socket)) return done(null, payload);
     reply.removeHeader('connection');
     const cut = setTimeout(() => socket.destroy(), REFUSED_BODY_DRAIN_MS);
     cut.unref();
@@ -44,6 +45,6 @@ export const drainRefusedBodies = fp(async (app: FastifyInstance) => {
       reply.raw.once('finish', () => socket.end());
       if (reply.raw.writableFinished) socket.end();
     });
-    return payload;
+    done(null, payload);
   });
 });

@@ -35,18 +35,23 @@ export function connectionDrainer(app: FastifyInstance): Drainer {
       changed?.();
     });
   });
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback hooks, not async ones, and no listener per request: they run for every request (the
+  // hot path). A request whose connection closes before it is answered goes with the connection.
+  app.addHook('onRequest', (request, _reply, done) => {
     const socket = request.raw.socket;
     const n = sockets.get(socket);
-    if (n === undefined) return;
-    sockets.set(socket, n + 1);
-    reply.raw.once('close', () => {
-      const m = sockets.get(socket);
-      if (m !== undefined) sockets.set(socket, Math.max(0, m - 1));
-    });
+    if (n !== undefined) sockets.set(socket, n + 1);
+    done();
   });
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onResponse', (request, _reply, done) => {
+    const socket = request.raw.socket;
+    const n = sockets.get(socket);
+    if (n !== undefined && n > 0) sockets.set(socket, n - 1);
+    done();
+  });
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (draining) reply.header('connection', 'close');
+    done(null, payload);
   });
   return {
     open: () => sockets.size,

@@ -31,45 +31,52 @@ interface Window {
 }
 
 export interface RateLimitDecision {
-  allowed: boolean;
   limit: number;
   /** Seconds until the client's window ends. */
   resetSeconds: number;
 }
 
+/** The client key of a request that carries the API token (an address never looks like it). */
+const TOKEN_CLIENT = 'token:';
+
 export class RateLimiter {
   private readonly limits: Record<RateLimitClass, number>;
   private readonly admission: Admission;
-  private readonly windows = new Map<string, Window>();
+  /** Per route class, each client's window. */
+  private readonly windows: Record<RateLimitClass, Map<string, Window>> = { predict: new Map(), upload: new Map() };
 
   constructor(options: { predictPerMinute: number; uploadPerMinute: number; admission: Admission }) {
     this.limits = { predict: options.predictPerMinute, upload: options.uploadPerMinute };
     this.admission = options.admission;
   }
 
-  /** Counts one request of `client` (its Authorization header and address) against the class's budget. */
-  check(rateClass: RateLimitClass, authorization: string | undefined, address: string): RateLimitDecision {
-    const key = `${rateClass}:${authorization !== undefined && this.admission.hasToken(authorization) ? 'token' : `ip:${address}`}`;
+  /**
+   * Counts one request of `client` (its Authorization header and address) against the class's
+   * budget: undefined while it is within it, else the refusal (nothing is allocated on the hot path).
+   */
+  check(rateClass: RateLimitClass, authorization: string | undefined, address: string): RateLimitDecision | undefined {
+    const client = authorization !== undefined && this.admission.hasToken(authorization) ? TOKEN_CLIENT : address;
+    const windows = this.windows[rateClass];
     const now = performance.now();
-    let w = this.windows.get(key);
+    let w = windows.get(client);
     if (w === undefined || w.resetAt <= now) {
-      if (w === undefined && this.windows.size >= MAX_CLIENTS) this.sweep(now);
+      if (w === undefined && windows.size >= MAX_CLIENTS) sweep(windows, now);
       w = { count: 0, resetAt: now + WINDOW_MS };
-      this.windows.set(key, w);
+      windows.set(client, w);
     }
-    w.count++;
     const limit = this.limits[rateClass];
-    return { allowed: w.count <= limit, limit, resetSeconds: Math.max(1, Math.ceil((w.resetAt - now) / 1000)) };
+    if (++w.count <= limit) return undefined;
+    return { limit, resetSeconds: Math.max(1, Math.ceil((w.resetAt - now) / 1000)) };
   }
+}
 
-  private sweep(now: number): void {
-    for (const [k, w] of this.windows) if (w.resetAt <= now) this.windows.delete(k);
-    let excess = this.windows.size - MAX_CLIENTS / 2;
-    if (excess <= 0) return;
-    for (const k of this.windows.keys()) {
-      this.windows.delete(k);
-      if (--excess <= 0) break;
-    }
+function sweep(windows: Map<string, Window>, now: number): void {
+  for (const [k, w] of windows) if (w.resetAt <= now) windows.delete(k);
+  let excess = windows.size - MAX_CLIENTS / 2;
+  if (excess <= 0) return;
+  for (const k of windows.keys()) {
+    windows.delete(k);
+    if (--excess <= 0) break;
   }
 }
 
@@ -90,7 +97,7 @@ export const rateLimit = fp<{ limiter: RateLimiter; metrics: ServiceMetrics }>(a
     const rateClass = request.routeOptions.config.rateLimitClass;
     if (rateClass === undefined) return done();
     const decision = limiter.check(rateClass, request.headers.authorization, request.ip);
-    if (decision.allowed) return done();
+    if (decision === undefined) return done();
     metrics.rateLimited.inc({ route: request.routeOptions.url ?? 'unmatched' });
     const err = rateLimited(decision);
     reply.headers(err.headers);

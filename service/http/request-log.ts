@@ -1,4 +1,5 @@
-import { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
+import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
 
 // One line per request, when its response is sent, in Fastify's own field names:
 //   {"level":"info",…,"reqId":"req-1","req":{"method":"POST","url":"/api/v1/predict/iris-logreg",
@@ -15,9 +16,12 @@ export class RequestLog extends LogController {
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     const route = request.routeOptions.url;
+    const level = error ? 'error' : route !== undefined && QUIET_ROUTES.has(route) ? 'debug' : 'info';
+    // Below the log level nothing is built (LOG_LEVEL=warn: the hot path pays one check). Pino
+    // says; a logger without the check (logger: false) is asked anyway.
+    if ((reply.log as FastifyBaseLogger & Partial<Pick<Logger, 'isLevelEnabled'>>).isLevelEnabled?.(level) === false) return;
     const fields = { req: request, res: reply, route, responseTime: Math.round(reply.elapsedTime * 10) / 10 };
     if (error) reply.log.error({ ...fields, err: error }, 'request errored');
-    else if (route !== undefined && QUIET_ROUTES.has(route)) reply.log.debug(fields, 'request completed');
-    else reply.log.info(fields, 'request completed');
+    else reply.log[level](fields, 'request completed');
   }
 }

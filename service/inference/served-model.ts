@@ -89,8 +89,8 @@ export class ServedModel {
     this.onIdle = options.onIdle;
     this.observe = {
       duration: metrics.inferenceDuration.labels(labels),
-      success: metrics.predictions.labels({ ...labels, outcome: 'success' }),
-      error: metrics.predictions.labels({ ...labels, outcome: 'error' }),
+      success: metrics.predictions.hotChild({ ...labels, outcome: 'success' }),
+      error: metrics.predictions.hotChild({ ...labels, outcome: 'error' }),
     };
   }
 

@@ -1,5 +1,5 @@
 import { availableParallelism, totalmem } from 'node:os';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, type CounterConfiguration, Gauge, Histogram, type LabelValues, Registry, collectDefaultMetrics } from 'prom-client';
 import { cgroupReader, type CgroupReader } from './cgroup.ts';
 import { RecentRatio } from './recent-ratio.ts';
 
@@ -13,6 +13,41 @@ interface ServingReport {
   canary?: { version: string; weight: number; mode: 'canary' | 'shadow' };
 }
 
+/**
+ * A counter whose label children count in plain numbers, handed to prom-client whenever the
+ * counter is read (a scrape, or get()). prom-client's own children validate and hash their labels
+ * at every inc(), about 0.4 µs; these children are for the paths every request takes.
+ */
+class HotCounter<L extends string> extends Counter<L> {
+  private readonly hot: Array<{ labels: LabelValues<L>; n: number }> = [];
+
+  constructor(config: CounterConfiguration<L>) {
+    super(config);
+  }
+
+  /** A child for `labels` whose inc() is an addition. */
+  hotChild(labels: LabelValues<L>): { inc(n?: number): void } {
+    const child = {
+      labels,
+      n: 0,
+      inc(n = 1) {
+        child.n += n;
+      },
+    };
+    this.hot.push(child);
+    return child;
+  }
+
+  override async get() {
+    for (const c of this.hot)
+      if (c.n > 0) {
+        this.inc(c.labels, c.n);
+        c.n = 0;
+      }
+    return super.get();
+  }
+}
+
 export class ServiceMetrics {
   readonly registry = new Registry();
 
@@ -24,7 +59,7 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
-  readonly httpRequests = new Counter({
+  readonly httpRequests = new HotCounter({
     name: 'http_requests_total',
     help: 'HTTP requests by method, route template and status code',
     labelNames: ['method', 'route', 'status_code'] as const,
@@ -77,7 +112,7 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
-  readonly predictions = new Counter({
+  readonly predictions = new HotCounter({
     name: 'model_predictions_total',
     help: 'Rows answered by model, version and outcome (success, error); answers from the cache count as successes of the version they came from',
     labelNames: ['model', 'version', 'outcome'] as const,
@@ -131,7 +166,7 @@ export class ServiceMetrics {
     this.servingSource = source;
   }
 
-  readonly cacheRequests = new Counter({
+  readonly cacheRequests = new HotCounter({
     name: 'cache_requests_total',
     help: 'Prediction cache lookups by model and result (hit, miss, error)',
     labelNames: ['model', 'result'] as const,
@@ -243,7 +278,7 @@ export class ServiceMetrics {
     let child = this.httpChildren.get(key);
     if (!child) {
       const labels = { method, route, status_code: String(status) };
-      child = { duration: this.httpDuration.labels(labels), count: this.httpRequests.labels(labels) };
+      child = { duration: this.httpDuration.labels(labels), count: this.httpRequests.hotChild(labels) };
       this.httpChildren.set(key, child);
     }
     child.duration.observe(seconds);
@@ -256,7 +291,7 @@ export class ServiceMetrics {
     const key = `${model} ${result}`;
     let child = this.cacheChildren.get(key);
     if (!child) {
-      child = this.cacheRequests.labels({ model, result });
+      child = this.cacheRequests.hotChild({ model, result });
       this.cacheChildren.set(key, child);
     }
     child.inc();

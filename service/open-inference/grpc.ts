@@ -151,7 +151,7 @@ export class GrpcEndpoint {
     /** The REST infer routes' limit and store, keyed the same way: the bearer token, else the client's address. */
     const rateLimit = (call: Call, method: string) => {
       const decision = ctx.rateLimiter.check('predict', metadataValue(call, 'authorization'), peerAddress(call));
-      if (decision.allowed) return;
+      if (decision === undefined) return;
       metrics.rateLimited.inc({ route: `/${SERVICE}/${method}` });
       throw rateLimited(decision);
     };
