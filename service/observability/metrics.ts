@@ -1,5 +1,5 @@
 import { availableParallelism, totalmem } from 'node:os';
-import { Counter, type CounterConfiguration, Gauge, Histogram, type LabelValues, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, type LabelValues, Registry, collectDefaultMetrics } from 'prom-client';
 import { cgroupReader, type CgroupReader } from './cgroup.ts';
 import { RecentRatio } from './recent-ratio.ts';
 
@@ -20,10 +20,6 @@ interface ServingReport {
  */
 class HotCounter<L extends string> extends Counter<L> {
   private readonly hot: Array<{ labels: LabelValues<L>; n: number }> = [];
-
-  constructor(config: CounterConfiguration<L>) {
-    super(config);
-  }
 
   /** A child for `labels` whose inc() is an addition. */
   hotChild(labels: LabelValues<L>): { inc(n?: number): void } {
