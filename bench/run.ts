@@ -69,7 +69,7 @@ const bodies = {
 // ---------------------------------------------------------------------------------------------
 // Servers, started when a selected scenario needs them.
 
-type ServerId = 'bare' | 'service' | 'serviceInfo' | 'serviceRedis' | 'fastapi' | 'fastapiRedis' | 'mlserver';
+type ServerId = 'bare' | 'bare2' | 'service' | 'serviceInfo' | 'serviceRedis' | 'serviceWorkers' | 'fastapi' | 'fastapiRedis' | 'mlserver';
 type Running = Server | Peer;
 const pidOf = (s: Running) => ('pid' in s ? s.pid : s.pids()[0]!);
 
@@ -81,11 +81,15 @@ const redisUrl = async (db: number) => {
 const FASTAPI_WORKERS = SMOKE ? 1 : 2;
 
 const starters: Record<ServerId, () => Promise<Running>> = {
-  bare: startBare,
+  bare: () => startBare(1),
+  bare2: () => startBare(2),
   service: () => startService({ name: 'service', env: { LOG_LEVEL: 'warn' } }),
   // The default level: one line per request, written to a pipe that is read, as in a container.
   serviceInfo: () => startService({ name: 'service (LOG_LEVEL=info)', env: { LOG_LEVEL: 'info' } }),
   serviceRedis: async () => startService({ name: 'service (Redis)', env: { LOG_LEVEL: 'warn', REDIS_URL: await redisUrl(0) } }),
+  // HTTP_WORKERS=2, the way past one event loop (needs Redis); its own Redis database.
+  serviceWorkers: async () =>
+    startService({ name: 'service (2 HTTP workers, Redis)', env: { LOG_LEVEL: 'warn', REDIS_URL: await redisUrl(2), HTTP_WORKERS: '2' } }),
   fastapi: () => startFastApi({ workers: FASTAPI_WORKERS }),
   fastapiRedis: async () => startFastApi({ workers: FASTAPI_WORKERS, redisUrl: await redisUrl(1) }),
   mlserver: () => startMlServer(),
@@ -136,6 +140,16 @@ const ALL: Scenario[] = [
     rows: 1,
   },
   {
+    id: 'bare2',
+    name: 'bare Fastify route, 2 processes (ceiling of 2 workers)',
+    group: 'cached',
+    server: 'bare2',
+    path: '/bare/iris-logreg',
+    body: bodies.irisCached,
+    mode: 'fixed',
+    rows: 1,
+  },
+  {
     id: 'memory.cached',
     name: 'service · memory · cached',
     group: 'cached',
@@ -162,6 +176,17 @@ const ALL: Scenario[] = [
     name: 'service · Redis · cached',
     group: 'cached',
     server: 'serviceRedis',
+    path: predict('iris-logreg'),
+    body: bodies.irisCached,
+    mode: 'fixed',
+    rows: 1,
+    cache: 'hit',
+  },
+  {
+    id: 'workers.redis.cached',
+    name: 'service · 2 HTTP workers · Redis · cached',
+    group: 'cached',
+    server: 'serviceWorkers',
     path: predict('iris-logreg'),
     body: bodies.irisCached,
     mode: 'fixed',
@@ -214,6 +239,17 @@ const ALL: Scenario[] = [
     cache: 'miss',
   },
   {
+    id: 'workers.redis.uncached',
+    name: 'service · 2 HTTP workers · Redis · uncached',
+    group: 'uncached',
+    server: 'serviceWorkers',
+    path: predict('iris-logreg'),
+    body: bodies.irisDistinct,
+    mode: 'distinct',
+    rows: 1,
+    cache: 'miss',
+  },
+  {
     id: 'fastapi.memory.uncached',
     name: `${fastapiName} · memory · uncached`,
     group: 'uncached',
@@ -241,6 +277,16 @@ const ALL: Scenario[] = [
     name: 'service · V2 infer · 1 row',
     group: 'v2',
     server: 'service',
+    path: infer('iris-logreg'),
+    body: bodies.v2Iris,
+    mode: 'distinct',
+    rows: 1,
+  },
+  {
+    id: 'workers.v2.infer',
+    name: 'service · 2 HTTP workers · V2 infer · 1 row',
+    group: 'v2',
+    server: 'serviceWorkers',
     path: infer('iris-logreg'),
     body: bodies.v2Iris,
     mode: 'distinct',
@@ -278,6 +324,16 @@ const ALL: Scenario[] = [
     rows: 64,
   },
   {
+    id: 'workers.redis.batch64',
+    name: 'service · 2 HTTP workers · Redis · REST batch 64 rows',
+    group: 'batch',
+    server: 'serviceWorkers',
+    path: batch('iris-logreg'),
+    body: bodies.irisBatch,
+    mode: 'fixed',
+    rows: 64,
+  },
+  {
     id: 'fastapi.memory.batch64',
     name: `${fastapiName} · memory · batch 64 rows`,
     group: 'batch',
@@ -302,6 +358,16 @@ const ALL: Scenario[] = [
     name: 'service · V2 infer · 64 rows',
     group: 'batch',
     server: 'service',
+    path: infer('iris-logreg'),
+    body: bodies.v2IrisBatch,
+    mode: 'fixed',
+    rows: 64,
+  },
+  {
+    id: 'workers.v2.batch64',
+    name: 'service · 2 HTTP workers · V2 infer · 64 rows',
+    group: 'batch',
+    server: 'serviceWorkers',
     path: infer('iris-logreg'),
     body: bodies.v2IrisBatch,
     mode: 'fixed',
@@ -392,6 +458,8 @@ const SMOKE_SCENARIOS = new Set([
   'v2.batch64',
   'fastapi.memory.cached',
   'fastapi.memory.batch64',
+  'bare2',
+  'workers.redis.cached',
 ]);
 const scenarios = ALL.filter((s) => (SMOKE ? SMOKE_SCENARIOS.has(s.id) : true) && (ONLY ? ONLY.test(s.id) || s.id === 'bare' : true));
 
@@ -668,6 +736,24 @@ function targetsOf(
     ['redis.batch64', 'fastapi.redis.batch64', 'Redis · batch 64 (rows/s)'],
   ] as const)
     add(`fastapi.${ours}`, `${what} ÷ FastAPI`, ratio(rows(ours), rows(theirs)), 'min', 3);
+  // HTTP_WORKERS=2 (two event loops) against the same ceiling in two processes, and the peers.
+  add('workers.cached.ratio', '2 HTTP workers · Redis · cached req/s ÷ bare, 2 processes', ratio(rps('workers.redis.cached'), rps('bare2')), 'min', 0.6);
+  add('workers.uncached.ratio', '2 HTTP workers · Redis · uncached req/s ÷ bare, 2 processes', ratio(rps('workers.redis.uncached'), rps('bare2')), 'min', 0.45);
+  add('workers.v2.ratio', '2 HTTP workers · V2 infer req/s ÷ bare, 2 processes', ratio(rps('workers.v2.infer'), rps('bare2')), 'min', 0.7);
+  for (const [ours, theirs, what] of [
+    ['workers.redis.cached', 'fastapi.redis.cached', '2 HTTP workers · Redis · cached'],
+    ['workers.redis.uncached', 'fastapi.redis.uncached', '2 HTTP workers · Redis · uncached'],
+    ['workers.redis.batch64', 'fastapi.redis.batch64', '2 HTTP workers · Redis · batch 64 (rows/s)'],
+  ] as const)
+    add(`fastapi.${ours}`, `${what} ÷ FastAPI`, ratio(rows(ours), rows(theirs)), 'min', 3);
+  add('mlserver.workers.infer', '2 HTTP workers · V2 infer 1 row ÷ MLServer', ratio(rps('workers.v2.infer'), rps('mlserver.infer')), 'min', 10);
+  add(
+    'mlserver.workers.batch64',
+    '2 HTTP workers · V2 infer 64 rows (rows/s) ÷ MLServer',
+    ratio(rows('workers.v2.batch64'), rows('mlserver.batch64')),
+    'min',
+    10,
+  );
   add('mlserver.infer', 'V2 infer 1 row ÷ MLServer', ratio(rps('v2.infer'), rps('mlserver.infer')), 'min', 10);
   add('mlserver.batch64', 'V2 infer 64 rows (rows/s) ÷ MLServer', ratio(rows('v2.batch64'), rows('mlserver.batch64')), 'min', 10);
   for (const [id, r] of half) add(`half.${id}`, `p99 ms at half the maximum rate · ${id}`, r.p99Ms, 'max', 5);

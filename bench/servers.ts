@@ -46,15 +46,19 @@ function stopper(child: ChildProcess, cleanup?: () => Promise<void>): () => Prom
   };
 }
 
-export async function startBare(): Promise<Server> {
+/** The bare route in `processes` processes sharing one port. */
+export async function startBare(processes = 1): Promise<Server> {
   const port = await freePort();
-  const child = fork(join(ROOT, 'bench/bare-server.ts'), [], { env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(join(ROOT, 'bench/bare-server.ts'), [], {
+    env: { ...process.env, PORT: String(port), BARE_PROCESSES: String(processes) },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
   const baseUrl = `http://127.0.0.1:${port}`;
   await new Promise<void>((resolve, reject) => {
     child.once('message', () => resolve());
     child.once('exit', (code) => reject(new Error(`the bare server exited (${code})`)));
   });
-  return { name: 'bare Fastify route', baseUrl, pid: child.pid!, stop: stopper(child) };
+  return { name: processes > 1 ? `bare Fastify route (${processes} processes)` : 'bare Fastify route', baseUrl, pid: child.pid!, stop: stopper(child) };
 }
 
 export interface ServiceOptions {
@@ -75,7 +79,7 @@ export async function startService(options: ServiceOptions): Promise<Server> {
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env };
   // The options decide these, never the caller's environment.
-  for (const name of ['REDIS_URL', 'LOG_LEVEL', 'INFERENCE_THREADS', 'API_TOKEN']) delete env[name];
+  for (const name of ['REDIS_URL', 'LOG_LEVEL', 'INFERENCE_THREADS', 'API_TOKEN', 'HTTP_WORKERS']) delete env[name];
   const child = fork(join(ROOT, 'service/main.ts'), [], {
     env: {
       ...env,

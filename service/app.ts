@@ -24,6 +24,7 @@ import { MemoryPredictionLog, RedisPredictionLog, type PredictionLog } from './p
 import { Predictor } from './prediction/predictor.ts';
 import { RedisCache } from './prediction/redis-cache.ts';
 import { RedisConnection } from './redis-client.ts';
+import { shareMetrics } from './http-workers.ts';
 import { healthRoutes } from './routes/health.ts';
 import { modelRoutes } from './routes/models.ts';
 import { predictRoutes } from './routes/predict.ts';
@@ -113,7 +114,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await store.init();
   // `backup restore` refuses while this process serves from the store.
   const hold = await holdStore(config.MODELS_DIR);
-  const pool = new InferencePool({ size: config.INFERENCE_THREADS ?? usableCores() });
+  // The cores are shared among the HTTP workers (http-workers.ts), each with its own pool.
+  const pool = new InferencePool({ size: config.INFERENCE_THREADS ?? Math.max(1, Math.round(usableCores() / config.HTTP_WORKERS)) });
   const registry = new ModelRegistry({
     store,
     pool,
@@ -142,7 +144,12 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     ? (await import('./kubernetes/kubernetes-mode.ts')).kubernetesMode(config.POD_NAMESPACE, options.kubeConfig, options.modelVersions)
     : undefined;
   const modelVersions = k8s?.modelVersions;
-  const admission = new Admission(config.API_TOKEN);
+  const admission = new Admission(
+    config.API_TOKEN,
+    !kubernetes && config.HTTP_WORKERS > 1
+      ? `${config.HTTP_WORKERS} HTTP workers each hold their own models, so a change in one would not reach the others: make model changes with HTTP_WORKERS=1 (the store keeps them) and restart with more, or let the operator manage models (CONTROL_PLANE=kubernetes)`
+      : undefined,
+  );
   const rollouts = new Rollouts({ registry, metrics, log: app.log });
   const rateLimiter = new RateLimiter({
     predictPerMinute: config.RATE_LIMIT_PREDICT_PER_MINUTE,
@@ -171,7 +178,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(auth, { admission });
   // Before any route, so that every route (/metrics too) is in the document.
   if (config.DOCS) await app.register(docs, { version: serviceVersion });
-  await app.register(httpMetrics, { metrics });
+  // With several HTTP workers, GET /metrics answers all of them added up (http-workers.ts).
+  await app.register(httpMetrics, { metrics, read: shareMetrics(metrics.registry) });
   await app.register(problems, { metrics });
   await app.register(drainRefusedBodies);
 

@@ -66,7 +66,22 @@ export const configSchema = z.object({
     .describe(
       'On SIGTERM, open connections are served this long at most, each answer saying Connection: close, before the server closes (in a pod after its preStop sleep)',
     ),
-  INFERENCE_THREADS: z.coerce.number().int().min(1).max(64).optional().describe('Worker threads; default from the cgroup CPU limit'),
+  HTTP_WORKERS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(1)
+    .describe(
+      'Processes answering HTTP and gRPC on the same ports (more than one event loop; needs REDIS_URL, and model changes then go through Kubernetes or a restart)',
+    ),
+  INFERENCE_THREADS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .optional()
+    .describe('Inference threads per HTTP worker; default: the cgroup CPU limit divided among the HTTP workers'),
   BATCH_MAX_SIZE: z.coerce
     .number()
     .int()
@@ -110,5 +125,16 @@ export const configSchema = z.object({
 export type Config = z.infer<typeof configSchema>;
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  return parseEnvironment(configSchema, env, 'configuration');
+  return parseEnvironment(configSchema.superRefine(sharedStateNeedsRedis), env, 'configuration');
+}
+
+// Each HTTP worker is its own process: the cache and the predictions that feedback quotes must
+// live in Redis for all of them to see the same ones.
+function sharedStateNeedsRedis(config: Config, ctx: z.RefinementCtx): void {
+  if (config.HTTP_WORKERS > 1 && !config.REDIS_URL)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['HTTP_WORKERS'],
+      message: `${config.HTTP_WORKERS} HTTP workers share their cache and predictions through Redis: set REDIS_URL, or HTTP_WORKERS=1`,
+    });
 }

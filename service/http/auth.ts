@@ -25,8 +25,19 @@ export class Admission {
   private readonly token: Buffer | undefined;
   private readonly failures = new LRUCache<string, { count: number; since: number }>({ max: 10_000, ttl: WINDOW_MS });
 
-  constructor(token: string | undefined) {
+  /**
+   * `fixedReason`: why no model may change even with the token (several standalone HTTP workers,
+   * each holding its own models: a change in one would not reach the others).
+   */
+  private readonly fixedReason: string | undefined;
+
+  constructor(token: string | undefined, fixedReason?: string) {
     this.token = token === undefined ? undefined : Buffer.from(token);
+    this.fixedReason = fixedReason;
+  }
+
+  private admitted(): ServiceError | undefined {
+    return this.fixedReason === undefined ? undefined : new ServiceError('MODELS_FIXED', this.fixedReason);
   }
 
   /** Whether the Authorization header carries the API token (and not just any bearer value). */
@@ -39,7 +50,7 @@ export class Admission {
   /** Why `client` may not change models (undefined: it may); also used by gRPC. */
   denial(header: string | undefined, client: string | undefined): ServiceError | undefined {
     if (!this.token) {
-      if (LOOPBACK.has(client ?? '')) return undefined;
+      if (LOOPBACK.has(client ?? '')) return this.admitted();
       return new ServiceError('FORBIDDEN', 'no API_TOKEN is configured, so model changes are accepted from loopback clients only');
     }
     const key = client ?? '';
@@ -51,7 +62,7 @@ export class Admission {
         retryAfterSeconds: retryAfter,
       });
     }
-    if (this.hasToken(header)) return undefined;
+    if (this.hasToken(header)) return this.admitted();
     if (failed) failed.count++;
     else this.failures.set(key, { count: 1, since: Date.now() });
     return new ServiceError('UNAUTHORIZED', 'send Authorization: Bearer <API_TOKEN>');

@@ -4,7 +4,8 @@ import type { ServiceMetrics } from '../observability/metrics.ts';
 
 // HTTP figures of every answer (by route template, never the raw URL) and GET /metrics.
 
-export const httpMetrics = fp<{ metrics: ServiceMetrics }>(async (app, { metrics }) => {
+/** `read`: what GET /metrics answers, when not this process's own registry (several HTTP workers). */
+export const httpMetrics = fp<{ metrics: ServiceMetrics; read?: () => Promise<string> }>(async (app, { metrics, read }) => {
   app.addHook('onResponse', (request, reply, done) => {
     metrics.observeHttp(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
     done();
@@ -23,7 +24,7 @@ export const httpMetrics = fp<{ metrics: ServiceMetrics }>(async (app, { metrics
     },
     async (_req, reply) => {
       reply.type(metrics.registry.contentType);
-      return metrics.registry.metrics();
+      return read ? read() : metrics.registry.metrics();
     },
   );
 });

@@ -127,6 +127,7 @@ export class ServiceMetrics {
     name: 'models_loaded',
     help: 'Model versions loaded in the inference workers',
     registers: [this.registry],
+    aggregator: 'max',
   });
 
   private servingSource: () => Iterable<ServingReport> = () => [];
@@ -136,6 +137,7 @@ export class ServiceMetrics {
     help: 'The version each model serves: 1 when it is loaded and answers, 0 while it is the production version but not loaded',
     labelNames: ['model', 'version'] as const,
     registers: [this.registry],
+    aggregator: 'min',
     collect: () => {
       this.servingInfo.reset();
       for (const m of this.servingSource()) this.servingInfo.set({ model: m.name, version: m.version }, m.loaded ? 1 : 0);
@@ -147,6 +149,7 @@ export class ServiceMetrics {
     help: "Percent of each model's traffic each version answers (a canary's share; a shadow gets a copy and counts 0)",
     labelNames: ['model', 'version'] as const,
     registers: [this.registry],
+    aggregator: 'first',
     collect: () => {
       this.trafficWeight.reset();
       for (const m of this.servingSource()) {
@@ -182,6 +185,7 @@ export class ServiceMetrics {
     name: 'cache_hit_ratio',
     help: 'Cache hits / lookups over the last 5 minutes (the specification asks > 0.8)',
     registers: [this.registry],
+    aggregator: 'average',
     collect: () => {
       const v = this.recentHits.value();
       if (!Number.isNaN(v)) this.cacheHitRatio.set(v);
@@ -200,6 +204,7 @@ export class ServiceMetrics {
     help: 'Classifier accuracy from ground-truth feedback, by model and version',
     labelNames: ['model', 'version'] as const,
     registers: [this.registry],
+    aggregator: 'average',
   });
 
   readonly absoluteError = new Histogram({
@@ -243,12 +248,14 @@ export class ServiceMetrics {
     name: 'backup_last_success_timestamp_seconds',
     help: 'When the last scheduled backup succeeded (Unix time)',
     registers: [this.registry],
+    aggregator: 'max',
   });
 
   readonly backupLastSize = new Gauge({
     name: 'backup_last_size_bytes',
     help: 'Size of the last successful backup archive',
     registers: [this.registry],
+    aggregator: 'max',
   });
 
   recordBackup(ok: boolean, sizeBytes: number | undefined): void {
@@ -298,10 +305,14 @@ export class ServiceMetrics {
   private registerResourceGauges(cgroup: CgroupReader): void {
     const cpuLimit = () => cgroup.cpuLimitCores() ?? availableParallelism();
     const memoryLimit = () => cgroup.memoryLimitBytes() ?? totalmem();
+    // Several HTTP workers (http-workers.ts) read the same cgroup: one worker's figure is the
+    // container's. Without a cgroup each reads its own process, and the figures add up.
+    const perContainer = cgroup.cpuUsageSeconds() !== undefined ? 'first' : 'sum';
     new Gauge({
       name: 'container_cpu_limit_cores',
       help: "CPU limit of the container (cgroup), or the host's cores without one",
       registers: [this.registry],
+      aggregator: 'first',
       collect() {
         this.set(cpuLimit());
       },
@@ -310,6 +321,7 @@ export class ServiceMetrics {
       name: 'container_memory_limit_bytes',
       help: "Memory limit of the container (cgroup), or the host's memory without one",
       registers: [this.registry],
+      aggregator: 'first',
       collect() {
         this.set(memoryLimit());
       },
@@ -321,6 +333,7 @@ export class ServiceMetrics {
       name: 'container_cpu_seconds_total',
       help: "CPU time used by the container's cgroup (or this process without one), in seconds",
       registers: [this.registry],
+      aggregator: perContainer,
       collect() {
         this.reset();
         this.inc(self.cpuSeconds(cgroup));
@@ -330,6 +343,7 @@ export class ServiceMetrics {
       name: 'container_memory_usage_ratio',
       help: 'Memory in use as a fraction of the memory limit',
       registers: [this.registry],
+      aggregator: perContainer,
       collect() {
         this.set((cgroup.memoryUsageBytes() ?? process.memoryUsage.rss()) / memoryLimit());
       },

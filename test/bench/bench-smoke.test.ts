@@ -37,6 +37,8 @@ test('the bench runs end to end: every scenario answered without errors, targets
       'v2.batch64',
       'fastapi.memory.cached',
       'fastapi.memory.batch64',
+      'bare2',
+      'workers.redis.cached',
     ])
       assert.ok(ids.includes(id), `scenario ${id} is in the results`);
     for (const s of out.scenarios) {
@@ -58,6 +60,7 @@ test('the bench runs end to end: every scenario answered without errors, targets
       'batch.cpu',
       'batch.fastapi4',
       'fastapi.memory.cached',
+      'workers.cached.ratio',
       'half.memory.cached',
       'loop',
       'soak',
