@@ -734,18 +734,16 @@ function targetsOf(
     ['redis.cached', 'fastapi.redis.cached', 'Redis · cached'],
     ['redis.uncached', 'fastapi.redis.uncached', 'Redis · uncached'],
     ['redis.batch64', 'fastapi.redis.batch64', 'Redis · batch 64 (rows/s)'],
-  ] as const)
-    add(`fastapi.${ours}`, `${what} ÷ FastAPI`, ratio(rows(ours), rows(theirs)), 'min', 3);
-  // HTTP_WORKERS=2 (two event loops) against the same ceiling in two processes, and the peers.
-  add('workers.cached.ratio', '2 HTTP workers · Redis · cached req/s ÷ bare, 2 processes', ratio(rps('workers.redis.cached'), rps('bare2')), 'min', 0.6);
-  add('workers.uncached.ratio', '2 HTTP workers · Redis · uncached req/s ÷ bare, 2 processes', ratio(rps('workers.redis.uncached'), rps('bare2')), 'min', 0.45);
-  add('workers.v2.ratio', '2 HTTP workers · V2 infer req/s ÷ bare, 2 processes', ratio(rps('workers.v2.infer'), rps('bare2')), 'min', 0.7);
-  for (const [ours, theirs, what] of [
+    // HTTP_WORKERS=2 (two event loops) against the same peers.
     ['workers.redis.cached', 'fastapi.redis.cached', '2 HTTP workers · Redis · cached'],
     ['workers.redis.uncached', 'fastapi.redis.uncached', '2 HTTP workers · Redis · uncached'],
     ['workers.redis.batch64', 'fastapi.redis.batch64', '2 HTTP workers · Redis · batch 64 (rows/s)'],
   ] as const)
     add(`fastapi.${ours}`, `${what} ÷ FastAPI`, ratio(rows(ours), rows(theirs)), 'min', 3);
+  // HTTP_WORKERS=2 against the same ceiling in two processes.
+  add('workers.cached.ratio', '2 HTTP workers · Redis · cached req/s ÷ bare, 2 processes', ratio(rps('workers.redis.cached'), rps('bare2')), 'min', 0.6);
+  add('workers.uncached.ratio', '2 HTTP workers · Redis · uncached req/s ÷ bare, 2 processes', ratio(rps('workers.redis.uncached'), rps('bare2')), 'min', 0.45);
+  add('workers.v2.ratio', '2 HTTP workers · V2 infer req/s ÷ bare, 2 processes', ratio(rps('workers.v2.infer'), rps('bare2')), 'min', 0.7);
   add('mlserver.workers.infer', '2 HTTP workers · V2 infer 1 row ÷ MLServer', ratio(rps('workers.v2.infer'), rps('mlserver.infer')), 'min', 10);
   add(
     'mlserver.workers.batch64',

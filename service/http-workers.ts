@@ -86,13 +86,13 @@ export async function runHttpWorkers(config: Config): Promise<void> {
   const aggregator = new AggregatorRegistry();
   const replacements: number[] = [];
   const live = new Set<Worker>();
-  let stopping: NodeJS.Signals | undefined;
+  let stopping = false;
   let failed = false;
 
   const stop = (signal: NodeJS.Signals, why?: string) => {
     if (why) log.fatal(why);
     if (stopping) return;
-    stopping = signal;
+    stopping = true;
     if (live.size === 0) process.exit(failed ? 1 : 0);
     for (const worker of live) worker.process.kill(signal);
   };
@@ -107,7 +107,7 @@ export async function runHttpWorkers(config: Config): Promise<void> {
 
   // Resolves once the worker listens; rejects when it exits first.
   const fork = (index: number) =>
-    new Promise<Worker>((resolve, reject) => {
+    new Promise<void>((resolve, reject) => {
       const worker = cluster.fork({ HTTP_WORKER_INDEX: String(index) });
       live.add(worker);
       let listening = false;
@@ -115,7 +115,7 @@ export async function runHttpWorkers(config: Config): Promise<void> {
         if (message?.type !== READY) return;
         listening = true;
         log.info({ worker: index, workerPid: worker.process.pid }, 'HTTP worker listening');
-        resolve(worker);
+        resolve();
       });
       worker.on('exit', (code, signal) => {
         live.delete(worker);
